@@ -1,0 +1,241 @@
+"""A dlt source for Klaviyo (REST API revision 2023-10-15).
+
+`klaviyo_source` yields one resource per report (see `settings.REPORTS`); every table merges
+on its primary key, and reports with a cursor load incrementally. Typical use:
+
+    pipeline = dlt.pipeline("klaviyo", destination="duckdb", dataset_name="klaviyo_data")
+    pipeline.run(klaviyo_source())   # key from SOURCES__KLAVIYO__API_KEY or .dlt/secrets.toml
+"""
+
+from datetime import datetime, timedelta
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+
+import dlt
+from dlt.common.typing import TDataItems
+from dlt.sources import DltResource
+
+from .aggregates import AggregateQuery, load_queries, next_cursor, request_body, split_windows, to_long_rows
+from .client import KlaviyoApi
+from .errors import KlaviyoApiError, KlaviyoConfigError
+from .extract import plan_jobs, read_jobs
+from .options import SourceOptions, validate_options
+from .ratelimit import RateLimiter
+from .records import parse_datetime
+from .settings import (
+    AGGREGATES_PATH,
+    AGGREGATES_TIER,
+    CURSOR_SAFETY_MARGIN,
+    DEFAULT_BASE_URL,
+    DEFAULT_REVISION,
+    PREDICTIVE_TIER,
+    REPORTS,
+    SOURCE_NAME,
+    V1_CAMPAIGNS_PATH,
+    V1_PAGE_SIZE,
+    V1_RETIRED_MESSAGE,
+    Report,
+)
+from .windows import UTC, Window, split
+
+__all__ = ["klaviyo_source", "KlaviyoConfigError", "KlaviyoApiError"]
+
+
+@dlt.source(name=SOURCE_NAME)
+def klaviyo_source(
+    api_key: str = dlt.secrets.value,
+    base_url: str = DEFAULT_BASE_URL,
+    revision: str = DEFAULT_REVISION,
+    reports: Optional[Union[str, Sequence[str]]] = None,
+    start_date: Optional[str] = None,
+    end_date: Optional[str] = None,
+    aggregate_queries: Optional[Any] = None,
+    predictive_analytics: bool = False,
+    lookback_hours: float = 0.0,
+    workers: int = 8,
+    window_hours: Optional[float] = None,
+) -> Iterator[DltResource]:
+    """Klaviyo reports as dlt resources.
+
+    Args:
+        api_key: Private API key (`pk_...`), from `[sources.klaviyo] api_key` or
+            `SOURCES__KLAVIYO__API_KEY`.
+        base_url: API base URL (http or https); the default is Klaviyo's.
+        revision: API revision sent in the `revision` header, `YYYY-MM-DD[.suffix]`.
+        reports: Report names (a list or a comma-separated string); None = the default
+            selection (every report but `campaigns_v1`).
+        start_date: With `end_date`: custom dates, `YYYY-MM-DDTHH:MM:SSZ`, start exclusive and
+            end inclusive; the run loads that range and leaves the incremental cursors alone.
+            Alone: the first-run start of every report with a cursor (inclusive).
+        end_date: End of the custom dates (inclusive), `YYYY-MM-DDTHH:MM:SSZ`; needs start_date.
+        aggregate_queries: Custom metric-aggregate queries: a mapping of name -> body of
+            POST /api/metric-aggregates/, a JSON text of one, or a JSON file's path.
+        predictive_analytics: Also read profiles' predictive analytics (Klaviyo then limits the
+            profiles endpoint to 10 requests/s instead of 75/s).
+        lookback_hours: Hours re-read before each cursor on incremental runs (Klaviyo keeps
+            revising attribution for days); re-read rows are merged, not duplicated.
+        workers: Windows of one report read at the same time (the rate limiter sets the pace).
+        window_hours: Size of the windows a report's range is split into (hours); None uses
+            each report's default (events 12 h, profiles 30 days).
+
+    Raises:
+        KlaviyoConfigError: Bad input, before any request is sent.
+    """
+    options = validate_options(
+        api_key=api_key,
+        base_url=base_url,
+        revision=revision,
+        reports=reports,
+        start_date=start_date,
+        end_date=end_date,
+        lookback_hours=lookback_hours,
+        workers=workers,
+        window_hours=window_hours,
+    )
+    queries = load_queries(aggregate_queries)
+    if "metric_aggregates" in options.reports and not queries and reports is not None:
+        raise KlaviyoConfigError(
+            "The report metric_aggregates needs at least one query; set aggregate_queries"
+            " (or --aggregate-query FILE) or drop metric_aggregates from the reports"
+        )
+    api = KlaviyoApi(
+        options.api_key,
+        options.base_url,
+        options.revision,
+        RateLimiter.for_account(options.base_url, options.api_key),
+    )
+    run_started = datetime.now(tz=UTC)
+    for name in options.reports:
+        if name in REPORTS:
+            yield _report_resource(api, REPORTS[name], options, run_started, predictive_analytics)
+        elif name == "campaigns_v1":
+            yield dlt.resource(
+                _read_v1_campaigns, name="campaigns_v1", primary_key="id", write_disposition="merge",
+                columns={"created": {"data_type": "timestamp"}, "updated": {"data_type": "timestamp"}},
+            )(api)
+        elif name == "metric_aggregates" and queries:
+            yield _aggregates_resource(api, queries)
+
+
+def _columns(report: Report) -> Dict[str, Dict[str, Any]]:
+    """Column hints of a report's table (a fresh dict per resource: dlt writes into it)."""
+    columns: Dict[str, Dict[str, Any]] = {"id": {"data_type": "text", "nullable": False}}
+    for column in report.timestamps:
+        columns[column] = {"data_type": "timestamp"}
+    for column in (*report.json_columns, *report.to_many.values()):
+        columns[column] = {"data_type": "json"}
+    for column in report.to_one.values():
+        columns[column] = {"data_type": "text"}
+    return columns
+
+
+def _incremental(report: Report, options: SourceOptions) -> Optional[dlt.sources.incremental[Any]]:
+    """The report's cursor: custom dates (stateless), or incremental from the default
+    backfill (or `start_date`) with the lookback as dlt's `lag`."""
+    if not report.cursor:
+        return None
+    if options.custom_dates:
+        return dlt.sources.incremental(
+            report.cursor,
+            initial_value=options.start,
+            end_value=options.end,
+            range_start="open",
+            range_end="closed",
+        )
+    initial = options.start
+    if initial is None and report.backfill is not None:
+        initial = datetime.now(tz=UTC) - report.backfill
+    return dlt.sources.incremental(
+        report.cursor, initial_value=initial, lag=options.lookback_seconds or None
+    )
+
+
+def _report_resource(
+    api: KlaviyoApi, report: Report, options: SourceOptions, run_started: datetime, predictive: bool
+) -> DltResource:
+    tier, extra = report.tier, {}
+    if predictive and report.name == "profiles":
+        tier, extra = PREDICTIVE_TIER, {"additional-fields[profile]": "subscriptions,predictive_analytics"}
+    window_size = timedelta(hours=options.window_hours) if options.window_hours else report.window
+
+    def read(cursor: Optional[dlt.sources.incremental[Any]] = _incremental(report, options)) -> Iterator[TDataItems]:
+        window = _cursor_window(report, cursor, run_started)
+        windows = split(window, window_size) if _bounded_both_sides(report) else [window]
+        yield from read_jobs(api, report, plan_jobs(report, windows), tier, options.workers, extra)
+
+    return dlt.resource(
+        read,
+        name=report.name,
+        primary_key="id",
+        write_disposition="merge",
+        columns=_columns(report),
+    )()
+
+
+def _bounded_both_sides(report: Report) -> bool:
+    ops = report.cursor_ops
+    return any(op.startswith("greater") for op in ops) and any(op.startswith("less") for op in ops)
+
+
+def _cursor_window(
+    report: Report, cursor: Optional[dlt.sources.incremental[Any]], run_started: datetime
+) -> Window:
+    """The range this run reads: from the cursor's start value (inclusive) to the custom end
+    (inclusive) or to the run's start minus the safety margin (exclusive), so the stored
+    cursor never passes the time the run started."""
+    if cursor is None:
+        return Window(None, None)
+    start = _as_datetime(cursor.start_value)
+    if cursor.end_value is not None:
+        return Window(start, _as_datetime(cursor.end_value), start_open=True, end_closed=True)
+    return Window(start, run_started - CURSOR_SAFETY_MARGIN)
+
+
+def _as_datetime(value: Any) -> Optional[datetime]:
+    if value is None or isinstance(value, datetime):
+        return value
+    return parse_datetime(str(value))
+
+
+def _read_v1_campaigns(api: KlaviyoApi) -> Iterator[TDataItems]:
+    """The legacy v1 campaigns list (full read; Klaviyo retired it on 2024-06-30)."""
+    try:
+        for page in api.paginate_v1(V1_CAMPAIGNS_PATH, V1_PAGE_SIZE):
+            for row in page:
+                for column in ("created", "updated", "sent_at", "send_time"):
+                    if row.get(column):
+                        row[column] = parse_datetime(row[column])
+            yield page
+    except KlaviyoApiError as error:
+        if error.status == 410:
+            raise KlaviyoApiError(V1_RETIRED_MESSAGE, error.response, 410, error.endpoint) from None
+        raise
+
+
+def _aggregates_resource(api: KlaviyoApi, queries: List[AggregateQuery]) -> DltResource:
+    """Responses of every query window and page, turned into long rows by a transformer."""
+
+    def metric_aggregate_answers() -> Iterator[Any]:
+        for query in queries:
+            for start, end in split_windows(query):
+                cursor: Optional[str] = None
+                while True:
+                    document = api.post(
+                        AGGREGATES_PATH, request_body(query, start, end, cursor),
+                        AGGREGATES_TIER, "metrics:read", "metric_aggregates",
+                    )
+                    yield {"query": query, "document": document}
+                    cursor = next_cursor(document)
+                    if not cursor:
+                        break
+
+    def metric_aggregates(answer: Dict[str, Any]) -> Iterator[TDataItems]:
+        yield list(to_long_rows(answer["query"], answer["document"]))
+
+    answers = dlt.resource(metric_aggregate_answers, name="metric_aggregate_answers", selected=False)
+    return answers | dlt.transformer(
+        metric_aggregates,
+        name="metric_aggregates",
+        primary_key=("query_name", "metric_id", "date", "dimension_key", "measurement"),
+        write_disposition="merge",
+        columns={"date": {"data_type": "timestamp"}, "value": {"data_type": "double"}},
+    )

@@ -1,0 +1,235 @@
+"""Custom Query Metric Aggregates: validated user queries -> windows -> long rows.
+
+A query is the JSON body of `POST /api/metric-aggregates/` as in Klaviyo's docs, under a
+name. Each is validated before any request, split into consecutive windows of at most one
+year (Klaviyo's limit) aligned to the query's interval, paged with `page_cursor`, and turned
+into long rows: one per (bucket, dimensions, measurement).
+"""
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import KlaviyoConfigError
+from .records import parse_datetime
+from .settings import (
+    AGGREGATE_DIMENSIONS,
+    AGGREGATE_INTERVALS,
+    AGGREGATE_MAX_WINDOW_DAYS,
+    AGGREGATE_MEASUREMENTS,
+)
+from .windows import UTC, format_datetime
+
+_BOUND = re.compile(r"^\s*(greater-or-equal|less-than)\(\s*datetime\s*,\s*([^)]+?)\s*\)\s*$")
+
+
+@dataclass(frozen=True)
+class AggregateQuery:
+    """A validated custom aggregate query.
+
+    Attributes:
+        name: The user's name for the query (a column of `metric_aggregates`).
+        attributes: The body's `data.attributes` without the datetime bounds and page cursor.
+        start: Inclusive start of the query window (aware UTC).
+        end: Exclusive end of the query window (aware UTC).
+    """
+
+    name: str
+    attributes: Mapping[str, Any]
+    start: datetime
+    end: datetime
+
+    @property
+    def metric_id(self) -> str:
+        return str(self.attributes["metric_id"])
+
+    @property
+    def by(self) -> List[str]:
+        return list(self.attributes.get("by") or [])
+
+
+def load_queries(raw: Any) -> List[AggregateQuery]:
+    """Reads and validates the queries the user configured.
+
+    Args:
+        raw: A mapping of name -> body, a JSON text of one, or the path of a JSON file holding
+            one (a single body without a name is named "query").
+    """
+    if raw is None or raw == "" or raw == {}:
+        return []
+    source = "aggregate queries"
+    if isinstance(raw, str):
+        text = raw
+        if not raw.lstrip().startswith(("{", "[")):
+            if not os.path.isfile(raw):
+                raise KlaviyoConfigError(
+                    f"Aggregate query file {raw!r} does not exist; pass the path of a JSON file"
+                    " holding the body of POST /api/metric-aggregates/"
+                )
+            source = raw
+            with open(raw, encoding="utf-8") as handle:
+                text = handle.read()
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise KlaviyoConfigError(
+                f"The {source} is not valid JSON ({error.msg} at line {error.lineno}, column"
+                f" {error.colno}); write each query as the JSON body of POST /api/metric-aggregates/"
+            ) from None
+    if isinstance(raw, Mapping) and "data" in raw:
+        raw = {"query": raw}
+    if not isinstance(raw, Mapping):
+        raise KlaviyoConfigError(
+            "Aggregate queries must be a JSON object of name -> query body; got"
+            f" {type(raw).__name__}"
+        )
+    return [parse_query(str(name), body) for name, body in raw.items()]
+
+
+def _fail(name: str, field: str, problem: str) -> KlaviyoConfigError:
+    return KlaviyoConfigError(f"Aggregate query {name!r}: {field} {problem}")
+
+
+def parse_query(name: str, body: Any) -> AggregateQuery:
+    """Validates one query body (as Klaviyo documents it) and returns it parsed."""
+    data = body.get("data") if isinstance(body, Mapping) else None
+    attributes = data.get("attributes") if isinstance(data, Mapping) else None
+    if not isinstance(attributes, Mapping):
+        raise _fail(name, "data.attributes", "is missing; the body must be {\"data\": {\"type\": \"metric-aggregate\", \"attributes\": {...}}}")
+    if not attributes.get("metric_id"):
+        raise _fail(name, "metric_id", "is missing; copy a metric id from the metrics table")
+    measurements = attributes.get("measurements")
+    if not isinstance(measurements, list) or not measurements:
+        raise _fail(name, "measurements", f"is missing; use a list of {', '.join(AGGREGATE_MEASUREMENTS)}")
+    for measurement in measurements:
+        if measurement not in AGGREGATE_MEASUREMENTS:
+            raise _fail(name, "measurements", f"has unknown measurement {measurement!r}; use {', '.join(AGGREGATE_MEASUREMENTS)}")
+    interval = attributes.get("interval", "day")
+    if interval not in AGGREGATE_INTERVALS:
+        raise _fail(name, "interval", f"{interval!r} is unknown; use one of {', '.join(AGGREGATE_INTERVALS)}")
+    by = attributes.get("by") or []
+    if not isinstance(by, list):
+        raise _fail(name, "by", "must be a list of dimensions")
+    for dimension in by:
+        if dimension not in AGGREGATE_DIMENSIONS:
+            raise _fail(name, "by", f"has unknown dimension {dimension!r}; see Klaviyo's list (e.g. $flow, $message, Campaign Name)")
+    timezone_name = attributes.get("timezone", "UTC")
+    try:
+        ZoneInfo(str(timezone_name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _fail(name, "timezone", f"{timezone_name!r} is not an IANA time zone name (e.g. UTC, America/New_York)") from None
+    start, end, others = _split_filter(name, attributes.get("filter"))
+    if start >= end:
+        raise _fail(name, "filter", f"has its start {format_datetime(start)} not before its end {format_datetime(end)}")
+    kept = {k: v for k, v in attributes.items() if k not in ("filter", "page_cursor")}
+    kept["interval"] = interval
+    kept["filter"] = others
+    return AggregateQuery(name=name, attributes=kept, start=start, end=end)
+
+
+def _split_filter(name: str, conditions: Any) -> Tuple[datetime, datetime, List[str]]:
+    """Finds the datetime bounds in a query's `filter` list; returns (start, end, others)."""
+    if not isinstance(conditions, list):
+        raise _fail(name, "filter", "is missing; give [\"greater-or-equal(datetime,START)\", \"less-than(datetime,END)\"]")
+    bounds: Dict[str, datetime] = {}
+    others: List[str] = []
+    for condition in conditions:
+        match = _BOUND.match(str(condition))
+        if not match:
+            others.append(str(condition))
+            continue
+        operator, value = match.groups()
+        try:
+            parsed = parse_datetime(value.strip())
+        except ValueError:
+            parsed = None
+        if parsed is None or value.strip()[:1] in "'\"":
+            raise _fail(name, "filter", f"has a malformed datetime {value!r}; write it unquoted, e.g. 2024-01-01T00:00:00")
+        bounds[operator] = parsed.astimezone(UTC)
+    for operator in ("greater-or-equal", "less-than"):
+        if operator not in bounds:
+            raise _fail(name, "filter", f"lacks a {operator}(datetime,...) bound; a query needs both datetime bounds")
+    return bounds["greater-or-equal"], bounds["less-than"], others
+
+
+def _align(moment: datetime, interval: str, zone: ZoneInfo) -> datetime:
+    """The start of the interval bucket holding `moment`, in the query's time zone."""
+    local = moment.astimezone(zone)
+    if interval == "hour":
+        local = local.replace(minute=0, second=0, microsecond=0)
+    else:
+        local = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        if interval == "week":
+            local -= timedelta(days=local.weekday())
+        elif interval == "month":
+            local = local.replace(day=1)
+    return local.astimezone(UTC)
+
+
+def split_windows(query: AggregateQuery) -> List[Tuple[datetime, datetime]]:
+    """Consecutive `[start, end)` windows of at most one year covering the query's range,
+    cut on bucket boundaries of its interval so that no bucket is split between two requests."""
+    zone = ZoneInfo(str(query.attributes.get("timezone", "UTC")))
+    interval = str(query.attributes["interval"])
+    windows: List[Tuple[datetime, datetime]] = []
+    start = query.start
+    while start < query.end:
+        end = min(query.end, start + timedelta(days=AGGREGATE_MAX_WINDOW_DAYS))
+        if end < query.end:
+            aligned = _align(end, interval, zone)
+            end = aligned if aligned > start else end
+        windows.append((start, end))
+        start = end
+    return windows
+
+
+def request_body(query: AggregateQuery, start: datetime, end: datetime, cursor: Optional[str]) -> Dict[str, Any]:
+    """The POST body for one window (and page) of a query."""
+    attributes = dict(query.attributes)
+    attributes["filter"] = [
+        f"greater-or-equal(datetime,{format_datetime(start)[:-1]})",
+        f"less-than(datetime,{format_datetime(end)[:-1]})",
+        *query.attributes["filter"],
+    ]
+    if cursor:
+        attributes["page_cursor"] = cursor
+    return {"data": {"type": "metric-aggregate", "attributes": attributes}}
+
+
+def next_cursor(document: Mapping[str, Any]) -> Optional[str]:
+    """The page cursor of the next page of an aggregate answer, if any.
+
+    The spec does not say where it comes back; a `page_cursor` in `links.next` (top level or
+    under `data`) is followed."""
+    for links in (document.get("links"), (document.get("data") or {}).get("links")):
+        if isinstance(links, Mapping) and links.get("next"):
+            match = re.search(r"page_cursor=([^&]+)", str(links["next"]))
+            return match.group(1) if match else str(links["next"])
+    return None
+
+
+def to_long_rows(query: AggregateQuery, document: Mapping[str, Any]) -> Iterator[Dict[str, Any]]:
+    """Long rows of one answer: query name, metric id, bucket start, one column per `by`
+    dimension, measurement and value; `dimension_key` joins the dimensions for the key."""
+    attributes = (document.get("data") or {}).get("attributes") or {}
+    dates = [parse_datetime(d) for d in attributes.get("dates") or []]
+    by = query.by
+    for entry in attributes.get("data") or []:
+        dimensions: Sequence[str] = entry.get("dimensions") or []
+        labels = {dim: (dimensions[i] if i < len(dimensions) else None) for i, dim in enumerate(by)}
+        key = "|".join(str(d) for d in dimensions)
+        for measurement, values in (entry.get("measurements") or {}).items():
+            for bucket, value in zip(dates, values):
+                yield {
+                    "query_name": query.name,
+                    "metric_id": query.metric_id,
+                    "date": bucket,
+                    "dimension_key": key,
+                    **labels,
+                    "measurement": measurement,
+                    "value": value,
+                }

@@ -1,0 +1,169 @@
+"""The one HTTP client of the source: dlt's RESTClient, paced by the shared rate limiter.
+
+Every request of every report goes through `KlaviyoApi`: authentication, the `revision`
+header, JSON:API pagination (`links.next`), dlt's retries (429 and 5xx, `Retry-After` first,
+configured in `[runtime]`), pacing per rate-limit tier and the error map.
+"""
+
+import threading
+from typing import Any, Dict, Iterator, List, Optional
+
+import orjson
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client
+from dlt.sources.helpers.rest_client import RESTClient
+from dlt.sources.helpers.rest_client.auth import APIKeyAuth
+from dlt.sources.helpers.rest_client.paginators import (
+    BasePaginator,
+    JSONLinkPaginator,
+    PageNumberPaginator,
+)
+
+from .errors import KlaviyoApiError, KlaviyoMalformedResponse, describe_http_error, endpoint_of
+from .ratelimit import RateLimiter
+
+# Threads that read windows in parallel share the limiter; each keeps its own sessions.
+_POOL_CONNECTIONS = 4
+
+
+class _PacedAdapter(HTTPAdapter):
+    """Sends each attempt (retries included) only when the tier's limiter allows it, and
+    tells the limiter what the server said about its limits."""
+
+    def __init__(self, limiter: RateLimiter, tier: str) -> None:
+        super().__init__(pool_connections=_POOL_CONNECTIONS, pool_maxsize=_POOL_CONNECTIONS)
+        self.limiter = limiter
+        self.tier = tier
+
+    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        self.limiter.acquire(self.tier)
+        response = super().send(request, *args, **kwargs)
+        self.limiter.observe(self.tier, response.status_code, response.headers)
+        return response
+
+
+class KlaviyoApi:
+    """Klaviyo REST API access for one source instance.
+
+    Args:
+        api_key: Private API key (`pk_...`); sent only in the Authorization header (or, for the
+            legacy v1 API, as the `api_key` query parameter added at send time).
+        base_url: API base URL, e.g. `https://a.klaviyo.com`.
+        revision: API revision header, e.g. `2023-10-15`.
+        limiter: The rate limiter shared by every request of the run.
+    """
+
+    def __init__(self, api_key: str, base_url: str, revision: str, limiter: RateLimiter) -> None:
+        self._auth = APIKeyAuth(
+            name="Authorization", api_key=f"Klaviyo-API-Key {api_key}", location="header"
+        )
+        self._v1_auth = APIKeyAuth(name="api_key", api_key=api_key, location="query")
+        self.base_url = base_url.rstrip("/")
+        self.revision = revision
+        self.limiter = limiter
+        self._local = threading.local()
+
+    def _client(self, tier: str, v1: bool = False) -> RESTClient:
+        """Returns this thread's RESTClient for a tier (sessions are not shared by threads)."""
+        key = (tier, v1)
+        clients: Dict[Any, RESTClient] = self._local.__dict__.setdefault("clients", {})
+        if key not in clients:
+            session = Client(
+                raise_for_status=False,
+                exceptions=(*DEFAULT_RETRY_EXCEPTIONS, KlaviyoMalformedResponse),
+            ).session
+            adapter = _PacedAdapter(self.limiter, tier)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            headers = {"accept": "application/vnd.api+json"}
+            if not v1:
+                headers["revision"] = self.revision
+            clients[key] = RESTClient(
+                base_url=self.base_url,
+                headers=headers,
+                auth=self._v1_auth if v1 else self._auth,
+                session=session,
+            )
+        return clients[key]
+
+    def paginate(
+        self,
+        path: str,
+        params: Dict[str, Any],
+        tier: str,
+        scope: Optional[str] = None,
+        report: Optional[str] = None,
+    ) -> Iterator[Dict[str, Any]]:
+        """Yields each JSON:API document of a collection, following `links.next`.
+
+        Args:
+            path: Collection path, e.g. `/api/events/`.
+            params: Query parameters of the first request (the next links carry them on).
+            tier: Rate-limit tier of the endpoint.
+            scope: Scope the endpoint needs (named in a 403 error).
+            report: Report name (named in a 403 error).
+        """
+        for page in self._client(tier).paginate(
+            path,
+            params=params,
+            paginator=JSONLinkPaginator(next_url_path="links.next"),
+            data_selector="data",
+            hooks={"response": [_response_hook(scope, report)]},
+        ):
+            yield page.response.json()
+
+    def paginate_v1(self, path: str, page_size: int) -> Iterator[List[Dict[str, Any]]]:
+        """Yields the `data` of each page of a legacy v1 `$list` collection (page/count)."""
+        paginator: BasePaginator = PageNumberPaginator(
+            base_page=0, page_param="page", total_path=None, stop_after_empty_page=True
+        )
+        for page in self._client("M", v1=True).paginate(
+            path,
+            params={"count": page_size},
+            paginator=paginator,
+            data_selector="data",
+            hooks={"response": [_response_hook(None, "campaigns_v1")]},
+        ):
+            yield list(page)
+
+    def post(
+        self, path: str, body: Dict[str, Any], tier: str, scope: str, report: str
+    ) -> Dict[str, Any]:
+        """POSTs a JSON body and returns the parsed JSON answer."""
+        client = self._client(tier)
+        response = client.post(
+            path,
+            json=body,
+            headers={"content-type": "application/json"},
+            hooks={"response": [_response_hook(scope, report)]},
+        )
+        return response.json()  # type: ignore[no-any-return]
+
+
+def _response_hook(scope: Optional[str], report: Optional[str]) -> Any:
+    """Builds the response hook: raises the error map's message for any status >= 400, and
+    parses 2xx bodies once with orjson (requests' `.json()` would parse them with the slower
+    stdlib, twice: once for the data, once for the paginator)."""
+
+    def hook(response: Response, *args: Any, **kwargs: Any) -> Response:
+        body: Any = None
+        try:
+            body = orjson.loads(response.content) if response.content else None
+        except orjson.JSONDecodeError:
+            if response.status_code < 400:
+                raise KlaviyoMalformedResponse(
+                    f"Klaviyo sent a malformed JSON body for {endpoint_of(response.url)}"
+                ) from None
+        if response.status_code >= 400:
+            message = describe_http_error(
+                response.status_code, response.url, body, scope=scope, report=report
+            )
+            raise KlaviyoApiError(
+                message, response, response.status_code, endpoint_of(response.url)
+            )
+        response.json = lambda **_: body  # type: ignore[method-assign]
+        return response
+
+    return hook

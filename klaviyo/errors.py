@@ -1,0 +1,90 @@
+"""The error map: every way Klaviyo or the user can say no, as one-line messages.
+
+Every message names the problem and the fix. None of them ever contains the API key: URLs are
+reduced to their path (the v1 API carries the key in the query string).
+"""
+
+from typing import Any, Mapping, Optional
+from urllib.parse import urlsplit
+
+from requests import HTTPError, Response
+
+
+class KlaviyoConfigError(ValueError):
+    """Bad input to the source, raised before any request is sent and anything is written."""
+
+
+class KlaviyoApiError(HTTPError):
+    """A response Klaviyo refused, after any retries. Subclasses `HTTPError` so that dlt's
+    retry policy (429 and 5xx, `Retry-After` first) sees the response it carries."""
+
+    def __init__(self, message: str, response: Response, status: int, endpoint: str) -> None:
+        super().__init__(message, response=response)
+        self.status = status
+        self.endpoint = endpoint
+
+
+class KlaviyoMalformedResponse(Exception):
+    """A 2xx answer whose body is not the JSON document Klaviyo sends (truncated or garbled).
+
+    Registered with the HTTP client as retryable, like a dropped connection."""
+
+
+def endpoint_of(url: str) -> str:
+    """Returns the path of a URL (no host, no query: no key can leak through it)."""
+    return urlsplit(url).path or "/"
+
+
+def _first_error(body: Any) -> Mapping[str, Any]:
+    if isinstance(body, Mapping):
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], Mapping):
+            return errors[0]
+        if "message" in body:  # v1 envelope
+            return {"detail": body.get("message")}
+    return {}
+
+
+def describe_http_error(
+    status: int, url: str, body: Any, scope: Optional[str] = None, report: Optional[str] = None
+) -> str:
+    """Builds the one-line message for a refused request.
+
+    Args:
+        status: HTTP status code.
+        url: The request URL (only its path is shown).
+        body: The parsed JSON body, or None.
+        scope: The API scope the endpoint needs, for 403s.
+        report: The report being read, for 403s.
+    """
+    endpoint = endpoint_of(url)
+    error = _first_error(body)
+    detail = str(error.get("detail") or error.get("title") or "").strip()
+    source = error.get("source") if isinstance(error.get("source"), Mapping) else {}
+    parameter = source.get("parameter") if source else None
+    where = f" (parameter {parameter})" if parameter else ""
+    said = f": {detail}" if detail else ""
+    if status == 401:
+        return (
+            f"Klaviyo rejected the API key (401 on {endpoint}){said}; set a valid private key"
+            " (pk_...) in SOURCES__KLAVIYO__API_KEY or [sources.klaviyo] api_key"
+        )
+    if status == 403:
+        needs = f" the scope {scope}" if scope else " a scope this endpoint needs"
+        what = f" to read the report {report}" if report else ""
+        return (
+            f"The API key lacks{needs}{what} (403 on {endpoint}){said}; grant it in Klaviyo"
+            " (Settings > API keys) or drop the report from the selection"
+        )
+    if status == 410:
+        return f"Klaviyo answered 410 Gone for {endpoint}{said}"
+    if status == 400:
+        return f"Klaviyo refused the request to {endpoint} (400){where}{said}"
+    if status == 429:
+        return f"Klaviyo kept throttling {endpoint} (429) after all retries{said}; run again later"
+    if status >= 500:
+        return (
+            f"Klaviyo failed on {endpoint} with {status} after all retries{said}; run again"
+            " later (nothing loaded is lost: the next run resumes from the last committed state)"
+        )
+    return f"Klaviyo answered {status} for {endpoint}{where}{said}"

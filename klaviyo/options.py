@@ -1,0 +1,135 @@
+"""Validation of the source's arguments: every bad input becomes a one-line error naming the
+problem and the fix, raised before any request is sent and anything is written."""
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Optional, Sequence, Tuple, Union
+from urllib.parse import urlsplit
+
+from .errors import KlaviyoConfigError
+from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS
+from .windows import UTC
+
+_REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """The source's arguments, validated and parsed."""
+
+    api_key: str
+    base_url: str
+    revision: str
+    reports: Tuple[str, ...]
+    start: Optional[datetime]
+    end: Optional[datetime]
+    lookback_seconds: float
+    workers: int
+    window_hours: Optional[float]
+
+    @property
+    def custom_dates(self) -> bool:
+        """Both start and end given: a stateless custom-dates run."""
+        return self.start is not None and self.end is not None
+
+
+def parse_custom_date(value: str, name: str) -> datetime:
+    """Parses `YYYY-MM-DDTHH:MM:SSZ` (e.g. 2024-01-02T23:20:49Z) as aware UTC."""
+    try:
+        return datetime.strptime(value, CUSTOM_DATE_FORMAT).replace(tzinfo=UTC)
+    except (TypeError, ValueError):
+        raise KlaviyoConfigError(
+            f"{name} {value!r} is not a datetime in the format YYYY-MM-DDTHH:MM:SSZ;"
+            " write it like 2024-01-02T23:20:49Z"
+        ) from None
+
+
+def _report_names(reports: Optional[Union[str, Sequence[str]]]) -> Tuple[str, ...]:
+    if reports is None:
+        return DEFAULT_REPORTS
+    names = reports.split(",") if isinstance(reports, str) else list(reports)
+    names = [str(n).strip() for n in names if str(n).strip()]
+    if not names:
+        raise KlaviyoConfigError(
+            f"No report selected; name at least one of: {', '.join(ALL_REPORT_NAMES)}"
+        )
+    unknown = [n for n in names if n not in ALL_REPORT_NAMES]
+    if unknown:
+        raise KlaviyoConfigError(
+            f"Unknown report {unknown[0]!r}; choose from: {', '.join(ALL_REPORT_NAMES)}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+def validate_options(
+    api_key: Any,
+    base_url: Any,
+    revision: Any,
+    reports: Optional[Union[str, Sequence[str]]],
+    start_date: Optional[str],
+    end_date: Optional[str],
+    lookback_hours: Any,
+    workers: Any,
+    window_hours: Any,
+) -> SourceOptions:
+    """Checks every argument; raises `KlaviyoConfigError` with a one-line message."""
+    key = str(api_key or "").strip()
+    if not key:
+        raise KlaviyoConfigError(
+            "No Klaviyo API key; set SOURCES__KLAVIYO__API_KEY or api_key in [sources.klaviyo]"
+            " of .dlt/secrets.toml (a private key, pk_...)"
+        )
+    if any(c.isspace() for c in key):
+        raise KlaviyoConfigError(
+            "The Klaviyo API key contains white space; paste the private key (pk_...) alone"
+        )
+    url = str(base_url or "").strip()
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise KlaviyoConfigError(
+            f"base_url {url!r} is not an http(s) URL; use https://a.klaviyo.com (the default)"
+        )
+    rev = str(revision or "").strip()
+    if not _REVISION.match(rev):
+        raise KlaviyoConfigError(
+            f"revision {rev!r} is malformed; use YYYY-MM-DD[.suffix], e.g. 2023-10-15"
+        )
+    start = parse_custom_date(start_date, "start_date") if start_date else None
+    end = parse_custom_date(end_date, "end_date") if end_date else None
+    if end is not None and start is None:
+        raise KlaviyoConfigError(
+            "end_date needs start_date; give both (custom dates) or neither"
+        )
+    if start is not None and end is not None and start >= end:
+        raise KlaviyoConfigError(
+            f"start_date {start_date} is not before end_date {end_date}; swap them or widen the range"
+        )
+    if start is not None and start > datetime.now(tz=UTC):
+        raise KlaviyoConfigError(
+            f"start_date {start_date} lies in the future; Klaviyo has no data there yet"
+        )
+    lookback = _number(lookback_hours, "lookback_hours", minimum=0.0)
+    worker_count = int(_number(workers, "workers", minimum=1.0))
+    window = None if window_hours in (None, "") else _number(window_hours, "window_hours", minimum=1 / 60)
+    return SourceOptions(
+        api_key=key,
+        base_url=url.rstrip("/"),
+        revision=rev,
+        reports=_report_names(reports),
+        start=start,
+        end=end,
+        lookback_seconds=lookback * 3600.0,
+        workers=worker_count,
+        window_hours=window,
+    )
+
+
+def _number(value: Any, name: str, minimum: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise KlaviyoConfigError(f"{name} {value!r} is not a number") from None
+    if number < minimum:
+        raise KlaviyoConfigError(f"{name} {value!r} is below its minimum {minimum:g}")
+    return number

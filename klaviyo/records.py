@@ -1,0 +1,110 @@
+"""JSON:API resources -> table rows (dicts for most reports, Arrow tables for the hot ones).
+
+A row is the resource's `id`, its `attributes` flattened into columns, and related ids as
+plain columns (`events.metric_id`, `campaigns_email.tag_ids`, ...). Timestamps become aware
+datetimes; free-form objects named in the report's `json_columns` stay whole (JSON columns).
+"""
+
+from datetime import datetime
+from typing import Any, Dict, List, Mapping, Optional
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .settings import Report
+from .windows import UTC, Window
+
+UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+def parse_datetime(value: Any) -> Optional[datetime]:
+    """Parses Klaviyo's ISO 8601 datetimes (`T` or space, `Z` or offset, optional fraction);
+    a value without an offset is UTC."""
+    if not isinstance(value, str) or not value:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed
+
+
+def _relationship_columns(resource: Mapping[str, Any], report: Report) -> Dict[str, Any]:
+    columns: Dict[str, Any] = {}
+    relationships = resource.get("relationships") or {}
+    for name, column in report.to_one.items():
+        data = (relationships.get(name) or {}).get("data")
+        columns[column] = data.get("id") if isinstance(data, Mapping) else None
+    for name, column in report.to_many.items():
+        data = (relationships.get(name) or {}).get("data")
+        columns[column] = [item.get("id") for item in data] if isinstance(data, list) else None
+    return columns
+
+
+def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> List[Dict[str, Any]]:
+    """Rows of one page, keeping only those whose cursor lies in `window`.
+
+    Args:
+        document: A JSON:API collection page (`data[]` of resources).
+        report: The report the page belongs to.
+        window: The window the page was requested for.
+    """
+    rows: List[Dict[str, Any]] = []
+    for resource in document.get("data") or []:
+        row: Dict[str, Any] = {"id": resource["id"]}
+        row.update(resource.get("attributes") or {})
+        for column in report.timestamps:
+            if column in row:
+                row[column] = parse_datetime(row[column])
+        if report.cursor and (window.start is not None or window.end is not None):
+            if not window.contains(row.get(report.cursor)):
+                continue
+        row.update(_relationship_columns(resource, report))
+        rows.append(row)
+    return rows
+
+
+def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> Optional[pa.Table]:
+    """One page as an Arrow table (None for an empty page), trimmed to `window`.
+
+    Timestamps become `timestamp[us, UTC]`, JSON columns hold the serialized JSON text, and
+    related ids are string columns. Columns are the union of the page's attributes.
+    """
+    resources = document.get("data") or []
+    if not resources:
+        return None
+    attributes = [resource.get("attributes") or {} for resource in resources]
+    names: Dict[str, None] = {}
+    for attrs in attributes:
+        names.update(dict.fromkeys(attrs))
+    columns: Dict[str, pa.Array] = {"id": pa.array([r["id"] for r in resources], pa.string())}
+    for name in names:
+        values = [attrs.get(name) for attrs in attributes]
+        if name in report.json_columns:
+            columns[name] = pa.array(
+                [None if v is None else orjson.dumps(v).decode() for v in values], pa.string()
+            )
+        elif name in report.timestamps:
+            columns[name] = pc.cast(pa.array(values, pa.string()), UTC_TIMESTAMP)
+        else:
+            columns[name] = pa.array(values)
+    relations = [_relationship_columns(r, report) for r in resources]
+    for column in report.to_one.values():
+        columns[column] = pa.array([rel[column] for rel in relations], pa.string())
+    table = pa.table(columns)
+    if report.cursor and report.cursor in columns and (window.start or window.end):
+        table = table.filter(_window_mask(table[report.cursor], window))
+    return table
+
+
+def _window_mask(values: pa.ChunkedArray, window: Window) -> pa.ChunkedArray:
+    mask = pc.is_valid(values)
+    if window.start is not None:
+        start = pa.scalar(window.start, UTC_TIMESTAMP)
+        keep = pc.greater(values, start) if window.start_open else pc.greater_equal(values, start)
+        mask = pc.and_(mask, keep)
+    if window.end is not None:
+        end = pa.scalar(window.end, UTC_TIMESTAMP)
+        keep = pc.less_equal(values, end) if window.end_closed else pc.less(values, end)
+        mask = pc.and_(mask, keep)
+    return mask

@@ -1,0 +1,247 @@
+"""The reports of the Klaviyo source as data: one row per report, read by the code.
+
+Adding a report is adding a `Report` row to `REPORTS`; the HTTP client, the window
+planner, the rate limiter and the error map serve every report alike.
+
+All datetimes are timezone-aware UTC. Durations are `timedelta`s.
+"""
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Dict, Literal, Mapping, Optional, Tuple
+
+DEFAULT_BASE_URL = "https://a.klaviyo.com"
+DEFAULT_REVISION = "2023-10-15"
+SOURCE_NAME = "klaviyo"
+
+# Cursor safety: requests never ask for records dated later than the run's start minus this
+# margin, so a record dated in the future (Klaviyo allows it) cannot push a stored cursor
+# past "now"; it is loaded by a later run once its time has come.
+CURSOR_SAFETY_MARGIN = timedelta(seconds=5)
+
+# Klaviyo filters only on whole datetimes; where an endpoint offers only `greater-than` for the
+# lower bound, the request asks for `greater-than(start - GT_WIDEN)` and rows before `start`
+# are dropped client-side, so the lower bound is inclusive everywhere.
+GT_WIDEN = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Tier:
+    """A Klaviyo rate-limit tier: requests allowed per 1-s burst window and per 60-s window."""
+
+    burst_per_second: int
+    steady_per_minute: int
+
+
+# From the spec's `x-klaviyo-ratelimit` (REFERENCE.md "Rate limits").
+TIERS: Dict[str, Tier] = {
+    "XS": Tier(1, 15),
+    "S": Tier(3, 60),
+    "M": Tier(10, 150),
+    "L": Tier(75, 700),
+    "XL": Tier(350, 3500),
+}
+
+RowFormat = Literal["dict", "arrow"]
+
+
+@dataclass(frozen=True)
+class Report:
+    """How one report is read from Klaviyo and loaded into its table.
+
+    Attributes:
+        name: Resource and table name.
+        path: API path, relative to the base URL (JSON:API collection).
+        scope: API key scope the endpoint needs (named in 403 errors).
+        tier: Rate-limit tier key in `TIERS`.
+        cursor: Attribute the incremental load follows; None means a full read, merged on `id`.
+        cursor_ops: Filter operators the API allows on the cursor (from the spec); bounds the
+            API cannot express are applied client-side, so every window is exact.
+        sort: `sort` query value, None when the endpoint has no sort.
+        page_size: `page[size]` sent; None where the endpoint's page size is fixed.
+        backfill: Default first-run window back from now; None means all time.
+        filters: Conditions always sent (e.g. the campaigns channel).
+        variants: One pass per extra condition (e.g. archived false and true); "" = none.
+        params: Extra query parameters (include, additional-fields, ...).
+        timestamps: Attributes typed as timestamps.
+        json_columns: Attributes kept as one JSON column instead of being flattened.
+        to_one: Relationship name -> column holding the related id.
+        to_many: Relationship name -> JSON column holding the list of related ids.
+        window: Size of the half-open windows a range is split into and read in parallel;
+            None reads the range in one window.
+        row_format: "arrow" for the high-volume reports (pages become Arrow tables), "dict"
+            for the rest.
+        default: Whether the report is in the default selection.
+    """
+
+    name: str
+    path: str
+    scope: str
+    tier: str
+    cursor: Optional[str] = None
+    cursor_ops: Tuple[str, ...] = ()
+    sort: Optional[str] = None
+    page_size: Optional[int] = None
+    backfill: Optional[timedelta] = None
+    filters: Tuple[str, ...] = ()
+    variants: Tuple[str, ...] = ("",)
+    params: Mapping[str, str] = field(default_factory=dict)
+    timestamps: Tuple[str, ...] = ("created", "updated")
+    json_columns: Tuple[str, ...] = ()
+    to_one: Mapping[str, str] = field(default_factory=dict)
+    to_many: Mapping[str, str] = field(default_factory=dict)
+    window: Optional[timedelta] = None
+    row_format: RowFormat = "dict"
+    default: bool = True
+
+
+_ALL_COMPARISONS = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
+_ARCHIVED = ("equals(archived,false)", "equals(archived,true)")
+_CAMPAIGN_TIMESTAMPS = ("created_at", "updated_at", "scheduled_at", "send_time")
+_CAMPAIGN_JSON = ("audiences", "tracking_options", "send_strategy")
+_CAMPAIGN_RELATIONS = {"campaign-messages": "campaign_message_ids", "tags": "tag_ids"}
+_TWO_YEARS = timedelta(days=730)
+
+REPORTS: Dict[str, Report] = {
+    r.name: r
+    for r in (
+        Report(
+            name="campaigns_email",
+            path="/api/campaigns/",
+            scope="campaigns:read",
+            tier="M",
+            cursor="updated_at",
+            cursor_ops=_ALL_COMPARISONS,
+            sort="updated_at",
+            filters=("equals(messages.channel,'email')",),
+            variants=_ARCHIVED,
+            timestamps=_CAMPAIGN_TIMESTAMPS,
+            json_columns=_CAMPAIGN_JSON,
+            to_many=_CAMPAIGN_RELATIONS,
+        ),
+        Report(
+            name="campaigns_sms",
+            path="/api/campaigns/",
+            scope="campaigns:read",
+            tier="M",
+            cursor="updated_at",
+            cursor_ops=_ALL_COMPARISONS,
+            sort="updated_at",
+            filters=("equals(messages.channel,'sms')",),
+            variants=_ARCHIVED,
+            timestamps=_CAMPAIGN_TIMESTAMPS,
+            json_columns=_CAMPAIGN_JSON,
+            to_many=_CAMPAIGN_RELATIONS,
+        ),
+        Report(
+            name="templates",
+            path="/api/templates/",
+            scope="templates:read",
+            tier="M",
+            cursor="updated",
+            cursor_ops=_ALL_COMPARISONS,
+            sort="updated",
+            backfill=_TWO_YEARS,
+        ),
+        Report(
+            name="profiles",
+            path="/api/profiles/",
+            scope="profiles:read",
+            tier="L",
+            cursor="updated",
+            cursor_ops=("greater-than", "less-than"),
+            sort="updated",
+            page_size=100,
+            backfill=_TWO_YEARS,
+            params={"additional-fields[profile]": "subscriptions"},
+            timestamps=("created", "updated", "last_event_date"),
+            json_columns=("properties",),
+            window=timedelta(days=30),
+        ),
+        Report(
+            name="events",
+            path="/api/events/",
+            scope="events:read",
+            tier="XL",
+            cursor="datetime",
+            cursor_ops=_ALL_COMPARISONS,
+            sort="datetime",
+            backfill=timedelta(days=30),
+            timestamps=("datetime",),
+            json_columns=("event_properties",),
+            to_one={"metric": "metric_id", "profile": "profile_id"},
+            window=timedelta(hours=12),
+            row_format="arrow",
+        ),
+        Report(
+            name="metrics",
+            path="/api/metrics/",
+            scope="metrics:read",
+            tier="M",
+            json_columns=("integration",),
+        ),
+        Report(
+            name="segments",
+            path="/api/segments/",
+            scope="segments:read",
+            tier="L",
+            cursor="updated",
+            cursor_ops=("greater-than",),
+            backfill=_TWO_YEARS,
+        ),
+        Report(
+            name="lists",
+            path="/api/lists/",
+            scope="list:read",
+            tier="L",
+            cursor="updated",
+            cursor_ops=("greater-than",),
+            backfill=_TWO_YEARS,
+        ),
+        Report(
+            name="flows",
+            path="/api/flows/",
+            scope="flows:read",
+            tier="S",
+            cursor="updated",
+            cursor_ops=_ALL_COMPARISONS,
+            sort="updated",
+            page_size=50,
+            variants=_ARCHIVED,
+            to_many={"flow-actions": "flow_action_ids", "tags": "tag_ids"},
+        ),
+    )
+}
+
+# Profiles with predictive analytics drop from tier L to M (Klaviyo's docs; REFERENCE.md).
+PREDICTIVE_TIER = "M"
+
+# The legacy v1 campaigns API (retired by Klaviyo on 2024-06-30; it answers 410 since).
+V1_CAMPAIGNS_PATH = "/api/v1/campaigns"
+V1_PAGE_SIZE = 100
+V1_RETIRED_MESSAGE = (
+    "Klaviyo retired the v1 API on 2024-06-30 and answers 410 Gone for /api/v1/campaigns; "
+    "load the reports campaigns_email and campaigns_sms instead"
+)
+
+# Query Metric Aggregates (POST /api/metric-aggregates/), tier S.
+AGGREGATES_PATH = "/api/metric-aggregates/"
+AGGREGATES_TIER = "S"
+AGGREGATE_MEASUREMENTS = ("count", "sum_value", "unique")
+AGGREGATE_INTERVALS = ("hour", "day", "week", "month")
+AGGREGATE_DIMENSIONS = (
+    "$attributed_channel", "$attributed_flow", "$attributed_message", "$attributed_variation",
+    "$campaign_channel", "$flow", "$flow_channel", "$message", "$message_send_cohort",
+    "$variation", "$variation_send_cohort", "Bounce Type", "Campaign Name", "Client Canonical",
+    "Client Name", "Client Type", "Email Domain", "Failure Source", "Failure Type",
+    "From Number", "From Phone Region", "List", "Message Name", "Message Type", "Method",
+    "Subject", "To Number", "To Phone Region", "URL", "form_id",
+)  # fmt: skip
+AGGREGATE_MAX_WINDOW_DAYS = 365
+
+SPECIAL_REPORTS = ("campaigns_v1", "metric_aggregates")
+ALL_REPORT_NAMES = tuple(REPORTS) + SPECIAL_REPORTS
+DEFAULT_REPORTS = tuple(name for name, r in REPORTS.items() if r.default) + ("metric_aggregates",)
+
+# The custom-dates format of `start_date`/`end_date` (e.g. 2024-01-02T23:20:49Z).
+CUSTOM_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"

@@ -1,0 +1,56 @@
+"""The no-key demo: the local Klaviyo emulator, started in-process with its seed account.
+
+Used by `python klaviyo_pipeline.py --demo`; the source itself never imports the emulator.
+"""
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, Iterator
+
+from klaviyo_emulator import Emulator, EmulatorConfig
+
+DEMO_METRIC = "Placed Order"
+
+
+@dataclass(frozen=True)
+class Demo:
+    """What the pipeline needs to read the emulator."""
+
+    base_url: str
+    api_key: str
+    aggregate_queries: Dict[str, Any]
+
+
+def demo_queries(emulator: Emulator, days: int = 30) -> Dict[str, Any]:
+    """Two example aggregate queries over the demo account: daily orders (count, revenue,
+    buyers) and daily counts of every event by flow for the first metric with flows."""
+    metrics = {m["attributes"]["name"]: m["id"] for m in emulator.account.records("metric")}
+    metric_id = metrics.get(DEMO_METRIC) or next(iter(metrics.values()))
+    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    start = end - timedelta(days=days + 1)
+    bounds = [
+        f"greater-or-equal(datetime,{start:%Y-%m-%dT%H:%M:%S})",
+        f"less-than(datetime,{end:%Y-%m-%dT%H:%M:%S})",
+    ]
+
+    def body(measurements: Any, by: Any = None) -> Dict[str, Any]:
+        attributes: Dict[str, Any] = {
+            "metric_id": metric_id, "measurements": measurements, "interval": "day",
+            "filter": bounds, "timezone": "UTC",
+        }
+        if by:
+            attributes["by"] = by
+        return {"data": {"type": "metric-aggregate", "attributes": attributes}}
+
+    return {
+        "orders_daily": body(["count", "sum_value", "unique"]),
+        "orders_by_flow_daily": body(["count"], ["$flow"]),
+    }
+
+
+@contextmanager
+def start_demo(**config: Any) -> Iterator[Demo]:
+    """Starts the emulator with its demo account; stops it on exit."""
+    with Emulator(EmulatorConfig(**config)) as emulator:
+        yield Demo(emulator.base_url, emulator.api_key, demo_queries(emulator))
