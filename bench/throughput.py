@@ -1,0 +1,148 @@
+"""Throughput benchmark: events (or profiles) from the emulator into DuckDB, at Klaviyo's pace.
+
+Starts the emulator as a subprocess with Klaviyo's rate limits and a per-response latency,
+then runs the pipeline in a child process twice — windowed and parallel, then a sequential
+baseline (one window, one worker) — and prints one line per run:
+
+    python bench/throughput.py                       # events, N=200,000
+    python bench/throughput.py --events 1000000 --skip-baseline
+    python bench/throughput.py --report profiles --profiles 60000
+
+Figures: records/s, requests/min, ratio to the tier's steady ceiling (requests/min x page
+size), 429s received, peak RSS of the pipeline process, CPU seconds per 100k records (pipeline
+process; the emulator's CPU is printed apart), wall time.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+CEILINGS = {"events": (3500, 200), "profiles": (700, 100)}  # steady requests/min, page size
+
+
+def start_emulator(args: argparse.Namespace, log_file: str) -> "subprocess.Popen[str]":
+    command = [
+        sys.executable, "-m", "klaviyo_emulator", "--port", "0",
+        "--events", str(args.events), "--profiles", str(args.profiles), "--days", str(args.days),
+        "--latency-ms", str(args.latency_ms), "--log", log_file, "--seed", "7",
+    ]
+    if not args.no_rate_limits:
+        command += ["--rate-limits", "klaviyo"]
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline() if process.stdout else ""
+    if "listening on" not in line:
+        process.kill()
+        raise SystemExit(f"emulator did not start: {line!r}")
+    process.base_url = line.strip().rsplit(" ", 1)[-1]  # type: ignore[attr-defined]
+    return process
+
+
+def run_child(report: str, base_url: str, workers: int, window_hours: Optional[float], workdir: str) -> Dict[str, Any]:
+    """Runs one pipeline in a child process and returns its measurements."""
+    code = f"""
+import json, os, resource, sys, time
+sys.path.insert(0, {str(REPO)!r})
+import dlt
+from klaviyo import klaviyo_source
+from klaviyo.ratelimit import RateLimiter
+source = klaviyo_source(api_key="pk_demo", base_url={base_url!r}, reports=[{report!r}],
+                        workers={workers}, window_hours={window_hours!r}, start_date="2000-01-01T00:00:00Z")
+pipeline = dlt.pipeline("bench_{report}_{workers}", destination=dlt.destinations.duckdb(os.path.join({workdir!r}, "bench.duckdb")),
+                        dataset_name="bench", pipelines_dir=os.path.join({workdir!r}, "pipelines"))
+started = time.monotonic()
+info = pipeline.run(source, loader_file_format="parquet")
+wall = time.monotonic() - started
+usage = resource.getrusage(resource.RUSAGE_SELF)
+with pipeline.sql_client() as client:
+    rows, distinct = client.execute_sql("SELECT count(*), count(DISTINCT id) FROM {report}")[0]
+limiter = RateLimiter.for_account({base_url!r}, "pk_demo")
+print(json.dumps(dict(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_mb=usage.ru_maxrss / 1024,
+                      rows=rows, distinct=distinct, throttled=limiter.throttled(), waited=limiter.waited_s)))
+"""
+    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"pipeline failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def requests_in(log_file: str, since: float, path: str) -> List[Dict[str, Any]]:
+    entries = []
+    with open(log_file, encoding="utf-8") as handle:
+        for line in handle:
+            entry = json.loads(line)
+            if entry.get("path") == path and entry.get("started", 0) >= since:
+                entries.append(entry)
+    return entries
+
+
+def emulator_cpu(pid: int) -> float:
+    try:
+        import psutil
+
+        times = psutil.Process(pid).cpu_times()
+        return times.user + times.system
+    except Exception:  # noqa: BLE001 - a figure, not a failure
+        return float("nan")
+
+
+def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, workers: int, window_hours: Optional[float]) -> Dict[str, Any]:
+    path = f"/api/{args.report}/"
+    cpu_before = emulator_cpu(emulator.pid)
+    since = time.time()
+    with tempfile.TemporaryDirectory() as workdir:
+        result = run_child(args.report, emulator.base_url, workers, window_hours, workdir)
+    entries = requests_in(log_file, since, path)
+    requests_ok = [e for e in entries if e.get("status") == 200]
+    throttled = sum(1 for e in entries if e.get("status") == 429)
+    steady, page = CEILINGS[args.report]
+    per_second = result["rows"] / result["wall"]
+    ceiling = steady / 60 * page
+    line = (
+        f"{label:<10} {args.report}: {result['rows']:>9} rows ({result['distinct']} distinct) in {result['wall']:7.1f} s"
+        f" | {per_second:9.0f} rec/s | {len(requests_ok) / result['wall'] * 60:7.0f} req/min"
+        f" | ratio to steady ceiling {per_second / ceiling:5.2f} | 429s {throttled}"
+        f" | peak RSS {result['rss_mb']:6.0f} MB | CPU {result['cpu'] / max(result['rows'], 1) * 1e5:5.1f} s/100k"
+        f" | emulator CPU {emulator_cpu(emulator.pid) - cpu_before:5.1f} s"
+    )
+    print(line, flush=True)
+    result.update(per_second=per_second, throttled_seen=throttled, line=line)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--report", choices=sorted(CEILINGS), default="events")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--profiles", type=int, default=500)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--latency-ms", type=float, default=150)
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--window-hours", type=float, default=None)
+    parser.add_argument("--skip-baseline", action="store_true", help="no sequential baseline run")
+    parser.add_argument("--no-rate-limits", action="store_true", help="emulator without rate limits")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as logs:
+        log_file = os.path.join(logs, "requests.jsonl")
+        emulator = start_emulator(args, log_file)
+        try:
+            parallel = measure("parallel", args, emulator, log_file, args.workers, args.window_hours)
+            if not args.skip_baseline:
+                time.sleep(61)  # let the steady window drain so both runs start alike
+                baseline = measure("sequential", args, emulator, log_file, 1, 24 * 365 * 10)
+                print(f"speed-up parallel / sequential: {parallel['per_second'] / baseline['per_second']:.1f}x")
+        finally:
+            emulator.terminate()
+            emulator.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
