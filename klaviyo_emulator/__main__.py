@@ -1,0 +1,106 @@
+"""Command line: `python -m klaviyo_emulator --port 8765` (see --help)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from datetime import datetime, timezone
+
+from klaviyo_emulator.config import EmulatorConfig
+from klaviyo_emulator.emulator import ADMIN_HELP, Emulator
+
+DEFAULTS = EmulatorConfig()
+
+
+def _scopes(text: str) -> tuple[str, frozenset[str]]:
+    key, sep, scopes = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError("expected KEY=scope1,scope2")
+    return key, frozenset(s.strip() for s in scopes.split(",") if s.strip())
+
+
+def _now(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The CLI parser (every EmulatorConfig knob)."""
+    p = argparse.ArgumentParser(
+        prog="python -m klaviyo_emulator",
+        description="Local emulator of the Klaviyo REST API (revision 2023-10-15) over a "
+                    "deterministic synthetic account. Binds 127.0.0.1 only and prints "
+                    "'Klaviyo emulator listening on http://127.0.0.1:PORT' when ready.",
+        epilog=ADMIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--port", type=int, default=8765, help="TCP port on 127.0.0.1; 0 picks a free one "
+      "(default 8765)")
+    a("--seed", type=int, default=DEFAULTS.seed, help="seed of the synthetic account, the "
+      "fault sequence and mutations (default %(default)s)")
+    a("--now", type=_now, default=None, help="the account's 'now' as ISO 8601 (default: "
+      "current UTC time at start); data is a pure function of seed, now and sizes")
+    a("--profiles", type=int, default=DEFAULTS.profiles, help="profiles (default %(default)s)")
+    a("--events", type=int, default=DEFAULTS.events, help="events (default %(default)s)")
+    a("--days", type=int, default=DEFAULTS.days, help="days of events ending at now "
+      "(default %(default)s)")
+    for name in ("campaigns", "flows", "lists", "segments", "templates", "metrics", "tags"):
+        a(f"--{name}", type=int, default=getattr(DEFAULTS, name),
+          help=f"{name} (default %(default)s)")
+    a("--api-key", default=DEFAULTS.api_key, help="the accepted private key with every "
+      "scope (default %(default)s)")
+    a("--key-scopes", type=_scopes, action="append", default=[], metavar="KEY=SCOPES",
+      help="a restricted key and its scopes, e.g. pk_limited=metrics:read,events:read "
+           "(repeatable); other endpoints answer 403")
+    a("--rate-limits", choices=("off", "klaviyo"), default="off", help="'klaviyo' enforces "
+      "per-endpoint burst (1 s) and steady (60 s) limits with 429 + Retry-After "
+      "(default off)")
+    a("--throttle-every", type=int, default=0, metavar="N", help="answer every Nth /api "
+      "request 429 (test knob; default 0 = never)")
+    a("--throttle-retry-after", type=int, default=1, metavar="S", help="Retry-After seconds "
+      "of --throttle-every 429s (default 1)")
+    a("--latency-ms", type=float, default=0, help="sleep added to every /api response, ms")
+    a("--fault-rate", type=float, default=0.0, help="share 0..1 of /api requests failing "
+      "with a seeded mix of 500, 503, connection reset and truncated body (default 0)")
+    a("--v1", choices=("retired", "live"), default="retired", help="legacy GET "
+      "/api/v1/campaigns: 'retired' answers 410 Gone (default), 'live' serves the $list "
+      "envelope")
+    a("--log", dest="log_file", default=None, metavar="FILE", help="append every request "
+      "as a JSON line (API keys redacted)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the emulator until Ctrl-C or SIGTERM."""
+    args = parser().parse_args(argv)
+    cfg = EmulatorConfig(
+        seed=args.seed, profiles=args.profiles, events=args.events, days=args.days,
+        campaigns=args.campaigns, flows=args.flows, lists=args.lists,
+        segments=args.segments, templates=args.templates, metrics=args.metrics,
+        tags=args.tags, api_key=args.api_key, key_scopes=dict(args.key_scopes),
+        rate_limits=args.rate_limits == "klaviyo", latency_ms=args.latency_ms,
+        fault_rate=args.fault_rate, v1=args.v1, log_file=args.log_file, now=args.now,
+        port=args.port, throttle_every=args.throttle_every,
+        throttle_retry_after=args.throttle_retry_after)
+    try:
+        emu = Emulator(cfg).start()
+    except (ValueError, OSError) as exc:
+        print(f"klaviyo_emulator: {exc}", file=sys.stderr)
+        return 2
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    print(f"Klaviyo emulator listening on {emu.base_url}", flush=True)
+    try:
+        signal.pause() if hasattr(signal, "pause") else emu._thread.join()  # noqa: SLF001
+    except KeyboardInterrupt:
+        pass
+    finally:
+        emu.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,315 @@
+"""Request handling for /api routes, independent of the HTTP transport.
+
+Order of checks (as Klaviyo answers): route (404) -> method (405) -> key (401) ->
+revision (400) -> scopes (403) -> rate limit (429) -> parameters (400) -> answer.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from klaviyo_emulator import documents, v1
+from klaviyo_emulator.config import EmulatorConfig
+from klaviyo_emulator.cursors import CursorError, Cursors
+from klaviyo_emulator.endpoints import (PREDICTIVE_TIER, TIER_LIMITS, Endpoint,
+                                        allowed_methods, route)
+from klaviyo_emulator.filters import FilterError, parse_endpoint_filter
+from klaviyo_emulator.listing import Lister, NotFound, Request
+from klaviyo_emulator.ratelimit import RateLimiter
+from klaviyo_emulator.store import Account
+from klaviyo_emulator.util import h64
+
+JSONAPI = "application/vnd.api+json"
+REVISION = "2023-10-15"
+_REVISION_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(\.[A-Za-z0-9_-]+)?$")
+_KEY_RE = re.compile(r"^Klaviyo-API-Key\s+(\S+)\s*$")
+
+
+@dataclass
+class Response:
+    """An HTTP answer.
+
+    Attributes:
+        status: HTTP status code.
+        body: Serialized body.
+        headers: Extra headers (Content-Type and Content-Length are added by the server).
+        content_type: Content-Type of the body.
+        api: True for /api routes (latency and faults apply).
+    """
+
+    status: int
+    body: bytes
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = JSONAPI
+    api: bool = True
+
+
+class ApiError(Exception):
+    """An error answer in Klaviyo's JSON:API error format."""
+
+    def __init__(self, status: int, code: str, title: str, detail: str,
+                 source: dict[str, str] | None = None,
+                 headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.error = documents.error(status, code, title, detail, source)
+        self.headers = headers or []
+
+    def response(self) -> Response:
+        """The error as a Response."""
+        return Response(self.status, orjson.dumps(documents.errors_doc(self.error)),
+                        list(self.headers))
+
+
+def invalid(detail: str, parameter: str | None = None,
+            pointer: str | None = None) -> ApiError:
+    """A 400 `invalid` error naming the offending parameter or body pointer."""
+    source = {"parameter": parameter} if parameter else {"pointer": pointer or "/data/"}
+    return ApiError(400, "invalid", "Invalid input.", detail, source)
+
+
+class Api:
+    """Answers /api requests from the account."""
+
+    def __init__(self, account: Account, config: EmulatorConfig, limiter: RateLimiter) -> None:
+        self.account = account
+        self.config = config
+        self.limiter = limiter
+        secret = h64(config.seed, config.api_key, "cursor-secret").to_bytes(8, "little")
+        self.cursors = Cursors(secret)
+        self.lister = Lister(account)
+        self._cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._throttle_counter = 0
+
+    # -------------------------------------------------------------------- entry
+    def handle(self, method: str, path: str, raw_query: str, query: list[tuple[str, str]],
+               headers: Mapping[str, str], body: bytes) -> Response:
+        """Answers one request to a path under /api/."""
+        if path.startswith("/api/v1/"):
+            return v1.handle(self, method, path, query)
+        try:
+            return self._handle(method, path, raw_query, query, headers, body)
+        except ApiError as err:
+            return err.response()
+
+    def _handle(self, method: str, path: str, raw_query: str, query: list[tuple[str, str]],
+                headers: Mapping[str, str], body: bytes) -> Response:
+        ep, path_id, known = route(method, path)
+        if ep is None:
+            if known:
+                allow = ", ".join(allowed_methods(path))
+                raise ApiError(405, "method_not_allowed", "Method not allowed.",
+                               f'Method "{method}" not allowed.', None, [("Allow", allow)])
+            raise ApiError(404, "not_found", "Not found.",
+                           f"The path {path} could not be found.")
+        key = self._authenticate(headers)
+        self._check_revision(headers)
+        self._check_scopes(ep, key)
+        params = _single_params(query)
+        rate_headers = self._rate_limit(ep, key, params)
+        if method == "GET":
+            resp = self._get(ep, path, path_id, raw_query, query, params)
+        else:
+            from klaviyo_emulator import aggregates_api
+            resp = aggregates_api.handle(self, ep, body, headers)
+        resp.headers.extend(rate_headers)
+        return resp
+
+    # ------------------------------------------------------------ gatekeeping
+    def _authenticate(self, headers: Mapping[str, str]) -> str:
+        raw = headers.get("Authorization")
+        m = _KEY_RE.match(raw or "")
+        if not m:
+            raise ApiError(401, "not_authenticated",
+                           "Authentication credentials were not provided.",
+                           "Missing or invalid private key.")
+        key = m.group(1)
+        if key != self.config.api_key and key not in self.config.key_scopes:
+            raise ApiError(401, "not_authenticated", "Incorrect authentication credentials.",
+                           "Missing or invalid private key.")
+        return key
+
+    def _check_revision(self, headers: Mapping[str, str]) -> None:
+        value = headers.get("revision")
+        if value is None:
+            raise invalid("The 'revision' header is required (e.g. revision: 2023-10-15).",
+                          "revision")
+        m = _REVISION_RE.match(value.strip())
+        valid_date = False
+        if m:
+            try:
+                date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+                valid_date = True
+            except ValueError:
+                pass
+        if not valid_date:
+            raise invalid(f"Invalid revision '{value}': expected YYYY-MM-DD[.suffix].",
+                          "revision")
+        if value.strip().split(".")[0] != REVISION:
+            raise invalid(f"Revision '{value}' is not supported by this API "
+                          f"(this server speaks {REVISION}).", "revision")
+
+    def _check_scopes(self, ep: Endpoint, key: str) -> None:
+        if key == self.config.api_key:
+            return
+        have = self.config.key_scopes.get(key, frozenset())
+        missing = [s for s in ep.scopes if s not in have]
+        if missing:
+            raise ApiError(403, "permission_denied",
+                           "You do not have permission to perform this action.",
+                           "This API key is missing required scopes: "
+                           f"{', '.join(missing)}.")
+
+    def _rate_limit(self, ep: Endpoint, key: str,
+                    params: dict[str, str]) -> list[tuple[str, str]]:
+        forced = self.limiter.forced()
+        every = self.config.throttle_every
+        if not forced and every > 0:
+            with self._cache_lock:
+                self._throttle_counter += 1
+                if self._throttle_counter % every == 0:
+                    forced = self.config.throttle_retry_after
+        if forced:
+            raise throttled(forced)
+        tier = ep.tier
+        if "predictive_analytics" in params.get("additional-fields[profile]", ""):
+            tier = PREDICTIVE_TIER
+        burst, steady = TIER_LIMITS[tier]
+        d = self.limiter.check(key, f"{ep.method} {ep.path} {tier}", burst, steady)
+        if not d.allowed:
+            raise throttled(d.retry_after)
+        return [("RateLimit-Limit", str(d.limit)), ("RateLimit-Remaining", str(d.remaining)),
+                ("RateLimit-Reset", str(d.reset))]
+
+    # --------------------------------------------------------------------- GET
+    def _get(self, ep: Endpoint, path: str, path_id: str | None, raw_query: str,
+             query: list[tuple[str, str]], params: dict[str, str]) -> Response:
+        acc = self.account
+        cache_key = (path, raw_query, acc.version, acc.base_url)
+        with self._cache_lock:
+            hit = self._cache.get(cache_key)
+        if hit is not None:
+            return Response(200, hit)
+        req, filter_text = self._parse(ep, path, path_id, params)
+        try:
+            page = self.lister.page(req)
+        except NotFound:
+            raise ApiError(404, "not_found", "Not found.",
+                           f"No {ep.parent} found with id '{path_id}'.") from None
+        base = acc.base_url
+        self_url = base + path + ("?" + raw_query if raw_query else "")
+        next_url = None
+        if page.next_after is not None and ep.cursor:
+            sig = self.cursors.query_signature(path, filter_text, req.sort, req.size)
+            cursor = self.cursors.issue(sig, page.next_after)
+            kept = [(k, v) for k, v in query if k != "page[cursor]"]
+            kept.append(("page[cursor]", cursor))
+            next_url = base + path + "?" + "&".join(
+                f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
+        doc: dict[str, Any] = {"data": page.data, "links": {"self": self_url, "next": next_url}}
+        if req.include:
+            doc["included"] = page.included
+        body = orjson.dumps(doc)
+        with self._cache_lock:
+            self._cache[cache_key] = body
+            if len(self._cache) > 2048:
+                self._cache.popitem(last=False)
+        return Response(200, body)
+
+    def _parse(self, ep: Endpoint, path: str, path_id: str | None,
+               params: dict[str, str]) -> tuple[Request, str | None]:
+        """Validates every query parameter against the endpoint table."""
+        fields: dict[str, tuple[str, ...]] = {}
+        additional: tuple[str, ...] = ()
+        include: tuple[str, ...] = ()
+        sort = ep.default_sort
+        size = ep.page.fixed or ep.page.default
+        filter_text: str | None = None
+        cursor_text: str | None = None
+        for name, value in params.items():
+            if name.startswith("fields[") and name.endswith("]"):
+                allowed = ep.fields.get(name[7:-1])
+                if allowed is None:
+                    raise invalid(f"'{name}' is not a valid sparse fieldset for this endpoint.",
+                                  name)
+                fields[name[7:-1]] = _enum_list(name, value, allowed)
+            elif name.startswith("additional-fields[") and name.endswith("]"):
+                allowed = ep.additional.get(name[18:-1])
+                if allowed is None:
+                    raise invalid(f"'{name}' is not a valid parameter for this endpoint.", name)
+                additional = _enum_list(name, value, allowed)
+            elif name == "include" and ep.includes:
+                include = _enum_list(name, value, ep.includes)
+            elif name == "sort" and ep.sorts:
+                if value not in ep.sorts:
+                    raise invalid(f"'{value}' is not a valid sort value; allowed: "
+                                  f"{', '.join(ep.sorts)}.", "sort")
+                sort = value
+            elif name == "page[size]" and ep.page.has_param:
+                try:
+                    size = int(value)
+                except ValueError:
+                    raise invalid(f"page[size] must be an integer, got '{value}'.",
+                                  "page[size]") from None
+                if not ep.page.minimum <= size <= ep.page.maximum:
+                    raise invalid(f"page[size] must be between {ep.page.minimum} and "
+                                  f"{ep.page.maximum}, got {size}.", "page[size]")
+            elif name == "page[cursor]" and ep.cursor:
+                cursor_text = value
+            elif name == "filter" and ep.filter_rules is not None:
+                filter_text = value
+            else:
+                raise invalid(f"'{name}' is not a valid query parameter for {ep.method} "
+                              f"{ep.path}.", name)
+        try:
+            conditions = parse_endpoint_filter(ep.path, filter_text) if (
+                ep.filter_rules is not None) else []
+        except FilterError as err:
+            raise invalid(err.detail, "filter") from None
+        after = None
+        if cursor_text is not None:
+            sig = self.cursors.query_signature(path, filter_text, sort, size)
+            try:
+                after = self.cursors.check(cursor_text, sig)
+            except CursorError as err:
+                raise invalid(f"Invalid page cursor: {err}.", "page[cursor]") from None
+        return Request(ep, path_id, conditions, sort, size, after, fields, include,
+                       additional), filter_text
+
+
+def throttled(retry_after: int) -> ApiError:
+    """The 429 `throttled` error with its Retry-After header."""
+    unit = "second" if retry_after == 1 else "seconds"
+    return ApiError(429, "throttled", "Request was throttled.",
+                    f"Request was throttled. Expected available in {retry_after} {unit}.",
+                    {"pointer": "/data/"}, [("Retry-After", str(retry_after))])
+
+
+def _single_params(query: list[tuple[str, str]]) -> dict[str, str]:
+    """Query parameters as a dict; a repeated parameter is a 400."""
+    out: dict[str, str] = {}
+    for name, value in query:
+        if name in out:
+            raise invalid(f"Parameter '{name}' was given more than once.", name)
+        out[name] = value
+    return out
+
+
+def _enum_list(name: str, value: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated enum values; an empty or unknown value is a 400."""
+    items = tuple(v.strip() for v in value.split(","))
+    for item in items:
+        if item not in allowed:
+            raise invalid(f"'{item}' is not a valid value for {name}; allowed: "
+                          f"{', '.join(allowed)}.", name)
+    return items

@@ -1,0 +1,92 @@
+"""Emulator configuration: data sizes, keys, pacing, faults and server options."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+UTC = timezone.utc
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything that shapes one emulator instance.
+
+    The synthetic account is a pure function of (seed, now, sizes).
+
+    Attributes:
+        seed: Seed of the synthetic account, of fault injection and of mutations.
+        profiles: Number of profiles (compact; 100,000 is fine).
+        events: Number of events (generated lazily; 1,000,000 is fine).
+        days: Events span `days` days ending at `now` (plus a few up to ~1 day after).
+        campaigns: Number of campaigns (email and SMS mixed, some archived).
+        flows: Number of flows (each with flow-actions and flow-messages).
+        lists: Number of lists.
+        segments: Number of segments.
+        templates: Number of templates.
+        metrics: Number of metrics (at least the 16 standard ones are used first).
+        tags: Number of tags.
+        api_key: The accepted private key, with every scope.
+        key_scopes: Restricted keys: key -> the scopes it has (e.g. {"metrics:read"}).
+        rate_limits: Enforce Klaviyo's per-endpoint burst/steady limits (429 + Retry-After).
+        latency_ms: Sleep added before answering each /api request, in milliseconds.
+        fault_rate: Share (0..1) of /api requests answered with a seeded fault
+            (500, 503, connection reset, truncated body).
+        v1: "retired" (410 Gone, default) or "live" (legacy $list envelope).
+        log_file: Path of a JSON-lines request log (keys redacted), or None.
+        now: The account's "now" (aware datetime); None = current UTC time at start.
+        port: TCP port on 127.0.0.1; 0 picks a free one.
+        host: Bind address (127.0.0.1 only, by design).
+        throttle_every: If > 0, every Nth /api request is answered 429 (test knob).
+        throttle_retry_after: Retry-After seconds used by `throttle_every`.
+    """
+
+    seed: int = 42
+    profiles: int = 500
+    events: int = 20_000
+    days: int = 30
+    campaigns: int = 40
+    flows: int = 10
+    lists: int = 12
+    segments: int = 12
+    templates: int = 25
+    metrics: int = 16
+    tags: int = 8
+    api_key: str = "pk_demo"
+    key_scopes: dict[str, frozenset[str]] = field(default_factory=dict)
+    rate_limits: bool = False
+    latency_ms: float = 0
+    fault_rate: float = 0.0
+    v1: str = "retired"
+    log_file: str | None = None
+    now: datetime | None = None
+    port: int = 0
+    host: str = "127.0.0.1"
+    throttle_every: int = 0
+    throttle_retry_after: int = 1
+
+    def resolved_now(self) -> datetime:
+        """`now` as an aware UTC datetime truncated to the second."""
+        value = self.now or datetime.now(UTC)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).replace(microsecond=0)
+
+    def validate(self) -> None:
+        """Raises ValueError on impossible settings."""
+        for name in ("profiles", "events", "days", "campaigns", "flows", "lists", "segments",
+                     "templates", "metrics", "tags"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
+        if self.profiles < 1 and self.events > 0:
+            raise ValueError("events need at least one profile")
+        if self.metrics < 1 and self.events > 0:
+            raise ValueError("events need at least one metric")
+        if self.days < 1:
+            raise ValueError("days must be >= 1")
+        if not 0.0 <= self.fault_rate <= 1.0:
+            raise ValueError("fault_rate must be within 0..1")
+        if self.v1 not in ("retired", "live"):
+            raise ValueError("v1 must be 'retired' or 'live'")
+        if self.host not in ("127.0.0.1", "localhost"):
+            raise ValueError("the emulator binds 127.0.0.1 only")

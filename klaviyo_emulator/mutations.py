@@ -1,0 +1,198 @@
+"""Mutations: create, update and delete records so incremental loads have work to do.
+
+Every mutation happens at one "mutation time" strictly later than every `updated` /
+`updated_at` value in the account; new events are dated after the latest existing event.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from klaviyo_emulator import catalog
+from klaviyo_emulator.events import ExtraEvent
+from klaviyo_emulator.store import Account
+from klaviyo_emulator.util import b62, fmt_ts, h64, to_ts, ulid
+
+MUTABLE = ("profile", "campaign", "template", "flow", "list", "segment", "metric")
+_STAMP = {"campaign": "updated_at"}
+
+
+def _max_updated(acc: Account) -> int:
+    """Latest updated/updated_at over every record, in epoch seconds."""
+    from datetime import datetime
+    best = max(acc.profiles.updated, default=0)
+    for kind, recs in acc.small.items():
+        field = _STAMP.get(kind, "updated")
+        for rec in recs.values():
+            value = rec["attributes"].get(field)
+            if isinstance(value, str):
+                best = max(best, to_ts(datetime.fromisoformat(value)))
+    return best
+
+
+def mutate(acc: Account, seed: int = 1, create: int = 10, update: int = 10,
+           delete: int = 3) -> dict[str, Any]:
+    """Applies one batch of mutations; returns the affected ids per kind and action.
+
+    Args:
+        acc: The account.
+        seed: Seed of this batch (same seed and state -> same changes).
+        create: Records to create per kind (events included).
+        update: Records to update per kind (events excluded).
+        delete: Records to delete per kind (events excluded).
+    """
+    with acc.lock:
+        at = max(acc.now_ts, acc.last_mutation_ts, _max_updated(acc)) + 1
+        if acc.config.now is None:
+            at = max(at, int(time.time()))
+        acc.last_mutation_ts = at
+        rng = random.Random(h64(acc.seed, "mutate", seed, acc.version))
+        out: dict[str, Any] = {"mutated_at": fmt_ts(at)}
+        for kind in MUTABLE:
+            out[kind] = {"created": [], "updated": [], "deleted": []}
+            existing = _live_ids(acc, kind)
+            gone = rng.sample(existing, min(delete, len(existing)))
+            rest = [x for x in existing if x not in set(gone)]
+            out[kind]["updated"] = _update(acc, kind, rng.sample(rest, min(update, len(rest))),
+                                           at, rng)
+            out[kind]["deleted"] = _delete(acc, kind, gone)
+            out[kind]["created"] = [_create(acc, kind, at, rng) for _ in range(create)]
+        out["event"] = {"created": _create_events(acc, create, at, rng)}
+        acc.version += 1
+        return out
+
+
+def _live_ids(acc: Account, kind: str) -> list[str]:
+    if kind == "profile":
+        return [acc.profiles.ids[i] for i in acc.profiles.alive()]
+    return list(acc.small[kind])
+
+
+def _shim(acc: Account, at: int) -> SimpleNamespace:
+    """What catalog.make_* need from a Catalog, built from the current state."""
+    tags = list(acc.small["tag"].values())
+    templates = list(acc.small["template"].values())
+
+    def pick_tags(r: random.Random, most: int = 2) -> list[str]:
+        k = r.randint(0, min(most, len(tags))) if tags else 0
+        return [t["id"] for t in r.sample(tags, k)]
+
+    return SimpleNamespace(seed=acc.seed, now=at, templates=templates,
+                           pick_tags=pick_tags, tags=tags)
+
+
+def _create(acc: Account, kind: str, at: int, rng: random.Random) -> str:
+    salt = rng.getrandbits(62)
+    if kind == "profile":
+        idx = acc.profiles.add(ulid(at * 1000 + rng.randint(0, 999), salt), at, at)
+        lists = list(acc.small["list"])
+        if lists:
+            acc.extra_members.setdefault(("list", lists[0]), []).append((idx, at))
+        return acc.profiles.ids[idx]
+    shim = _shim(acc, at)
+    if kind == "campaign":
+        cid = ulid(at * 1000 + rng.randint(0, 999), salt)
+        audiences = list(acc.small["list"]) + list(acc.small["segment"])
+        camp, msg = catalog.make_campaign(rng, shim, cid, salt % 10_000, rng.choice(
+            ("email", "sms")), at, at, audiences)
+        camp["attributes"]["scheduled_at"] = camp["attributes"]["send_time"] = at
+        camp["attributes"]["send_strategy"]["options_static"]["datetime"] = fmt_ts(at)
+        msg["attributes"]["send_times"][0]["datetime"] = fmt_ts(at)
+        catalog.fmt_times(camp, ("created_at", "updated_at", "scheduled_at", "send_time"))
+        catalog.fmt_times(msg, ("created_at", "updated_at"))
+        acc.small["campaign"][cid] = camp
+        acc.small["campaign-message"][msg["id"]] = msg
+        return cid
+    if kind == "template":
+        rec = catalog.make_template(rng, b62(salt, 6), salt % 1000, at, at)
+    elif kind == "flow":
+        rec = catalog.make_flow(rng, b62(salt, 6), salt % 10, at, at, shim.pick_tags(rng))
+        for n in range(rng.randint(1, 3)):
+            action, messages = catalog.make_flow_action(rng, shim, rec, salt + n, at)
+            action["attributes"]["updated"] = action["attributes"]["created"] = at
+            for obj in [action, *messages]:
+                obj["attributes"]["created"] = obj["attributes"]["updated"] = at
+                catalog.fmt_times(obj, ("created", "updated"))
+                acc.small[obj["type"]][obj["id"]] = obj
+    elif kind in ("list", "segment"):
+        rec = {"type": kind, "id": b62(salt, 6),
+               "attributes": {"name": f"New {kind} {salt % 1000}", "created": at,
+                              "updated": at},
+               "rel": {"tags": shim.pick_tags(rng)}, "member_pct": 5}
+    else:  # metric
+        rec = catalog.make_metric(b62(salt, 6), f"Custom Metric {salt % 1000} ✨",
+                                  catalog.INTEGRATIONS["api"], at, at)
+        acc.metric_ids.append(rec["id"])
+        acc.events.families.append("custom")
+    catalog.fmt_times(rec, ("created", "updated"))
+    acc.small[kind][rec["id"]] = rec
+    return rec["id"]
+
+
+def _update(acc: Account, kind: str, ids: list[str], at: int,
+            rng: random.Random) -> list[str]:
+    stamp = fmt_ts(at)
+    for rid in ids:
+        if kind == "profile":
+            i = acc.profiles.index[rid]
+            over = acc.profiles.overrides.setdefault(i, {})
+            over["first_name"] = rng.choice(("Renée", "Mateus", "Zoë", "Kenji", "Åsa"))
+            props = dict(acc.profiles.attributes(i)["properties"])
+            props["Last Mutation"] = stamp
+            over["properties"] = props
+            over["updated"] = stamp
+            acc.profiles.updated[i] = at
+            continue
+        rec = acc.small[kind][rid]
+        attrs = rec["attributes"]
+        if kind == "campaign":
+            attrs["name"] = attrs["name"].split(" (edited")[0] + f" (edited {at})"
+            attrs["updated_at"] = stamp
+        else:
+            if kind == "template":
+                attrs["html"] = attrs["html"].replace("</body>", f"<!-- edit {at} --></body>")
+            elif kind == "flow":
+                attrs["status"] = rng.choice(("live", "manual", "draft"))
+            else:
+                attrs["name"] = attrs["name"].split(" (renamed")[0] + f" (renamed {at})"
+            attrs["updated"] = stamp
+    return ids
+
+
+def _delete(acc: Account, kind: str, ids: list[str]) -> list[str]:
+    for rid in ids:
+        if kind == "profile":
+            acc.profiles.deleted.add(acc.profiles.index[rid])
+            continue
+        rec = acc.small[kind].pop(rid)
+        if kind == "campaign":
+            for mid in rec["rel"]["campaign-messages"]:
+                acc.small["campaign-message"].pop(mid, None)
+        elif kind == "flow":
+            for aid in rec["rel"]["flow-actions"]:
+                action = acc.small["flow-action"].pop(aid, None)
+                for mid in (action or {"rel": {"flow-messages": []}})["rel"]["flow-messages"]:
+                    acc.small["flow-message"].pop(mid, None)
+        elif kind == "metric":
+            acc.hidden_metrics.add(acc.metric_ids.index(rid))
+    return ids
+
+
+def _create_events(acc: Account, count: int, at: int, rng: random.Random) -> list[str]:
+    ev = acc.events
+    last = ev.max_ts()
+    start = (last if last is not None else acc.now_ts - 60) + 1
+    live_metrics = [m for m, mid in enumerate(acc.metric_ids) if mid in acc.small["metric"]]
+    alive = acc.profiles.alive()
+    if not live_metrics or not alive:
+        return []
+    ids = []
+    for k in range(count):
+        ts = start + (k * max(0, at - start)) // count if at > start else start + k
+        extra = ExtraEvent(ts, rng.choice(live_metrics), rng.choice(alive), rng.getrandbits(62))
+        ev.extra.append(extra)
+        ids.append(ev.event_id(len(ev) - 1))
+    return ids

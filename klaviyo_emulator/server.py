@@ -1,0 +1,216 @@
+"""HTTP/1.1 transport: threading server with keep-alive, faults, latency and request log."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
+
+from klaviyo_emulator import documents
+from klaviyo_emulator.api import Response
+from klaviyo_emulator.util import redact_key
+
+if TYPE_CHECKING:
+    from klaviyo_emulator.emulator import Emulator
+
+_LOGGED_HEADERS = ("authorization", "revision", "accept", "content-type", "user-agent")
+
+
+@dataclass
+class LoggedRequest:
+    """One request as seen by the emulator (the API key is always redacted).
+
+    Attributes:
+        method: HTTP method.
+        path: URL path, e.g. "/api/events/".
+        query: Decoded query parameters (v1 `api_key` redacted).
+        headers: Relevant request headers; Authorization as "Klaviyo-API-Key pk_***".
+        body: Decoded JSON body of a POST (None otherwise or if not JSON).
+        status: Status sent (0 = connection reset without an answer).
+        started: time.time() when the request was read.
+        finished: time.time() when the answer was written.
+        fault: Injected fault kind ("500", "503", "reset", "truncate") or None.
+    """
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+    status: int
+    started: float
+    finished: float
+    fault: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-serializable dict."""
+        return asdict(self)
+
+
+def redact_auth(value: str) -> str:
+    """Redacts an Authorization header value, keeping its scheme."""
+    parts = value.split(None, 1)
+    if len(parts) == 2:
+        return f"{parts[0]} {redact_key(parts[1].strip())}"
+    return redact_key(value)
+
+
+@dataclass
+class RequestLog:
+    """In-memory log plus optional JSON-lines file."""
+
+    path: str | None = None
+    entries: list[LoggedRequest] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, entry: LoggedRequest) -> None:
+        """Appends an entry (and writes it to the log file)."""
+        with self.lock:
+            self.entries.append(entry)
+            if self.path:
+                with open(self.path, "ab") as fh:
+                    fh.write(orjson.dumps(entry.to_json()) + b"\n")
+
+    def clear(self) -> None:
+        """Forgets the in-memory entries."""
+        with self.lock:
+            self.entries.clear()
+
+
+class Handler(BaseHTTPRequestHandler):
+    """Dispatches to admin routes, /api routes or a 404."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "KlaviyoEmulator/1.0"
+    sys_version = ""
+    emulator: "Emulator"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        """Silences the default stderr access log."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        started = time.time()
+        emu = self.emulator
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length > 0 else b""
+        url = urlsplit(self.path)
+        path, raw_query = url.path, url.query
+        query = parse_qsl(raw_query, keep_blank_values=True)
+        fault = None
+        if path.startswith("/__admin/"):
+            resp = emu.admin(method, path, query, body)
+        elif path.startswith("/api/"):
+            fault = emu.faults.decide()
+            if emu.config.latency_ms > 0:
+                time.sleep(emu.config.latency_ms / 1000)
+            if fault in ("500", "503"):
+                resp = _fault_response(int(fault))
+            else:
+                resp = emu.api.handle(method, path, raw_query, query, self.headers, body)
+        else:
+            resp = Response(404, orjson.dumps(documents.errors_doc(documents.error(
+                404, "not_found", "Not found.", f"The path {path} could not be found."))))
+        status = resp.status
+        if fault == "reset":
+            status = 0
+            self._reset()
+        else:
+            self._send(resp, truncate=fault == "truncate")
+        self._log(method, path, query, body, status, started, fault)
+
+    def _send(self, resp: Response, truncate: bool) -> None:
+        body = resp.body
+        self.send_response(resp.status)
+        self.send_header("Content-Type", resp.content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in resp.headers:
+            self.send_header(name, value)
+        if truncate:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if truncate:
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self._reset()
+            return
+        self.wfile.write(body)
+
+    def _reset(self) -> None:
+        """Closes the socket abruptly (RST) without (further) answer."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _log(self, method: str, path: str, query: list[tuple[str, str]], body: bytes,
+             status: int, started: float, fault: str | None) -> None:
+        qdict: dict[str, list[str]] = {}
+        for name, value in query:
+            if name == "api_key":
+                value = redact_key(value)
+            qdict.setdefault(name, []).append(value)
+        headers = {}
+        for name in _LOGGED_HEADERS:
+            value = self.headers.get(name)
+            if value is not None:
+                headers[name] = redact_auth(value) if name == "authorization" else value
+        parsed = None
+        if body:
+            try:
+                parsed = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                parsed = None
+        self.emulator.log.add(LoggedRequest(method, path, qdict, headers, parsed, status,
+                                            started, time.time(), fault))
+
+
+def _fault_response(status: int) -> Response:
+    """An injected 500/503 answer."""
+    if status == 503:
+        err = documents.error(503, "service_unavailable", "Service unavailable.",
+                              "The service is temporarily unavailable. Please try again.")
+    else:
+        err = documents.error(500, "error", "A server error occurred.",
+                              "An unexpected error occurred. Please try again.")
+    return Response(status, orjson.dumps(documents.errors_doc(err)))
+
+
+class Server(ThreadingHTTPServer):
+    """Threading HTTP server bound to 127.0.0.1."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+def make_server(emulator: "Emulator", host: str, port: int) -> Server:
+    """A server whose handler class is bound to `emulator`."""
+    handler = type("BoundHandler", (Handler,), {"emulator": emulator})
+    return Server((host, port), handler)

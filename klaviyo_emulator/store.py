@@ -1,0 +1,277 @@
+"""The account: ground truth shared by the HTTP layer and by tests.
+
+Holds the small collections (dict records), the compact profiles, the lazy events, the
+list/segment memberships and the mutation overlay. `records()` yields resources exactly
+as the API serves them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from klaviyo_emulator import documents
+from klaviyo_emulator.catalog import Catalog
+from klaviyo_emulator.config import EmulatorConfig
+from klaviyo_emulator.events import Events, Sources
+from klaviyo_emulator.profiles import ADDITIONAL, Profiles
+from klaviyo_emulator.util import h64_int, ns_key, to_dt, to_ts
+
+Record = dict[str, Any]
+
+SMALL_KINDS = ("campaign", "campaign-message", "tag", "tag-group", "template", "metric",
+               "segment", "list", "flow", "flow-action", "flow-message")
+KINDS = ("campaign", "campaign-message", "tag", "template", "profile", "event", "metric",
+         "segment", "list", "flow", "flow-action", "flow-message")
+
+
+class Account:
+    """Synthetic Klaviyo account, a pure function of (seed, now, sizes) plus mutations.
+
+    Attributes:
+        now: The account's "now" (aware UTC datetime).
+        base_url: Base URL used in links (set by the server; "https://a.klaviyo.com" before).
+        small: kind -> id -> internal record, for every kind except profiles and events.
+        profiles: Compact profiles.
+        events: Lazy events.
+        version: Bumped by every mutation (invalidates caches).
+    """
+
+    def __init__(self, config: EmulatorConfig) -> None:
+        self.config = config
+        self.seed = config.seed
+        self.now = config.resolved_now()
+        self.now_ts = to_ts(self.now)
+        self.base_url = "https://a.klaviyo.com"
+        self.lock = threading.RLock()
+        self.version = 0
+        self.last_mutation_ts = 0
+        sizes = {k: getattr(config, k) for k in ("campaigns", "flows", "lists", "segments",
+                                                  "templates", "metrics", "tags")}
+        cat = Catalog(config.seed, self.now_ts, sizes)
+        self.metric_family = dict(cat.metric_family)
+        self.small: dict[str, dict[str, Record]] = {k: {} for k in SMALL_KINDS}
+        for kind, recs in (("metric", cat.metrics), ("tag-group", cat.tag_groups),
+                           ("tag", cat.tags), ("template", cat.templates),
+                           ("list", cat.lists), ("segment", cat.segments),
+                           ("campaign", cat.campaigns),
+                           ("campaign-message", cat.campaign_messages),
+                           ("flow", cat.flows), ("flow-action", cat.flow_actions),
+                           ("flow-message", cat.flow_messages)):
+            for rec in recs:
+                self.small[kind][rec["id"]] = rec
+        self.profiles = Profiles(config.seed, self.now_ts, config.profiles)
+        self.profiles.list_ids = [r["id"] for r in cat.lists]
+        self.metric_ids = [m["id"] for m in cat.metrics]
+        self.events = Events(
+            config.seed, self.now_ts, config.events, config.days, self.metric_ids,
+            [cat.metric_family[m] for m in self.metric_ids],
+            [cat.metric_weight[m] for m in self.metric_ids],
+            max(1, config.profiles), _sources(cat))
+        self.hidden_metrics: set[int] = set()
+        self._members: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        self.extra_members: dict[tuple[str, str], list[tuple[int, int]]] = {}
+
+    # ------------------------------------------------------------------ lookups
+    def get(self, kind: str, rid: str) -> Record | None:
+        """Internal record of a small kind, or None."""
+        return self.small.get(kind, {}).get(rid)
+
+    def profile_index(self, pid: str) -> int | None:
+        """Index of a live profile id, or None."""
+        idx = self.profiles.index.get(pid)
+        if idx is None or idx in self.profiles.deleted:
+            return None
+        return idx
+
+    def event_visible(self, i: int) -> bool:
+        """False for events whose metric or profile was deleted (Klaviyo drops them)."""
+        ev = self.events
+        if self.hidden_metrics and ev.metric_index(i) in self.hidden_metrics:
+            return False
+        if self.profiles.deleted and ev.profile_index(i) in self.profiles.deleted:
+            return False
+        return True
+
+    # --------------------------------------------------------------- rendering
+    def profile_resource(self, i: int, additional: tuple[str, ...] = (),
+                         fields: tuple[str, ...] | None = None,
+                         extra: dict[str, Any] | None = None,
+                         relationships: bool = True) -> Record:
+        """JSON:API profile object of profile index i."""
+        attrs = documents.sparse(self.profiles.attributes(i, additional), fields)
+        if extra:
+            attrs.update(extra)
+        pid = self.profiles.ids[i]
+        rec: Record = {"type": "profile", "id": pid, "attributes": attrs}
+        if relationships:
+            return documents.resource(self.base_url, rec, attrs)
+        return {"type": "profile", "id": pid, "attributes": attrs,
+                "links": {"self": documents.self_link(self.base_url, "profile", pid)}}
+
+    def event_resource(self, i: int, fields: tuple[str, ...] | None = None) -> Record:
+        """JSON:API event object of event index i."""
+        ev = self.events
+        rec = {"type": "event", "id": ev.event_id(i),
+               "rel": {"metric": self.metric_ids[ev.metric_index(i)],
+                       "profile": self.profiles.ids[ev.profile_index(i)]}}
+        return documents.resource(self.base_url, rec, documents.sparse(ev.attributes(i), fields))
+
+    def small_resource(self, rec: Record, fields: tuple[str, ...] | None = None) -> Record:
+        """JSON:API object of a small-kind record."""
+        return documents.resource(self.base_url, rec, documents.sparse(rec["attributes"], fields))
+
+    # ------------------------------------------------------------ ground truth
+    def records(self, kind: str, **filters: Any) -> Iterator[Record]:
+        """Resources of one kind exactly as served (all attributes, incl. additional fields).
+
+        Args:
+            kind: One of KINDS.
+            **filters: Equality filters on `id`, an attribute name, a relationship as
+                `<name>_id` (e.g. campaign_id=, metric_id=, profile_id=, flow_id=) or
+                `channel` for campaigns.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}; one of {KINDS}")
+        with self.lock:
+            if kind == "event":
+                out = [self.event_resource(i) for i in range(len(self.events))
+                       if self.event_visible(i)]
+            elif kind == "profile":
+                out = [self.profile_resource(i, ADDITIONAL) for i in self.profiles.alive()]
+            else:
+                out = [self.small_resource(r) for r in self.small[kind].values()]
+        for res in out:
+            if _matches(res, filters):
+                yield res
+
+    def events_between(self, start: datetime | None, end: datetime | None) -> Iterator[Record]:
+        """Events with start <= datetime < end (aware datetimes; None = open), ascending."""
+        with self.lock:
+            lo, hi = self.event_range(start, end)
+            out = [self.event_resource(i) for i in range(lo, hi) if self.event_visible(i)]
+        yield from out
+
+    def event_range(self, start: datetime | None, end: datetime | None) -> tuple[int, int]:
+        """Index range [lo, hi) of events with start <= datetime < end."""
+        ev = self.events
+        lo = 0 if start is None else ev.first_at_or_after(_ceil_ts(start))
+        hi = len(ev) if end is None else ev.first_at_or_after(_ceil_ts(end))
+        return lo, max(lo, hi)
+
+    def list_members(self, list_id: str) -> list[tuple[str, datetime]]:
+        """Members of a list as (profile_id, joined_group_at), by profile id."""
+        return self._member_pairs("list", list_id)
+
+    def segment_members(self, segment_id: str) -> list[tuple[str, datetime]]:
+        """Members of a segment as (profile_id, joined_group_at), by profile id."""
+        return self._member_pairs("segment", segment_id)
+
+    def _member_pairs(self, kind: str, gid: str) -> list[tuple[str, datetime]]:
+        with self.lock:
+            ids = self.profiles.ids
+            pairs = [(ids[i], to_dt(ts)) for i, ts in self.members(kind, gid)]
+        return sorted(pairs)
+
+    def members(self, kind: str, gid: str) -> list[tuple[int, int]]:
+        """Live members of a list/segment as (profile index, joined epoch seconds)."""
+        if gid not in self.small[kind]:
+            return []
+        key = (kind, gid)
+        base = self._members.get(key)
+        if base is None:
+            base = self._members[key] = self._generate_members(kind, gid)
+        rows = base + self.extra_members.get(key, [])
+        deleted = self.profiles.deleted
+        return [r for r in rows if r[0] not in deleted] if deleted else rows
+
+    def _generate_members(self, kind: str, gid: str) -> list[tuple[int, int]]:
+        rec = self.small[kind][gid]
+        pct = rec.get("member_pct", 10)
+        group_created = to_ts(datetime.fromisoformat(rec["attributes"]["created"]))
+        key = ns_key(self.seed, "member", kind, gid)
+        created = self.profiles.created
+        rows = []
+        for i in range(min(self.config.profiles, len(created))):
+            h = h64_int(key, i)
+            if h % 100 < pct:
+                start = max(created[i], group_created)
+                rows.append((i, start + (h >> 8) % (self.now_ts - start + 1)))
+        return rows
+
+    # ----------------------------------------------------------- aggregates
+    def agg_rows(self, metric_id: str, start: datetime | None,
+                 end: datetime | None) -> Iterator[tuple[int, int, dict[str, Any]]]:
+        """(profile index, epoch seconds, event_properties) of one metric's events."""
+        with self.lock:
+            try:
+                m = self.metric_ids.index(metric_id)
+            except ValueError:
+                return
+            lo, hi = self.event_range(start, end)
+            ev = self.events
+            rows = []
+            for i in range(lo, hi):
+                if ev.metric_index(i) == m and self.event_visible(i):
+                    rows.append((ev.profile_index(i), ev.ts(i),
+                                 ev.attributes(i)["event_properties"]))
+        yield from rows
+
+
+def _ceil_ts(value: datetime) -> int:
+    """Smallest integer epoch second >= value."""
+    ts = value.timestamp()
+    return int(ts) if ts == int(ts) else int(ts) + 1 if ts > 0 else int(ts)
+
+
+def _sources(cat: Catalog) -> Sources:
+    """Dimension sources for events, from the initial catalog."""
+    email_c, sms_c = [], []
+    for msg in cat.campaign_messages:
+        camp = next(c for c in cat.campaigns if c["id"] == msg["rel"]["campaign"])
+        name = camp["attributes"]["name"]
+        if msg["attributes"]["channel"] == "email":
+            email_c.append((msg["id"], name, msg["attributes"]["content"]["subject"]))
+        else:
+            sms_c.append((msg["id"], name))
+    action_flow = {a["id"]: a["rel"]["flow"] for a in cat.flow_actions}
+    email_f, sms_f = [], []
+    for msg in cat.flow_messages:
+        flow_id = action_flow[msg["rel"]["flow-action"]]
+        if msg["attributes"]["channel"] == "email":
+            email_f.append((flow_id, msg["id"], msg["attributes"]["content"]["subject"]))
+        else:
+            sms_f.append((flow_id, msg["id"]))
+    return Sources(tuple(email_c), tuple(sms_c), tuple(email_f), tuple(sms_f),
+                   tuple((r["id"], r["attributes"]["name"]) for r in cat.lists))
+
+
+def _matches(res: Record, filters: dict[str, Any]) -> bool:
+    """Equality filters of `Account.records`."""
+    for key, want in filters.items():
+        if key == "id":
+            got = res["id"]
+        elif key in res["attributes"]:
+            got = res["attributes"][key]
+        elif key == "channel" and res["type"] == "campaign":
+            return False if want is None else _campaign_channel(res) == want
+        elif key.endswith("_id"):
+            rel = res.get("relationships", {}).get(key[:-3].replace("_", "-"), {})
+            data = rel.get("data")
+            got = data["id"] if isinstance(data, dict) else [d["id"] for d in data or []]
+            if isinstance(got, list):
+                if want not in got:
+                    return False
+                continue
+        else:
+            raise ValueError(f"cannot filter {res['type']} by {key!r}")
+        if got != want:
+            return False
+    return True
+
+
+def _campaign_channel(res: Record) -> str | None:
+    """Channel of a served campaign (via its relationship ids; set by the API layer)."""
+    return res.get("meta_channel")
