@@ -216,10 +216,19 @@ class Api:
             kept.append(("page[cursor]", cursor))
             next_url = base + path + "?" + "&".join(
                 f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
-        doc: dict[str, Any] = {"data": page.data, "links": {"self": self_url, "next": next_url}}
-        if req.include:
-            doc["included"] = page.included
-        body = orjson.dumps(doc)
+        links = {"self": self_url, "next": next_url}
+        if page.raw:
+            parts = [b'{"data":[', ",".join(page.data).encode(), b'],"links":',
+                     orjson.dumps(links)]
+            if req.include:
+                parts += [b',"included":', orjson.dumps(page.included)]
+            parts.append(b"}")
+            body = b"".join(parts)
+        else:
+            doc: dict[str, Any] = {"data": page.data, "links": links}
+            if req.include:
+                doc["included"] = page.included
+            body = orjson.dumps(doc)
         with self._cache_lock:
             self._cache[cache_key] = body
             if len(self._cache) > 2048:

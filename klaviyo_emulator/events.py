@@ -9,11 +9,17 @@ after `now`. Events created by mutations are appended after every existing one.
 from __future__ import annotations
 
 import bisect
+import struct
+from hashlib import blake2b
 from dataclasses import dataclass
 from typing import Any
 
 from klaviyo_emulator import vocab
-from klaviyo_emulator.util import b62, fmt_ts, h64_int, ns_key, uuid_str
+from klaviyo_emulator.util import b62, fmt_ts, h64_int, ns_key
+
+_PACK = struct.Struct("<qq")
+_B62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_B62_TABLE = bytes(_B62[b % 62] for b in range(256))
 
 DAY = 86_400
 
@@ -61,7 +67,6 @@ class Events:
                  families: list[str], weights: list[int], profile_count: int,
                  sources: Sources) -> None:
         self.key = ns_key(seed, "event")
-        self.dup_key = ns_key(seed, "event-dup")
         self.now = now_ts
         self.n = n
         self.future = 0 if n < 20 else max(3, n // 2000)
@@ -84,6 +89,11 @@ class Events:
         return self.n + len(self.extra)
 
     # ----------------------------------------------------------------- positions
+    def digest(self, i: int) -> bytes:
+        """32 pseudo-random bytes of event i, the source of all its attributes."""
+        salt = self.extra[i - self.n].salt if i >= self.n else i
+        return blake2b(_PACK.pack(self.key, salt), digest_size=32).digest()
+
     def ts(self, i: int) -> int:
         """Epoch seconds of event i (non-decreasing in i)."""
         if i >= self.n:
@@ -91,9 +101,11 @@ class Events:
         if i >= self.past:
             j = i - self.past
             return self.now + 60 + (j * (DAY - 120)) // self.future
-        k = i
-        if i > 0 and h64_int(self.dup_key, i) % 4 == 0:
-            k = i - 1  # same second as the previous event
+        return self._past_ts(i, self.digest(i))
+
+    def _past_ts(self, i: int, d: bytes) -> int:
+        """Datetime of a past base event; 1 in 4 shares the previous event's second."""
+        k = i - 1 if i > 0 and d[31] & 3 == 0 else i
         return self.start + (k * self.span) // self.past
 
     def first_at_or_after(self, ts: int) -> int:
@@ -111,39 +123,49 @@ class Events:
         """Latest event datetime, or None without events."""
         return self.ts(len(self) - 1) if len(self) else None
 
-    def metric_index(self, i: int) -> int:
+    def metric_index(self, i: int, d: bytes | None = None) -> int:
         """Index (into metric_ids) of the metric of event i."""
         if i >= self.n:
             return self.extra[i - self.n].metric
-        r = h64_int(self.key, i) % self.total_weight
+        d = d or self.digest(i)
+        r = int.from_bytes(d[:8], "little") % self.total_weight
         return bisect.bisect_right(self.cum, r)
 
-    def profile_index(self, i: int) -> int:
+    def profile_index(self, i: int, d: bytes | None = None) -> int:
         """Profile index of event i."""
         if i >= self.n:
             return self.extra[i - self.n].profile
-        return (h64_int(self.key, i) >> 20) % self.profile_count
+        d = d or self.digest(i)
+        return int.from_bytes(d[8:14], "little") % self.profile_count
 
     # ------------------------------------------------------------------ rendering
-    def event_id(self, i: int) -> str:
+    def event_id(self, i: int, d: bytes | None = None) -> str:
         """Klaviyo-style 11-character event id."""
+        d = d or self.digest(i)
+        return d[14:25].translate(_B62_TABLE).decode()
+
+    def parts(self, i: int) -> tuple[str, int, dict[str, Any], str, int, int]:
+        """(id, timestamp, event_properties, uuid, metric index, profile index) of event i."""
+        d = self.digest(i)
         if i >= self.n:
-            return b62(h64_int(self.key ^ 0x77, self.extra[i - self.n].salt), 11)
-        return b62(h64_int(self.key ^ 0x33, i), 11)
+            x = self.extra[i - self.n]
+            ts, m, p, salt = x.ts, x.metric, x.profile, x.salt
+        else:
+            ts = self._past_ts(i, d) if i < self.past else self.ts(i)
+            salt = i
+            m = bisect.bisect_right(self.cum, int.from_bytes(d[:8], "little") % self.total_weight)
+            p = int.from_bytes(d[8:14], "little") % self.profile_count
+        hx = d[16:32].hex()
+        props = self.properties(self.families[m], int.from_bytes(d[16:24], "little"),
+                                int.from_bytes(d[24:32], "little"), salt)
+        return (d[14:25].translate(_B62_TABLE).decode(), ts, props,
+                f"{hx[:8]}-{hx[8:12]}-1{hx[13:16]}-8{hx[17:20]}-{hx[20:]}", m, p)
 
     def attributes(self, i: int) -> dict[str, Any]:
         """Attributes of event i as served."""
-        ts = self.ts(i)
-        salt = self.extra[i - self.n].salt if i >= self.n else i
-        h = h64_int(self.key ^ 0x55, salt)
-        h2 = h64_int(self.key ^ 0x99, salt)
-        family = self.families[self.metric_index(i)]
-        return {
-            "timestamp": ts,
-            "event_properties": self.properties(family, h, h2, salt),
-            "datetime": fmt_ts(ts),
-            "uuid": uuid_str((h2 << 64) | h, version=1),
-        }
+        _, ts, props, uid, _, _ = self.parts(i)
+        return {"timestamp": ts, "event_properties": props, "datetime": fmt_ts(ts),
+                "uuid": uid}
 
     def properties(self, family: str, h: int, h2: int, salt: int) -> dict[str, Any]:
         """`event_properties` for a metric family (dimension values on some families)."""

@@ -52,11 +52,15 @@ class Request:
 
 @dataclass
 class Page:
-    """One page: resource objects, included objects, keyset of the next page."""
+    """One page: resource objects, included objects, keyset of the next page.
 
-    data: list[Record]
+    `data` holds dicts, or serialized JSON objects (str) when `raw` is True.
+    """
+
+    data: list[Any]
     included: list[Record]
     next_after: Any
+    raw: bool = False
 
 
 class NotFound(Exception):
@@ -308,7 +312,9 @@ class Lister:
                 break
             chosen.append(i)
         fields = req.fields.get("event")
-        data = [acc.event_resource(i, fields) for i in chosen]
+        raw = fields is None
+        data = ([acc.event_json(i) for i in chosen] if raw
+                else [acc.event_resource(i, fields) for i in chosen])
         included: list[Record] = []
         if req.include:
             seen: set[str] = set()
@@ -325,7 +331,7 @@ class Lister:
                     if ("p" + pid) not in seen and p not in acc.profiles.deleted:
                         seen.add("p" + pid)
                         included.append(acc.profile_resource(p, (), req.fields.get("profile")))
-        return Page(data, included, chosen[-1] if more else None)
+        return Page(data, included, chosen[-1] if more else None, raw)
 
 
 def _text(value: Any) -> str:

@@ -141,22 +141,22 @@ class Handler(BaseHTTPRequestHandler):
         self._log(method, path, query, body, status, started, fault)
 
     def _send(self, resp: Response, truncate: bool) -> None:
+        """Writes status line, headers and body in one send (Content-Length always set)."""
         body = resp.body
-        self.send_response(resp.status)
-        self.send_header("Content-Type", resp.content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in resp.headers:
-            self.send_header(name, value)
+        reason = self.responses.get(resp.status, ("",))[0]
+        head = [f"HTTP/1.1 {resp.status} {reason}", f"Server: {self.server_version}",
+                f"Date: {self.date_time_string()}", f"Content-Type: {resp.content_type}",
+                f"Content-Length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in resp.headers]
+        if truncate or self.close_connection:
+            head.append("Connection: close")
+        raw = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+        self.log_request(resp.status)
         if truncate:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if truncate:
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
+            self.wfile.write(raw + body[: len(body) // 2])
             self._reset()
             return
-        self.wfile.write(body)
+        self.wfile.write(raw + body)
 
     def _reset(self) -> None:
         """Closes the socket abruptly (RST) without (further) answer."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from functools import lru_cache
 from datetime import datetime, timezone
 
 UTC = timezone.utc
@@ -68,9 +69,18 @@ def uuid_str(value: int, version: int = 4) -> str:
     return f"{hx[:8]}-{hx[8:12]}-{hx[12:16]}-{hx[16:20]}-{hx[20:]}"
 
 
+@lru_cache(maxsize=8192)
+def _day(day: int) -> str:
+    return datetime.fromtimestamp(day * 86_400, UTC).strftime("%Y-%m-%d")
+
+
+@lru_cache(maxsize=65536)
 def fmt_ts(ts: int) -> str:
     """Klaviyo response datetime from epoch seconds, e.g. "2023-10-16T14:00:05+00:00"."""
-    return datetime.fromtimestamp(ts, UTC).isoformat()
+    day, rest = divmod(int(ts), 86_400)
+    hour, rest = divmod(rest, 3600)
+    minute, second = divmod(rest, 60)
+    return f"{_day(day)}T{hour:02d}:{minute:02d}:{second:02d}+00:00"
 
 
 def fmt_v1(ts: int) -> str:
