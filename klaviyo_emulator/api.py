@@ -117,11 +117,15 @@ class Api:
         self._check_scopes(ep, key)
         params = _single_params(query)
         rate_headers = self._rate_limit(ep, key, params)
-        if method == "GET":
-            resp = self._get(ep, path, path_id, raw_query, query, params)
-        else:
-            from klaviyo_emulator import aggregates_api
-            resp = aggregates_api.handle(self, ep, body, headers)
+        try:
+            if method == "GET":
+                resp = self._get(ep, path, path_id, raw_query, query, params)
+            else:
+                from klaviyo_emulator import aggregates_api
+                resp = aggregates_api.handle(self, ep, body, headers)
+        except ApiError as err:
+            err.headers.extend(rate_headers)
+            raise
         resp.headers.extend(rate_headers)
         return resp
 

@@ -110,6 +110,12 @@ class Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:  # noqa: N802
         self._dispatch("DELETE")
 
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._dispatch("HEAD")
+
+    def do_OPTIONS(self) -> None:  # noqa: N802
+        self._dispatch("OPTIONS")
+
     def _dispatch(self, method: str) -> None:
         started = time.time()
         emu = self.emulator
@@ -156,7 +162,7 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(raw + body[: len(body) // 2])
             self._reset()
             return
-        self.wfile.write(raw + body)
+        self.wfile.write(raw if self.command == "HEAD" else raw + body)
 
     def _reset(self) -> None:
         """Closes the socket abruptly (RST) without (further) answer."""

@@ -163,8 +163,8 @@ class Account:
         Args:
             kind: One of KINDS.
             **filters: Equality filters on `id`, an attribute name, a relationship as
-                `<name>_id` (e.g. campaign_id=, metric_id=, profile_id=, flow_id=) or
-                `channel` for campaigns.
+                `<name>_id` (e.g. campaign_id=, metric_id=, profile_id=, flow_id=), or
+                `channel` ("email"/"sms") for campaigns.
         """
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; one of {KINDS}")
@@ -175,7 +175,9 @@ class Account:
             elif kind == "profile":
                 out = [self.profile_resource(i, ADDITIONAL) for i in self.profiles.alive()]
             else:
-                out = [self.small_resource(r) for r in self.small[kind].values()]
+                channel = filters.pop("channel", None) if kind == "campaign" else None
+                out = [self.small_resource(r) for r in self.small[kind].values()
+                       if channel is None or r.get("channel") == channel]
         for res in out:
             if _matches(res, filters):
                 yield res
@@ -288,8 +290,6 @@ def _matches(res: Record, filters: dict[str, Any]) -> bool:
             got = res["id"]
         elif key in res["attributes"]:
             got = res["attributes"][key]
-        elif key == "channel" and res["type"] == "campaign":
-            return False if want is None else _campaign_channel(res) == want
         elif key.endswith("_id"):
             rel = res.get("relationships", {}).get(key[:-3].replace("_", "-"), {})
             data = rel.get("data")
@@ -303,8 +303,3 @@ def _matches(res: Record, filters: dict[str, Any]) -> bool:
         if got != want:
             return False
     return True
-
-
-def _campaign_channel(res: Record) -> str | None:
-    """Channel of a served campaign (via its relationship ids; set by the API layer)."""
-    return res.get("meta_channel")
