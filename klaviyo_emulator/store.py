@@ -176,7 +176,8 @@ class Account:
                 out = [self.profile_resource(i, ADDITIONAL) for i in self.profiles.alive()]
             else:
                 channel = filters.pop("channel", None) if kind == "campaign" else None
-                out = [self.small_resource(r) for r in self.small[kind].values()
+                out = [orjson.loads(orjson.dumps(self.small_resource(r)))  # a copy
+                       for r in self.small[kind].values()
                        if channel is None or r.get("channel") == channel]
         for res in out:
             if _matches(res, filters):

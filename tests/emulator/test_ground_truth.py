@@ -1,0 +1,240 @@
+"""Paging to the last page equals the ground truth; determinism; mutations; data shapes."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+import pytest
+
+from klaviyo_emulator import Emulator
+from klaviyo_emulator.store import Account
+from tests.emulator.conftest import NOW, Http, small_config
+
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$")
+
+
+def _dt(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+COLLECTIONS = [
+    ("/api/events/", {}, "event"),
+    ("/api/profiles/", {"page[size]": "100"}, "profile"),
+    ("/api/profiles/", {}, "profile"),
+    ("/api/metrics/", {}, "metric"),
+    ("/api/lists/", {}, "list"),
+    ("/api/segments/", {}, "segment"),
+    ("/api/templates/", {"sort": "updated"}, "template"),
+    ("/api/tags/", {}, "tag"),
+]
+
+
+@pytest.mark.parametrize("path,params,kind", COLLECTIONS,
+                         ids=[f"{p}{q}" for p, q, _ in COLLECTIONS])
+def test_paging_to_the_end_serves_each_record_once(emu: Emulator, http: Http, path: str,
+                                                   params: dict, kind: str) -> None:
+    served = http.all(path, params)
+    ids = [r["id"] for r in served]
+    assert len(ids) == len(set(ids))
+    truth = {r["id"]: r for r in emu.account.records(kind)}
+    assert set(ids) == set(truth)
+    for r in served[:: max(1, len(served) // 25)]:
+        assert r == truth[r["id"]] or kind == "profile"  # profiles: no additional fields
+
+
+def test_campaigns_and_flows_complete(emu: Emulator, http: Http) -> None:
+    for channel in ("email", "sms"):
+        got = [c["id"] for arch in ("true", "false") for c in http.all(
+            "/api/campaigns/", {"filter": f"equals(messages.channel,'{channel}'),"
+                                          f"equals(archived,{arch})"})]
+        truth = [c["id"] for c in emu.account.records("campaign", channel=channel)]
+        assert sorted(got) == sorted(truth) and truth
+    flows = [f["id"] for arch in ("true", "false")
+             for f in http.all("/api/flows/", {"filter": f"equals(archived,{arch})"})]
+    assert sorted(flows) == sorted(f["id"] for f in emu.account.records("flow"))
+
+
+def test_nested_collections(emu: Emulator, http: Http) -> None:
+    acc = emu.account
+    for camp in list(acc.records("campaign"))[:5]:
+        msgs = http.all(f"/api/campaigns/{camp['id']}/campaign-messages/")
+        assert [m["id"] for m in msgs] == [
+            d["id"] for d in camp["relationships"]["campaign-messages"]["data"]]
+    for flow in acc.records("flow"):
+        actions = http.all(f"/api/flows/{flow['id']}/flow-actions/")
+        assert sorted(a["id"] for a in actions) == sorted(
+            a["id"] for a in acc.records("flow-action", flow_id=flow["id"]))
+        for action in actions:
+            msgs = http.all(f"/api/flow-actions/{action['id']}/flow-messages/")
+            assert [m["id"] for m in msgs] == [
+                d["id"] for d in action["relationships"]["flow-messages"]["data"]]
+
+
+@pytest.mark.parametrize("kind", ["list", "segment"])
+def test_members_equal_ground_truth(emu: Emulator, http: Http, kind: str) -> None:
+    for gid in list(emu.account.small[kind])[:4]:
+        served = http.all(f"/api/{kind}s/{gid}/profiles/", {"page[size]": "100"})
+        truth = (emu.account.list_members if kind == "list" else
+                 emu.account.segment_members)(gid)
+        assert sorted((m["id"], _dt(m["attributes"]["joined_group_at"])) for m in served) == truth
+        joined = [m["attributes"]["joined_group_at"] for m in http.all(
+            f"/api/{kind}s/{gid}/profiles/", {"sort": "joined_group_at", "page[size]": "50"})]
+        assert joined == sorted(joined)
+
+
+def test_events_between_matches_served_windows(emu: Emulator, http: Http) -> None:
+    start, end = NOW - timedelta(days=3), NOW - timedelta(days=1)
+    truth = [e["id"] for e in emu.account.events_between(start, end)]
+    served = [e["id"] for e in http.all("/api/events/", {
+        "filter": f"greater-or-equal(datetime,{start.isoformat()}),"
+                  f"less-than(datetime,{end.isoformat()})", "sort": "datetime"})]
+    assert served == truth and len(truth) > 200
+    everything = list(emu.account.events_between(None, None))
+    assert len(everything) == len(list(emu.account.records("event"))) == 5000
+
+
+# ------------------------------------------------------------------------ data shapes
+def test_event_shapes(emu: Emulator) -> None:
+    events = list(emu.account.records("event"))
+    names = {m["id"]: m["attributes"]["name"] for m in emu.account.records("metric")}
+    by_metric: dict[str, list[dict]] = {}
+    for e in events:
+        a = e["attributes"]
+        assert isinstance(a["timestamp"], int) and ISO.match(a["datetime"])
+        assert _dt(a["datetime"]).timestamp() == a["timestamp"]
+        assert len(a["uuid"]) == 36
+        by_metric.setdefault(names[e["relationships"]["metric"]["data"]["id"]], []).append(e)
+    assert len({e["attributes"]["uuid"] for e in events}) == len(events)
+    orders = by_metric["Placed Order"]
+    assert all(isinstance(o["attributes"]["event_properties"]["$value"], float) for o in orders)
+    assert all(isinstance(o["attributes"]["event_properties"]["$extra"]["line_items"], list)
+               for o in orders)
+    assert any("$attributed_channel" in o["attributes"]["event_properties"] for o in orders)
+    assert not any("$value" in e["attributes"]["event_properties"]
+                   for e in by_metric["Opened Email"])
+    assert any("$flow" in e["attributes"]["event_properties"] for e in by_metric["Received Email"])
+    assert any("Campaign Name" in e["attributes"]["event_properties"]
+               for e in by_metric["Received Email"])
+    assert any("URL" in e["attributes"]["event_properties"] for e in by_metric["Clicked Email"])
+    future = [e for e in events if _dt(e["attributes"]["datetime"]) > NOW]
+    assert future and all(_dt(e["attributes"]["datetime"]) <= NOW + timedelta(days=1)
+                          for e in future)
+    assert min(_dt(e["attributes"]["datetime"]) for e in events) >= NOW - timedelta(days=30)
+
+
+def test_profile_shapes(emu: Emulator) -> None:
+    profiles = list(emu.account.records("profile"))
+    assert len({p["attributes"]["email"] for p in profiles}) == len(profiles)
+    props = [p["attributes"]["properties"] for p in profiles]
+    assert any(any(k.startswith("$") for k in pr) for pr in props)
+    assert any(isinstance(v, dict) for pr in props for v in pr.values())
+    assert any(not s.isascii() for pr in props for s in map(str, pr.values()))
+    assert any(not p["attributes"]["first_name"].isascii() for p in profiles)
+    for p in profiles:
+        a = p["attributes"]
+        assert ISO.match(a["created"]) and a["created"] <= a["updated"]
+        assert {"city", "country", "latitude", "longitude", "timezone"} <= set(a["location"])
+        assert a["subscriptions"]["email"]["marketing"]["consent"]
+        assert "churn_probability" in a["predictive_analytics"]
+        assert p["relationships"]["lists"] == {"links": p["relationships"]["lists"]["links"]}
+    updated = [p["attributes"]["updated"] for p in profiles]
+    assert len(set(updated)) < len(updated), "some profiles must share `updated`"
+
+
+def test_catalog_shapes(emu: Emulator) -> None:
+    acc = emu.account
+    metrics = list(acc.records("metric"))
+    assert all({"name", "category"} <= set(m["attributes"]["integration"]) for m in metrics)
+    campaigns = list(acc.records("campaign"))
+    assert {c["attributes"]["archived"] for c in campaigns} == {True, False}
+    channels = {m["attributes"]["channel"] for m in acc.records("campaign-message")}
+    assert channels == {"email", "sms"}
+    for m in acc.records("campaign-message"):
+        assert m["attributes"]["send_times"] and "content" in m["attributes"]
+    assert all(c["relationships"]["tags"]["data"] is not None for c in campaigns)
+    templates = list(acc.records("template"))
+    assert all("<html>" in t["attributes"]["html"] for t in templates)
+    for kind, stamp in (("campaign", "updated_at"), ("template", "updated"),
+                        ("flow", "updated"), ("list", "updated"), ("metric", "updated")):
+        recs = list(acc.records(kind))
+        created = "created_at" if stamp == "updated_at" else "created"
+        assert all(r["attributes"][created] <= r["attributes"][stamp] for r in recs)
+        values = [r["attributes"][stamp] for r in recs]
+        assert len(set(values)) < len(values), f"{kind}: some `{stamp}` values must be shared"
+    assert list(acc.records("flow-message")) and list(acc.records("flow-action"))
+
+
+# ------------------------------------------------------------------------ determinism
+def _snapshot(acc: Account) -> dict:
+    return {kind: [(r["id"], r["attributes"]) for r in acc.records(kind)]
+            for kind in ("campaign", "template", "metric", "list", "flow", "flow-message",
+                         "profile", "tag")} | {
+        "events": [(e["id"], e["attributes"], e["relationships"]["profile"]["data"]["id"])
+                   for e in list(acc.records("event"))[::37]]}
+
+
+def test_same_seed_same_account_other_seed_differs() -> None:
+    a = _snapshot(Account(small_config()))
+    assert a == _snapshot(Account(small_config()))
+    b = _snapshot(Account(small_config(seed=43)))
+    for kind in a:
+        assert {x[0] for x in a[kind]}.isdisjoint({x[0] for x in b[kind]}), kind
+    c = _snapshot(Account(small_config(now=NOW + timedelta(hours=1))))
+    assert c["events"] != a["events"]
+
+
+def test_sizes_are_honoured() -> None:
+    acc = Account(small_config(profiles=77, events=1234, campaigns=9, flows=3, lists=4,
+                               segments=5, templates=6, metrics=20, tags=2))
+    counts = {k: len(list(acc.records(k))) for k in ("profile", "event", "campaign", "flow",
+                                                     "list", "segment", "template", "metric",
+                                                     "tag")}
+    assert counts == {"profile": 77, "event": 1234, "campaign": 9, "flow": 3, "list": 4,
+                      "segment": 5, "template": 6, "metric": 20, "tag": 2}
+
+
+# ------------------------------------------------------------------------ mutations
+def test_mutations_are_served() -> None:
+    with Emulator(small_config(seed=9, events=2000, profiles=150)) as emu:
+        http = Http(emu)
+        acc = emu.account
+        before = {k: {r["id"]: r for r in acc.records(k)} for k in
+                  ("profile", "campaign", "template", "flow", "list", "segment", "metric")}
+        old_max = max(e["attributes"]["datetime"] for e in acc.records("event"))
+        old_updated = max(p["attributes"]["updated"] for p in before["profile"].values())
+        first_page = http.ok("/api/profiles/", {"sort": "updated", "page[size]": "100"})
+        changes = emu.mutate(seed=1, create=4, update=5, delete=2)
+        at = changes["mutated_at"]
+        for kind, recs in before.items():
+            now_ids = {r["id"] for r in acc.records(kind)}
+            assert set(changes[kind]["created"]) <= now_ids - set(recs)
+            assert not set(changes[kind]["deleted"]) & now_ids
+            assert len(changes[kind]["created"]) == 4 and len(changes[kind]["deleted"]) == 2
+            stamp = "updated_at" if kind == "campaign" else "updated"
+            for rid in changes[kind]["updated"]:
+                new = next(acc.records(kind, id=rid))
+                assert new["attributes"][stamp] == at > recs[rid]["attributes"][stamp]
+                assert new["attributes"] != recs[rid]["attributes"]
+        served = {p["id"]: p for p in http.all("/api/profiles/",
+                                               {"filter": f"greater-than(updated,{old_updated})",
+                                                "page[size]": "100"})}
+        assert set(served) == set(changes["profile"]["created"]) | set(changes["profile"][
+            "updated"])
+        assert not set(changes["profile"]["deleted"]) & {
+            p["id"] for p in http.all("/api/profiles/", {"page[size]": "100"})}
+        new_events = http.all("/api/events/", {"filter": f"greater-than(datetime,{old_max})"})
+        assert {e["id"] for e in new_events} == set(changes["event"]["created"])
+        assert len(new_events) == 4
+        # a keyset cursor issued before the mutation still pages on: nothing is skipped,
+        # and only records updated meanwhile (moved behind the cursor) come twice
+        rest = http.all(first_page["links"]["next"])
+        seen = [p["id"] for p in first_page["data"]] + [p["id"] for p in rest]
+        twice = {x for x in seen if seen.count(x) > 1}
+        assert twice <= set(changes["profile"]["updated"])
+        assert set(seen) >= set(before["profile"]) - set(changes["profile"]["deleted"])
+        flows = {f["id"] for f in http.all("/api/flows/", {"filter": "equals(archived,false)"})}
+        flows |= {f["id"] for f in http.all("/api/flows/", {"filter": "equals(archived,true)"})}
+        assert flows == {f["id"] for f in acc.records("flow")}
+        again = emu.mutate(seed=1, create=1, update=1, delete=0)
+        assert again["mutated_at"] > at
