@@ -35,7 +35,7 @@ class LoggedRequest:
         body: Decoded JSON body of a POST (None otherwise or if not JSON).
         status: Status sent (0 = connection reset without an answer).
         started: time.time() when the request was read.
-        finished: time.time() when the answer was written.
+        finished: time.time() when the answer was ready (just before it is written).
         fault: Injected fault kind ("500", "503", "reset", "truncate") or None.
     """
 
@@ -138,13 +138,14 @@ class Handler(BaseHTTPRequestHandler):
         else:
             resp = Response(404, orjson.dumps(documents.errors_doc(documents.error(
                 404, "not_found", "Not found.", f"The path {path} could not be found."))))
-        status = resp.status
+        # Logged before the answer is written, so a client sees its request in the log
+        # as soon as it has the response.
+        status = 0 if fault == "reset" else resp.status
+        self._log(method, path, query, body, status, started, fault)
         if fault == "reset":
-            status = 0
             self._reset()
         else:
             self._send(resp, truncate=fault == "truncate")
-        self._log(method, path, query, body, status, started, fault)
 
     def _send(self, resp: Response, truncate: bool) -> None:
         """Writes status line, headers and body in one send (Content-Length always set)."""
