@@ -32,6 +32,8 @@ JSONAPI = "application/vnd.api+json"
 REVISION = "2023-10-15"
 _REVISION_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(\.[A-Za-z0-9_-]+)?$")
 _KEY_RE = re.compile(r"^Klaviyo-API-Key\s+(\S+)\s*$")
+PAGE_CACHE_BYTES = 64 * 1024 * 1024
+"""Budget of the LRU cache of serialized GET pages (key: path, raw query, data version)."""
 
 
 @dataclass
@@ -88,6 +90,7 @@ class Api:
         self.cursors = Cursors(secret)
         self.lister = Lister(account)
         self._cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._cache_bytes = 0
         self._cache_lock = threading.Lock()
         self._throttle_counter = 0
 
@@ -189,7 +192,9 @@ class Api:
         if "predictive_analytics" in params.get("additional-fields[profile]", ""):
             tier = PREDICTIVE_TIER
         burst, steady = TIER_LIMITS[tier]
-        d = self.limiter.check(key, f"{ep.method} {ep.path} {tier}", burst, steady)
+        # Private keys share the account's quota (Klaviyo docs), so buckets are per
+        # account (one per emulator) and per endpoint, not per key.
+        d = self.limiter.check("account", f"{ep.method} {ep.path} {tier}", burst, steady)
         if not d.allowed:
             raise throttled(d.retry_after)
         return [("RateLimit-Limit", str(d.limit)), ("RateLimit-Remaining", str(d.remaining)),
@@ -202,6 +207,8 @@ class Api:
         cache_key = (path, raw_query, acc.version, acc.base_url)
         with self._cache_lock:
             hit = self._cache.get(cache_key)
+            if hit is not None:
+                self._cache.move_to_end(cache_key)
         if hit is not None:
             return Response(200, hit)
         req, filter_text = self._parse(ep, path, path_id, params)
@@ -234,9 +241,12 @@ class Api:
                 doc["included"] = page.included
             body = orjson.dumps(doc)
         with self._cache_lock:
-            self._cache[cache_key] = body
-            if len(self._cache) > 2048:
-                self._cache.popitem(last=False)
+            if cache_key not in self._cache:
+                self._cache[cache_key] = body
+                self._cache_bytes += len(body)
+            while self._cache_bytes > PAGE_CACHE_BYTES:
+                _, old = self._cache.popitem(last=False)
+                self._cache_bytes -= len(old)
         return Response(200, body)
 
     def _parse(self, ep: Endpoint, path: str, path_id: str | None,

@@ -9,7 +9,7 @@ import requests
 
 from klaviyo_emulator import Emulator
 from klaviyo_emulator.ratelimit import RateLimiter
-from tests.emulator.conftest import Http, small_config
+from tests.emulator.conftest import LIMITED, Http, small_config
 
 
 class Clock:
@@ -57,6 +57,9 @@ def test_http_429_per_tier_with_headers(limited: Emulator) -> None:
     assert (err["code"], err["title"], err["status"]) == ("throttled", "Request was throttled.",
                                                           429)
     assert "RateLimit-Limit" not in r.headers
+    assert [http.get("/api/metrics/").status_code for _ in range(10)] == [200] * 10
+    other_key = http.get("/api/metrics/", headers={"Authorization": f"Klaviyo-API-Key {LIMITED}"})
+    assert other_key.status_code == 429  # private keys share the account's quota
     ok = http.get("/api/events/")  # other endpoint, own bucket (XL)
     assert ok.status_code == 200
     assert ok.headers["RateLimit-Limit"] == "3500"
