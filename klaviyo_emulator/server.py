@@ -210,11 +210,36 @@ def _fault_response(status: int) -> Response:
 
 
 class Server(ThreadingHTTPServer):
-    """Threading HTTP server bound to 127.0.0.1."""
+    """Threading HTTP server bound to 127.0.0.1; closes open keep-alive connections."""
 
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+
+    def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.discard(request)
+
+    def server_close(self) -> None:
+        """Closes the listening socket and every open client connection."""
+        super().server_close()
+        with self._open_lock:
+            conns = list(self._open)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def make_server(emulator: "Emulator", host: str, port: int) -> Server:

@@ -165,3 +165,12 @@ def test_cli_port_in_use_fails_cleanly() -> None:
                                str(emu.port)], cwd=ROOT, capture_output=True, text=True,
                               timeout=30, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 2 and proc.stdout == "" and "klaviyo_emulator:" in proc.stderr
+
+
+def test_stop_closes_keep_alive_connections() -> None:
+    emu = Emulator(small_config(events=10, profiles=5)).start()
+    http = Http(emu)
+    assert http.get("/api/metrics/").status_code == 200  # opens a keep-alive connection
+    emu.stop()
+    with pytest.raises(requests.exceptions.ConnectionError):
+        http.get("/api/metrics/")
