@@ -35,7 +35,7 @@ from .settings import (
     V1_RETIRED_MESSAGE,
     Report,
 )
-from .windows import UTC, Window, split
+from .windows import UTC, Window
 
 __all__ = ["klaviyo_source", "KlaviyoConfigError", "KlaviyoApiError"]
 
@@ -52,7 +52,7 @@ def klaviyo_source(
     predictive_analytics: bool = False,
     lookback_hours: float = 0.0,
     workers: int = 8,
-    window_hours: Optional[float] = None,
+    min_window_minutes: Optional[float] = None,
 ) -> Iterator[DltResource]:
     """Klaviyo reports as dlt resources.
 
@@ -74,8 +74,9 @@ def klaviyo_source(
         lookback_hours: Hours re-read before each cursor on incremental runs (Klaviyo keeps
             revising attribution for days); re-read rows are merged, not duplicated.
         workers: Windows of one report read at the same time (the rate limiter sets the pace).
-        window_hours: Size of the windows a report's range is split into (hours); None uses
-            each report's default (events 12 h, profiles 30 days).
+        min_window_minutes: Smallest window a report's range is split into for parallel reads
+            (minutes); None uses each report's default (events 5 min, profiles 1 h). Windows
+            adapt to the data's density above that size.
 
     Raises:
         KlaviyoConfigError: Bad input, before any request is sent.
@@ -89,7 +90,7 @@ def klaviyo_source(
         end_date=end_date,
         lookback_hours=lookback_hours,
         workers=workers,
-        window_hours=window_hours,
+        min_window_minutes=min_window_minutes,
     )
     queries = load_queries(aggregate_queries)
     if "metric_aggregates" in options.reports and not queries and reports is not None:
@@ -155,12 +156,12 @@ def _report_resource(
     tier, extra = report.tier, {}
     if predictive and report.name == "profiles":
         tier, extra = PREDICTIVE_TIER, {"additional-fields[profile]": "subscriptions,predictive_analytics"}
-    window_size = timedelta(hours=options.window_hours) if options.window_hours else report.window
+    min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.window
 
     def read(cursor: Optional[dlt.sources.incremental[Any]] = _incremental(report, options)) -> Iterator[TDataItems]:
         window = _cursor_window(report, cursor, run_started)
-        windows = split(window, window_size) if _bounded_both_sides(report) else [window]
-        yield from read_jobs(api, report, plan_jobs(report, windows), tier, options.workers, extra)
+        jobs = plan_jobs(report, [window])
+        yield from read_jobs(api, report, jobs, tier, options.workers, extra, min_window)
 
     return dlt.resource(
         read,
@@ -169,11 +170,6 @@ def _report_resource(
         write_disposition="merge",
         columns=_columns(report),
     )()
-
-
-def _bounded_both_sides(report: Report) -> bool:
-    ops = report.cursor_ops
-    return any(op.startswith("greater") for op in ops) and any(op.startswith("less") for op in ops)
 
 
 def _cursor_window(

@@ -1,20 +1,28 @@
-"""Reads one report over a list of windows, several windows at a time, page by page.
+"""Reads one report over a range, several windows at a time, page by page.
 
 dlt's `parallelized=True` runs *different* resources concurrently, but one generator stays
 sequential (dlt issue #2844), and a report read as several windows must still be one resource
-with one incremental cursor. So the windows of a report are read here by a small thread pool;
-each page is converted in the worker and handed to the resource through a bounded queue, so
-memory holds at most a few pages per worker whatever the size of the account. The pace is set
-by the shared rate limiter, not by the number of workers.
+with one incremental cursor. So the windows of a report are read here by a small pool of
+threads; each page is converted in its worker and handed to the resource through a bounded
+queue, so memory holds a few pages per worker whatever the size of the account. The pace is
+set by the shared rate limiter, not by the number of workers.
+
+Windows adapt to the data's density: a job starts with the whole range; while a worker is
+idle and a job still has pages to read, the job keeps the rows it has read (all rows before
+the last cursor value of its current page, since pages come sorted by the cursor) and hands
+the rest of its window, from that value on, to the idle workers as new windows. Sparse
+stretches thus cost one request, dense ones are read in parallel with full pages, and no
+request is spent on empty windows.
 """
 
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .client import KlaviyoApi
-from .records import to_arrow, to_rows
+from .records import parse_datetime, to_arrow, to_rows
 from .settings import Report
 from .windows import Window, bound_conditions, combine
 
@@ -23,10 +31,40 @@ PageItems = Any  # a list of row dicts or an Arrow table
 
 @dataclass(frozen=True)
 class ReadJob:
-    """One window of one variant of a report (e.g. archived campaigns, one day of events)."""
+    """One window of one variant of a report (e.g. archived campaigns, a stretch of events)."""
 
     variant: str
     window: Window
+
+
+class _Splitter:
+    """Tells a job whether idle workers are waiting for work, and hands them new windows."""
+
+    def __init__(self, workers: int, pending: "queue.Queue[ReadJob]", min_window: timedelta) -> None:
+        self.workers = workers
+        self.pending = pending
+        self.min_window = min_window
+        self.lock = threading.Lock()
+        self.busy = 0
+
+    def idle_workers(self) -> int:
+        with self.lock:
+            return max(0, self.workers - self.busy - self.pending.qsize())
+
+    def try_split(self, job: ReadJob, at: datetime) -> bool:
+        """Splits `job`'s window from `at` (inclusive) to its end among the idle workers plus
+        the caller; returns False (the caller keeps paging) when that is not worth it."""
+        window = job.window
+        idle = self.idle_workers()
+        if idle <= 0 or window.end is None or window.end - at < self.min_window * 2:
+            return False
+        parts = min(idle + 1, max(2, int((window.end - at) / self.min_window)))
+        step = (window.end - at) / parts
+        edges = [at + step * i for i in range(parts)] + [window.end]
+        for i in range(parts):
+            sub = Window(edges[i], edges[i + 1], end_closed=window.end_closed if i == parts - 1 else False)
+            self.pending.put(replace(job, window=sub))
+        return True
 
 
 def request_params(report: Report, job: ReadJob, extra: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
@@ -48,17 +86,37 @@ def request_params(report: Report, job: ReadJob, extra: Optional[Dict[str, str]]
     return params
 
 
+def _last_cursor(document: Dict[str, Any], cursor: str) -> Optional[datetime]:
+    data = document.get("data") or []
+    return parse_datetime((data[-1].get("attributes") or {}).get(cursor)) if data else None
+
+
 def read_job(
-    api: KlaviyoApi, report: Report, job: ReadJob, tier: str, extra: Optional[Dict[str, str]] = None
+    api: KlaviyoApi,
+    report: Report,
+    job: ReadJob,
+    tier: str,
+    extra: Optional[Dict[str, str]] = None,
+    splitter: Optional[_Splitter] = None,
 ) -> Iterator[PageItems]:
-    """Yields the converted pages of one job, skipping pages left empty by the window trim."""
+    """Yields the converted pages of one job (empty pages left out); hands the rest of the
+    window to idle workers when the splitter allows it."""
     convert: Callable[..., Any] = to_arrow if report.row_format == "arrow" else to_rows
+    splittable = splitter is not None and report.cursor is not None and report.sort == report.cursor
     for document in api.paginate(
         report.path, request_params(report, job, extra), tier, report.scope, report.name
     ):
-        items = convert(document, report, job.window)
+        window = job.window
+        has_next = bool((document.get("links") or {}).get("next"))
+        at = _last_cursor(document, report.cursor) if (splittable and has_next) else None
+        split = at is not None and (window.start is None or at > window.start) and splitter.try_split(job, at)  # type: ignore[union-attr]
+        if split:
+            window = Window(window.start, at, start_open=window.start_open)
+        items = convert(document, report, window)
         if items is not None and len(items):
             yield items
+        if split:
+            return
 
 
 _DONE = object()
@@ -71,13 +129,14 @@ def read_jobs(
     tier: str,
     workers: int,
     extra: Optional[Dict[str, str]] = None,
+    min_window: Optional[timedelta] = None,
 ) -> Iterator[PageItems]:
-    """Yields the pages of all jobs, reading up to `workers` jobs at a time.
+    """Yields the pages of all jobs, reading up to `workers` windows at a time.
 
-    Pages of different jobs interleave; within a job they come in the API's order. The first
-    error of any worker stops the others and is raised here.
+    Pages of different windows interleave; within a window they come in the API's order. The
+    first error of any worker stops the others and is raised here.
     """
-    if workers <= 1 or len(jobs) <= 1:
+    if workers <= 1:
         for job in jobs:
             yield from read_job(api, report, job, tier, extra)
         return
@@ -85,6 +144,7 @@ def read_jobs(
     pending: "queue.Queue[ReadJob]" = queue.Queue()
     for job in jobs:
         pending.put(job)
+    splitter = _Splitter(workers, pending, min_window or timedelta(minutes=10))
     pages: "queue.Queue[Tuple[Any, Any]]" = queue.Queue(maxsize=2 * workers)
     stop = threading.Event()
 
@@ -100,13 +160,25 @@ def read_jobs(
     def work() -> None:
         try:
             while not stop.is_set():
+                with splitter.lock:
+                    try:
+                        job = pending.get_nowait()
+                    except queue.Empty:
+                        if splitter.busy == 0:
+                            break  # nothing pending and nobody can add more
+                        job = None
+                    else:
+                        splitter.busy += 1
+                if job is None:
+                    stop.wait(0.02)
+                    continue
                 try:
-                    job = pending.get_nowait()
-                except queue.Empty:
-                    break
-                for items in read_job(api, report, job, tier, extra):
-                    if not put("page", items):
-                        return
+                    for items in read_job(api, report, job, tier, extra, splitter):
+                        if not put("page", items):
+                            return
+                finally:
+                    with splitter.lock:
+                        splitter.busy -= 1
         except BaseException as error:  # handed to the consumer, which re-raises it
             put("error", error)
         finally:
@@ -114,7 +186,7 @@ def read_jobs(
 
     threads = [
         threading.Thread(target=work, name=f"klaviyo-{report.name}-{i}", daemon=True)
-        for i in range(min(workers, len(jobs)))
+        for i in range(workers)
     ]
     for thread in threads:
         thread.start()

@@ -26,7 +26,7 @@ class SourceOptions:
     end: Optional[datetime]
     lookback_seconds: float
     workers: int
-    window_hours: Optional[float]
+    min_window_minutes: Optional[float]
 
     @property
     def custom_dates(self) -> bool:
@@ -71,7 +71,7 @@ def validate_options(
     end_date: Optional[str],
     lookback_hours: Any,
     workers: Any,
-    window_hours: Any,
+    min_window_minutes: Any,
 ) -> SourceOptions:
     """Checks every argument; raises `KlaviyoConfigError` with a one-line message."""
     key = str(api_key or "").strip()
@@ -111,7 +111,7 @@ def validate_options(
         )
     lookback = _number(lookback_hours, "lookback_hours", minimum=0.0)
     worker_count = int(_number(workers, "workers", minimum=1.0))
-    window = None if window_hours in (None, "") else _number(window_hours, "window_hours", minimum=1 / 60)
+    window = None if min_window_minutes in (None, "") else _number(min_window_minutes, "min_window_minutes", minimum=1 / 60)
     return SourceOptions(
         api_key=key,
         base_url=url.rstrip("/"),
@@ -121,7 +121,7 @@ def validate_options(
         end=end,
         lookback_seconds=lookback * 3600.0,
         workers=worker_count,
-        window_hours=window,
+        min_window_minutes=window,
     )
 
 

@@ -67,8 +67,8 @@ class Report:
         json_columns: Attributes kept as one JSON column instead of being flattened.
         to_one: Relationship name -> column holding the related id.
         to_many: Relationship name -> JSON column holding the list of related ids.
-        window: Size of the half-open windows a range is split into and read in parallel;
-            None reads the range in one window.
+        window: Smallest window worth splitting a range into for parallel reads (windows
+            adapt to the data's density above it; see `extract.py`).
         row_format: "arrow" for the high-volume reports (pages become Arrow tables), "dict"
             for the rest.
         default: Whether the report is in the default selection.
@@ -90,7 +90,7 @@ class Report:
     json_columns: Tuple[str, ...] = ()
     to_one: Mapping[str, str] = field(default_factory=dict)
     to_many: Mapping[str, str] = field(default_factory=dict)
-    window: Optional[timedelta] = None
+    window: timedelta = timedelta(days=1)
     row_format: RowFormat = "dict"
     default: bool = True
 
@@ -156,7 +156,7 @@ REPORTS: Dict[str, Report] = {
             params={"additional-fields[profile]": "subscriptions"},
             timestamps=("created", "updated", "last_event_date"),
             json_columns=("properties",),
-            window=timedelta(days=30),
+            window=timedelta(hours=1),
         ),
         Report(
             name="events",
@@ -170,7 +170,7 @@ REPORTS: Dict[str, Report] = {
             timestamps=("datetime",),
             json_columns=("event_properties",),
             to_one={"metric": "metric_id", "profile": "profile_id"},
-            window=timedelta(hours=12),
+            window=timedelta(minutes=5),
             row_format="arrow",
         ),
         Report(

@@ -50,7 +50,7 @@ def test_bounds_use_exact_operators_where_allowed_and_widen_otherwise() -> None:
 
 def _options(**overrides: object) -> dict:
     base = dict(api_key="pk_x", base_url="https://a.klaviyo.com", revision="2023-10-15", reports=None,
-                start_date=None, end_date=None, lookback_hours=0, workers=4, window_hours=None)
+                start_date=None, end_date=None, lookback_hours=0, workers=4, min_window_minutes=None)
     base.update(overrides)
     return base
 

@@ -1,0 +1,50 @@
+"""Shared fixtures: an in-process Klaviyo emulator and throw-away dlt pipelines into DuckDB."""
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List
+
+import dlt
+import pytest
+
+os.environ.setdefault("RUNTIME__DLTHUB_TELEMETRY", "false")
+# Tests exercise retries: keep the waits between attempts short.
+os.environ.setdefault("RUNTIME__REQUEST_BACKOFF_FACTOR", "0.05")
+os.environ.setdefault("RUNTIME__REQUEST_MAX_RETRY_DELAY", "3")
+
+REPO = Path(__file__).resolve().parents[1]
+SPEC_PATH = REPO.parent / "shared" / "klaviyo-api" / "openapi-2023-10-15.json"
+
+
+@pytest.fixture
+def make_pipeline(tmp_path: Path) -> Callable[..., dlt.Pipeline]:
+    """Builds a pipeline with its own working dir and DuckDB file under tmp_path."""
+
+    def make(name: str = "klaviyo_test", dataset: str = "klaviyo_data") -> dlt.Pipeline:
+        return dlt.pipeline(
+            pipeline_name=name,
+            destination=dlt.destinations.duckdb(str(tmp_path / f"{name}.duckdb")),
+            dataset_name=dataset,
+            pipelines_dir=str(tmp_path / "pipelines"),
+        )
+
+    return make
+
+
+def query(pipeline: dlt.Pipeline, sql: str, *args: Any) -> List[tuple]:
+    """Rows of a SQL query on the pipeline's dataset."""
+    with pipeline.sql_client() as client:
+        return [tuple(r) for r in client.execute_sql(sql, *args)]
+
+
+def column(pipeline: dlt.Pipeline, table: str, name: str = "id") -> List[Any]:
+    """All values of one column of a loaded table."""
+    return [r[0] for r in query(pipeline, f"SELECT {name} FROM {table}")]
+
+
+def table_exists(pipeline: dlt.Pipeline, table: str) -> bool:
+    return table in pipeline.default_schema.data_table_names()
+
+
+def ids_by_kind(records: Iterator[Dict[str, Any]]) -> List[str]:
+    return [r["id"] for r in records]

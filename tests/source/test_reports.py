@@ -1,0 +1,255 @@
+"""Every report against the emulator into DuckDB: loaded ids equal the emulator's, incremental
+runs, merges after mutations, custom dates, aggregates, campaigns filters, v1, the demo."""
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+import dlt
+import pytest
+
+from klaviyo import klaviyo_source
+from klaviyo.settings import CURSOR_SAFETY_MARGIN, REPORTS
+from klaviyo_emulator import Emulator, EmulatorConfig
+from tests.conftest import REPO, column, query
+
+UTC = timezone.utc
+KINDS: Dict[str, Tuple[str, Dict[str, Any]]] = {
+    "campaigns_email": ("campaign", {}),
+    "campaigns_sms": ("campaign", {}),
+    "templates": ("template", {}),
+    "profiles": ("profile", {}),
+    "events": ("event", {}),
+    "metrics": ("metric", {}),
+    "segments": ("segment", {}),
+    "lists": ("list", {}),
+    "flows": ("flow", {}),
+}
+START = "2000-01-01T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    config = EmulatorConfig(seed=11, profiles=250, events=3000, days=20, v1="live")
+    with Emulator(config) as emu:
+        yield emu
+
+
+def _parse(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def truth(emu: Emulator, report: str, start: Optional[datetime], end: datetime) -> Set[str]:
+    """Ids the emulator holds for a report with the cursor in [start, end)."""
+    kind, filters = KINDS[report]
+    cursor = REPORTS[report].cursor
+    ids = set()
+    for resource in emu.account.records(kind, **filters):
+        if report.startswith("campaigns_") and campaign_channels(emu).get(resource["id"]) != report[len("campaigns_"):]:
+            continue
+        if cursor:
+            value = _parse(resource["attributes"][cursor])
+            if (start is not None and value < start) or value >= end:
+                continue
+        ids.add(resource["id"])
+    return ids
+
+
+def campaign_channels(emu: Emulator) -> Dict[str, str]:
+    """Campaign id -> channel, from the emulator's campaign messages."""
+    return {
+        m["relationships"]["campaign"]["data"]["id"]: m["attributes"]["channel"]
+        for m in emu.account.records("campaign-message")
+    }
+
+
+def run(emu: Emulator, pipeline: dlt.Pipeline, **kwargs: Any) -> Tuple[datetime, datetime]:
+    """Runs the source; returns the wall-clock instants just before and after the run."""
+    before = datetime.now(UTC)
+    source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, **kwargs)
+    pipeline.run(source).raise_on_failed_jobs()
+    return before, datetime.now(UTC)
+
+
+def assert_loaded_equals_truth(emu: Emulator, pipeline: dlt.Pipeline, report: str, start: Optional[datetime], before: datetime, after: datetime) -> List[str]:
+    loaded = column(pipeline, report)
+    assert len(loaded) == len(set(loaded)), "duplicate ids"
+    surely = truth(emu, report, start, before - CURSOR_SAFETY_MARGIN)
+    at_most = truth(emu, report, start, after)
+    assert surely <= set(loaded) <= at_most
+    assert loaded, "the emulator holds records for every report"
+    return loaded
+
+
+@pytest.mark.parametrize("report", list(KINDS))
+def test_each_report_loads_exactly_the_emulators_records(emulator: Emulator, make_pipeline: Any, report: str) -> None:
+    pipeline = make_pipeline()
+    before, after = run(emulator, pipeline, reports=[report], start_date=START)
+    assert_loaded_equals_truth(emulator, pipeline, report, None, before, after)
+
+
+def test_default_windows_read_the_configured_backfill(emulator: Emulator, make_pipeline: Any) -> None:
+    pipeline = make_pipeline()
+    before, after = run(emulator, pipeline, reports=["events"])
+    loaded = set(column(pipeline, "events"))
+    backfill = REPORTS["events"].backfill
+    assert truth(emulator, "events", after - backfill, before - CURSOR_SAFETY_MARGIN) <= loaded
+    assert loaded <= truth(emulator, "events", before - backfill, after)
+
+
+def _cursor_state(pipeline: dlt.Pipeline, report: str) -> Any:
+    resources = pipeline.state["sources"]["klaviyo"]["resources"]
+    return resources[report]["incremental"][REPORTS[report].cursor]["last_value"]
+
+
+def test_a_second_run_with_nothing_new_loads_nothing_and_keeps_cursors(emulator: Emulator, make_pipeline: Any) -> None:
+    reports = ["events", "profiles", "lists", "templates", "campaigns_email"]
+    pipeline = make_pipeline()
+    run(emulator, pipeline, reports=reports, start_date=START)
+    cursors = {r: _cursor_state(pipeline, r) for r in reports}
+    run(emulator, pipeline, reports=reports, start_date=START)
+    counts = pipeline.last_trace.last_normalize_info.row_counts
+    assert {r: counts.get(r, 0) for r in reports} == {r: 0 for r in reports}
+    assert {r: _cursor_state(pipeline, r) for r in reports} == cursors
+
+
+def test_the_cursor_never_passes_the_run_start(emulator: Emulator, make_pipeline: Any) -> None:
+    future = [e for e in emulator.account.records("event") if _parse(e["attributes"]["datetime"]) > datetime.now(UTC) + timedelta(minutes=1)]
+    assert future, "the emulator dates a few events in the future"
+    pipeline = make_pipeline()
+    before, after = run(emulator, pipeline, reports=["events"], start_date=START)
+    assert _cursor_state(pipeline, "events") < after
+    assert not set(column(pipeline, "events")) & {e["id"] for e in future}
+
+
+def test_mutations_are_merged_on_the_next_run(make_pipeline: Any) -> None:
+    # The account's "now" lies two days back, so that the events a mutation adds (dated after
+    # the newest event, which may be dated up to a day ahead) are in the past of the run.
+    account_now = datetime.now(UTC) - timedelta(days=2)
+    with Emulator(EmulatorConfig(seed=5, profiles=120, events=800, days=10, now=account_now)) as emu:
+        pipeline = make_pipeline()
+        reports = ["profiles", "events", "templates", "campaigns_email", "campaigns_sms", "flows", "lists", "segments"]
+        run(emu, pipeline, reports=reports, start_date=START)
+        time.sleep(1.1)
+        changes = emu.mutate(seed=3, create=5, update=5, delete=0)
+        time.sleep(CURSOR_SAFETY_MARGIN.total_seconds() + 0.5)
+        before, after = run(emu, pipeline, reports=reports, start_date=START)
+        for report in reports:
+            loaded = assert_loaded_equals_truth(emu, pipeline, report, None, before, after)
+            assert len(loaded) == len(set(loaded))
+        updated_profiles = changes["profile"]["updated"]
+        assert updated_profiles
+        served = {p["id"]: p["attributes"] for p in emu.account.records("profile") if p["id"] in updated_profiles}
+        rows = query(pipeline, "SELECT id, first_name, updated FROM profiles WHERE id IN (" + ",".join(f"'{i}'" for i in updated_profiles) + ")")
+        assert {r[0]: (r[1], r[2]) for r in rows} == {i: (a["first_name"], _parse(a["updated"])) for i, a in served.items()}
+        assert changes["event"]["created"]
+        assert set(changes["event"]["created"]) <= set(column(pipeline, "events"))
+
+
+def test_custom_dates_exclude_the_start_include_the_end_and_leave_the_cursor(emulator: Emulator, make_pipeline: Any) -> None:
+    pipeline = make_pipeline()
+    run(emulator, pipeline, reports=["events"], start_date=START)
+    cursor = _cursor_state(pipeline, "events")
+    events = sorted(emulator.account.records("event"), key=lambda e: e["attributes"]["datetime"])
+    start_value = _parse(events[200]["attributes"]["datetime"])
+    end_value = _parse(events[900]["attributes"]["datetime"])
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    custom = make_pipeline("klaviyo_custom")
+    run(emulator, custom, reports=["events"], start_date=start_value.strftime(fmt), end_date=end_value.strftime(fmt))
+    expected = {e["id"] for e in events if start_value < _parse(e["attributes"]["datetime"]) <= end_value}
+    loaded = column(custom, "events")
+    assert set(loaded) == expected and len(loaded) == len(expected)
+    assert any(_parse(e["attributes"]["datetime"]) == end_value for e in events if e["id"] in expected)
+    run(emulator, pipeline, reports=["events"], start_date=start_value.strftime(fmt), end_date=end_value.strftime(fmt))
+    assert _cursor_state(pipeline, "events") == cursor
+
+
+def _aggregate_body(metric_id: str, start: datetime, end: datetime, measurements: List[str], interval: str = "day") -> Dict[str, Any]:
+    return {"data": {"type": "metric-aggregate", "attributes": {
+        "metric_id": metric_id, "measurements": measurements, "interval": interval, "timezone": "UTC",
+        "filter": [f"greater-or-equal(datetime,{start:%Y-%m-%dT%H:%M:%S})", f"less-than(datetime,{end:%Y-%m-%dT%H:%M:%S})"]}}}
+
+
+def test_aggregates_equal_sql_over_the_loaded_events(emulator: Emulator, make_pipeline: Any) -> None:
+    metrics = {m["attributes"]["name"]: m["id"] for m in emulator.account.records("metric")}
+    metric_id = metrics["Placed Order"]
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = end - timedelta(days=10)
+    pipeline = make_pipeline()
+    run(emulator, pipeline, reports=["events", "metric_aggregates"], start_date=START,
+        aggregate_queries={"orders": _aggregate_body(metric_id, start, end, ["count", "sum_value"])})
+    from_sql = query(pipeline, """
+        SELECT date_trunc('day', datetime) AS day, count(*), round(sum(CAST(json_extract(event_properties, '$."$value"') AS DOUBLE)), 2)
+        FROM events WHERE metric_id = ? AND datetime >= ? AND datetime < ? GROUP BY 1""", metric_id, start, end)
+    expected = {(d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC), float(c), float(s or 0)) for d, c, s in from_sql}
+    rows = query(pipeline, "SELECT date, measurement, value FROM metric_aggregates WHERE query_name = 'orders'")
+    by_day: Dict[datetime, Dict[str, float]] = {}
+    for day, measurement, value in rows:
+        by_day.setdefault(day.astimezone(UTC), {})[measurement] = value
+    got = {(d, v["count"], round(v["sum_value"], 2)) for d, v in by_day.items() if v["count"]}
+    assert got == expected and len(got) >= 5
+
+
+def test_a_fourteen_month_aggregate_query_is_two_requests_and_a_rerun_replaces_buckets(emulator: Emulator, make_pipeline: Any) -> None:
+    metric_id = next(iter(emulator.account.records("metric")))["id"]
+    end = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    start = (end - timedelta(days=426)).replace(day=1)
+    queries = {"long": _aggregate_body(metric_id, start, end, ["count"], interval="month")}
+    pipeline = make_pipeline()
+    emulator.clear_log()
+    run(emulator, pipeline, reports=["metric_aggregates"], aggregate_queries=queries)
+    posts = [r for r in emulator.request_log if r.method == "POST"]
+    assert len(posts) == 2
+    first = query(pipeline, "SELECT count(*), count(DISTINCT date) FROM metric_aggregates")[0]
+    run(emulator, pipeline, reports=["metric_aggregates"], aggregate_queries=queries)
+    assert query(pipeline, "SELECT count(*), count(DISTINCT date) FROM metric_aggregates")[0] == first
+    assert first[1] >= 14
+
+
+def test_campaign_requests_carry_the_channel_filter_on_every_page(emulator: Emulator, make_pipeline: Any) -> None:
+    emulator.clear_log()
+    # one worker: windows are not split, so the later pages follow links.next
+    run(emulator, make_pipeline(), reports=["campaigns_email", "campaigns_sms"], start_date=START, workers=1)
+    requests = [r for r in emulator.request_log if r.path == "/api/campaigns/"]
+    assert any("page[cursor]" in r.query for r in requests), "campaigns span several pages"
+    for request in requests:
+        assert request.status == 200
+        assert "equals(messages.channel," in request.query["filter"][0]
+
+
+def test_v1_campaigns_load_from_the_live_legacy_api(emulator: Emulator, make_pipeline: Any) -> None:
+    pipeline = make_pipeline()
+    run(emulator, pipeline, reports=["campaigns_v1"])
+    loaded = column(pipeline, "campaigns_v1")
+    assert loaded and len(loaded) == len(set(loaded))
+    assert set(loaded) == {c["id"] for c in emulator.account.records("campaign")}
+
+
+def test_v1_retired_ends_with_a_clear_message_and_no_key(tmp_path: Any) -> None:
+    with Emulator(EmulatorConfig(seed=1, profiles=10, events=10, api_key="pk_secret_v1_key")) as emu:
+        out = subprocess.run(
+            [sys.executable, str(REPO / "klaviyo_pipeline.py"), "--reports", "campaigns_v1", "--pipelines-dir", str(tmp_path / "p")],
+            cwd=tmp_path, capture_output=True, text=True, timeout=120,
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SOURCES__KLAVIYO__API_KEY": emu.api_key, "SOURCES__KLAVIYO__BASE_URL": emu.base_url},
+        )
+    assert out.returncode == 1
+    assert "retired the v1 API on 2024-06-30" in out.stderr and "campaigns_email" in out.stderr
+    assert "pk_secret_v1_key" not in out.stderr + out.stdout
+
+
+def test_the_demo_command_loads_every_report(tmp_path: Any) -> None:
+    out = subprocess.run(
+        [sys.executable, str(REPO / "klaviyo_pipeline.py"), "--demo", "--pipelines-dir", str(tmp_path / "p")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "klaviyo.duckdb")) as db:
+        for report in [*KINDS, "metric_aggregates"]:
+            (rows,) = db.execute(f"SELECT count(*) FROM klaviyo_data.{report}").fetchone()
+            assert rows > 0, report
+            assert report in out.stdout
