@@ -217,9 +217,9 @@ class Server(ThreadingHTTPServer):
     request_queue_size = 128
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
         self._open: set[socket.socket] = set()
         self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
 
     def process_request_thread(self, request: socket.socket, client_address: Any) -> None:
         with self._open_lock:
