@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from klaviyo_emulator import vocab
-from klaviyo_emulator.util import b62, fmt_ts, h64_int, ns_key
+from klaviyo_emulator.util import b62, fmt_ts, ns_key
 
 _PACK = struct.Struct("<qq")
 _B62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"

@@ -97,7 +97,6 @@ class Lister:
 
     # ----------------------------------------------------------------- generic
     def _generic(self, req: Request) -> Page:
-        acc = self.account
         ep = req.endpoint
         conds = list(req.conditions)
         if ep.archived_default and not any(c.field == "archived" for c in conds):

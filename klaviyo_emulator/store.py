@@ -168,17 +168,20 @@ class Account:
         """
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}; one of {KINDS}")
-        with self.lock:
-            if kind == "event":
-                out = [self.event_resource(i) for i in range(len(self.events))
-                       if self.event_visible(i)]
-            elif kind == "profile":
-                out = [self.profile_resource(i, ADDITIONAL) for i in self.profiles.alive()]
-            else:
-                channel = filters.pop("channel", None) if kind == "campaign" else None
-                out = [orjson.loads(orjson.dumps(self.small_resource(r)))  # a copy
-                       for r in self.small[kind].values()
-                       if channel is None or r.get("channel") == channel]
+        if kind == "event":
+            with self.lock:
+                count = len(self.events)
+            out: Iterator[Record] = self._event_chunks(0, count)
+        elif kind == "profile":
+            with self.lock:
+                alive = self.profiles.alive()
+            out = self._profile_chunks(alive)
+        else:
+            channel = filters.pop("channel", None) if kind == "campaign" else None
+            with self.lock:
+                out = iter([orjson.loads(orjson.dumps(self.small_resource(r)))  # copies
+                            for r in self.small[kind].values()
+                            if channel is None or r.get("channel") == channel])
         for res in out:
             if _matches(res, filters):
                 yield res
@@ -187,8 +190,23 @@ class Account:
         """Events with start <= datetime < end (aware datetimes; None = open), ascending."""
         with self.lock:
             lo, hi = self.event_range(start, end)
-            out = [self.event_resource(i) for i in range(lo, hi) if self.event_visible(i)]
-        yield from out
+        yield from self._event_chunks(lo, hi)
+
+    def _event_chunks(self, lo: int, hi: int, chunk: int = 2000) -> Iterator[Record]:
+        """Visible events of [lo, hi), rendered lazily (1M events need no list in memory)."""
+        for start in range(lo, hi, chunk):
+            with self.lock:
+                out = [self.event_resource(i) for i in range(start, min(hi, start + chunk))
+                       if self.event_visible(i)]
+            yield from out
+
+    def _profile_chunks(self, indexes: list[int], chunk: int = 1000) -> Iterator[Record]:
+        """Profiles (with every additional field), rendered lazily."""
+        for start in range(0, len(indexes), chunk):
+            with self.lock:
+                out = [self.profile_resource(i, ADDITIONAL) for i in
+                       indexes[start:start + chunk] if i not in self.profiles.deleted]
+            yield from out
 
     def event_range(self, start: datetime | None, end: datetime | None) -> tuple[int, int]:
         """Index range [lo, hi) of events with start <= datetime < end."""
