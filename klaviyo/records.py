@@ -5,6 +5,7 @@ plain columns (`events.metric_id`, `campaigns_email.tag_ids`, ...). Timestamps b
 datetimes; free-form objects named in the report's `json_columns` stay whole (JSON columns).
 """
 
+import logging
 from datetime import datetime
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -16,6 +17,23 @@ from .settings import Report
 from .windows import UTC, Window
 
 UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+
+class _ArrowJsonHintFilter(logging.Filter):
+    """Drops dlt's per-page warning that an Arrow page's JSON-text column differs from the
+    resource's `json` hint: that difference is intended (the hint wins and the destination
+    stores the text as JSON), and the warning would repeat for every page of every run."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            "when merging arrow schema with dlt schema" in message
+            and any(f"In resource: {name}," in message for name in ARROW_RESOURCES)
+        )
+
+
+ARROW_RESOURCES: set = set()
+logging.getLogger("dlt").addFilter(_ArrowJsonHintFilter())
 
 
 def parse_datetime(value: Any) -> Optional[datetime]:
@@ -77,6 +95,7 @@ def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> Opt
     names: Dict[str, None] = {}
     for attrs in attributes:
         names.update(dict.fromkeys(attrs))
+    ARROW_RESOURCES.add(report.name)
     columns: Dict[str, pa.Array] = {"id": pa.array([r["id"] for r in resources], pa.string())}
     for name in names:
         values = [attrs.get(name) for attrs in attributes]
