@@ -85,7 +85,7 @@ class Lister:
 
     def __init__(self, account: Account) -> None:
         self.account = account
-        self._sorted: dict[tuple[Any, ...], list[tuple[str, str, Any]]] = {}
+        self._sorted: dict[tuple[Any, ...], tuple[list, list]] = {}
 
     # ------------------------------------------------------------------ public
     def page(self, req: Request) -> Page:
@@ -103,10 +103,9 @@ class Lister:
             conds.append(Condition("equals", "archived", False))
         getter = self._getter(ep)
         test = compile_conditions(conds)
-        ordered = self._ordered(req)
+        ordered, keys = self._ordered(req)
         desc = req.sort.startswith("-")
         field = req.sort.lstrip("-")
-        keys = [(v, i) for v, i, _ in ordered]
         lo, hi = self._narrow(keys, conds, field)
         if req.after is not None:
             pos = tuple(req.after)
@@ -145,21 +144,22 @@ class Lister:
             raise NotFound(parent_id)
         return [r for r in recs.values() if r["rel"].get(ep.parent) == parent_id]
 
-    def _ordered(self, req: Request) -> list[tuple[str, str, Any]]:
-        """Scope sorted ascending by (sort value, id); cached per account version."""
+    def _ordered(self, req: Request) -> tuple[list[tuple[str, str, Any]],
+                                              list[tuple[str, str]]]:
+        """Scope sorted ascending by (sort value, id), and those keys; cached per version."""
         ep = req.endpoint
         field = req.sort.lstrip("-")
         key = (ep.path, req.parent_id, field, self.account.version)
-        rows = self._sorted.get(key)
-        if rows is None:
+        hit = self._sorted.get(key)
+        if hit is None:
             handles = self._scope(ep, req.parent_id)
             value = self._sort_value(ep, field)
             ident = self._id(ep)
             rows = sorted(((value(h), ident(h), h) for h in handles), key=lambda r: r[:2])
             if len(self._sorted) > 64:
                 self._sorted.clear()
-            self._sorted[key] = rows
-        return rows
+            hit = self._sorted[key] = (rows, [(v, i) for v, i, _ in rows])
+        return hit
 
     def _narrow(self, keys: list[tuple[str, str]], conds: Sequence[Condition],
                 field: str) -> tuple[int, int]:
