@@ -238,3 +238,25 @@ def test_mutations_are_served() -> None:
         assert flows == {f["id"] for f in acc.records("flow")}
         again = emu.mutate(seed=1, create=1, update=1, delete=0)
         assert again["mutated_at"] > at
+
+
+def test_a_million_events_and_100k_profiles_stay_compact() -> None:
+    import os
+    import time
+
+    import psutil
+
+    proc = psutil.Process(os.getpid())
+    before = proc.memory_info().rss
+    t0 = time.perf_counter()
+    with Emulator(small_config(events=1_000_000, profiles=100_000)) as emu:
+        http = Http(emu)
+        last = http.ok("/api/events/", {"sort": "-datetime"})
+        window = http.ok("/api/events/", {"filter": "greater-or-equal(datetime,"
+                                                    "2023-10-15T00:00:00Z)", "sort": "datetime"})
+        profiles = http.ok("/api/profiles/", {"page[size]": "100", "sort": "-updated"})
+        grown = proc.memory_info().rss - before
+    assert len(last["data"]) == len(window["data"]) == 200 and len(profiles["data"]) == 100
+    assert window["data"][0]["attributes"]["datetime"] >= "2023-10-15T00:00:00+00:00"
+    assert grown < 300 * 2**20, f"grew {grown / 2**20:.0f} MiB"
+    assert time.perf_counter() - t0 < 20
