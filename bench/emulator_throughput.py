@@ -8,7 +8,7 @@ Every thread walks its own datetime window, and each new walk uses a window not 
 before, so the emulator's page cache does not flatter the result. --reuse measures the
 cached path instead: each thread repeats one 60-page walk.
 
-    python bench/emulator_throughput.py [--events 200000] [--threads 3] [--seconds 10]
+    python bench/emulator_throughput.py [--events 200000] [--threads 2] [--seconds 10] [--reuse]
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=200_000)
-    ap.add_argument("--threads", type=int, default=3, choices=(1, 2, 3, 4))
+    ap.add_argument("--threads", type=int, default=2, choices=(1, 2, 3, 4))
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--reuse", action="store_true", help="repeat the same walks (cached)")
     args = ap.parse_args()
