@@ -18,6 +18,7 @@ from .aggregates import AggregateQuery, load_queries, next_cursor, request_body,
 from .client import KlaviyoApi
 from .errors import KlaviyoApiError, KlaviyoConfigError
 from .extract import plan_jobs, read_jobs
+from .hints import dimension_columns, extra_columns, flattened
 from .options import SourceOptions, validate_options
 from .ratelimit import RateLimiter
 from .records import parse_datetime
@@ -53,6 +54,7 @@ def klaviyo_source(
     lookback_hours: float = 0.0,
     workers: int = 8,
     min_window_minutes: Optional[float] = None,
+    flatten_properties: bool = False,
 ) -> Iterator[DltResource]:
     """Klaviyo reports as dlt resources.
 
@@ -77,6 +79,9 @@ def klaviyo_source(
         min_window_minutes: Smallest window a report's range is split into for parallel reads
             (minutes); None uses each report's default (events 5 min, profiles 1 h). Windows
             adapt to the data's density above that size.
+        flatten_properties: Flatten the free-form `profiles.properties` and
+            `events.event_properties` into columns (and child tables) instead of keeping
+            them as JSON columns; events are then read as row dicts, several times slower.
 
     Raises:
         KlaviyoConfigError: Bad input, before any request is sent.
@@ -107,7 +112,10 @@ def klaviyo_source(
     run_started = datetime.now(tz=UTC)
     for name in options.reports:
         if name in REPORTS:
-            yield _report_resource(api, REPORTS[name], options, run_started, predictive_analytics)
+            report = flattened(REPORTS[name]) if flatten_properties else REPORTS[name]
+            resource = _report_resource(api, report, options, run_started, predictive_analytics)
+            extra = extra_columns(name, predictive_analytics, flatten_properties)
+            yield resource.apply_hints(columns=extra) if extra else resource  # {} would drop all hints
         elif name == "campaigns_v1":
             yield dlt.resource(
                 _read_v1_campaigns, name="campaigns_v1", primary_key="id", write_disposition="merge",
@@ -233,5 +241,8 @@ def _aggregates_resource(api: KlaviyoApi, queries: List[AggregateQuery]) -> DltR
         name="metric_aggregates",
         primary_key=("query_name", "metric_id", "date", "dimension_key", "measurement"),
         write_disposition="merge",
-        columns={"date": {"data_type": "timestamp"}, "value": {"data_type": "double"}},
+        columns={
+            "date": {"data_type": "timestamp"}, "value": {"data_type": "double"},
+            **dimension_columns(dim for query in queries for dim in query.by),
+        },
     )
