@@ -8,6 +8,7 @@ Pipeline name `klaviyo`, so `dlt pipeline klaviyo info|trace|schema|show` find i
 """
 
 import argparse
+import os
 import sys
 import time
 from contextlib import ExitStack
@@ -37,8 +38,19 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="klaviyo_data", help="dataset (schema) name")
     parser.add_argument("--aggregate-query", action="append", default=[], metavar="FILE", help="JSON file with named metric-aggregate queries (repeatable)")
     parser.add_argument("--pipelines-dir", help="dlt pipelines working directory (default ~/.dlt/pipelines)")
-    parser.add_argument("--progress", default="log", help="dlt progress display: log, tqdm, enlighten, alive_progress or none")
+    parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES, help="dlt progress display (default auto: tqdm bars on a terminal, periodic log lines otherwise; enlighten and alive_progress need their package)")
+    parser.add_argument("--export-schema-path", metavar="DIR", help="write the dlt schema as DIR/klaviyo.schema.yaml after the run (the repository keeps schemas/export)")
     return parser.parse_args(argv)
+
+
+PROGRESS_CHOICES = ("auto", "log", "tqdm", "enlighten", "alive_progress", "none")
+
+
+def _progress(choice: str) -> Optional[str]:
+    """dlt's progress collector name for `--progress` (None = no progress display)."""
+    if choice == "auto":
+        return "tqdm" if sys.stderr.isatty() else "log"
+    return None if choice == "none" else choice
 
 
 def run(args: argparse.Namespace) -> Dict[str, int]:
@@ -61,19 +73,22 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         if args.aggregate_query:
             source_args["aggregate_queries"] = _merge_query_files(args.aggregate_query)
         source = klaviyo_source(**{k: v for k, v in source_args.items() if v is not None})
+        # Arrow pages (events) get `_dlt_load_id` like every other table.
+        os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
         pipeline = dlt.pipeline(
             pipeline_name=PIPELINE_NAME,
             destination=destination,
             dataset_name=args.dataset,
             pipelines_dir=args.pipelines_dir,
-            progress=None if args.progress == "none" else args.progress,
+            progress=_progress(args.progress),
+            export_schema_path=args.export_schema_path,
         )
         started = time.monotonic()
         info = pipeline.run(source, loader_file_format=_file_format(args.destination))
         info.raise_on_failed_jobs()
         counts = dict(pipeline.last_trace.last_normalize_info.row_counts)
         elapsed = time.monotonic() - started
-        _print_summary(pipeline, counts, elapsed)
+        _print_summary(pipeline, counts, elapsed, _location(pipeline, info), args.pipelines_dir)
         return counts
 
 
@@ -97,13 +112,31 @@ def _file_format(destination: str) -> Optional[str]:
     return "parquet" if destination in ("duckdb", "filesystem", "bigquery", "snowflake") else None
 
 
-def _print_summary(pipeline: dlt.Pipeline, counts: Dict[str, int], elapsed: float) -> None:
+def _location(pipeline: dlt.Pipeline, info: Any) -> str:
+    """Where the data went: the DuckDB file's absolute path, else the destination's
+    displayable location (dlt hides passwords in it)."""
+    if pipeline.destination.destination_name == "duckdb":
+        database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
+        if isinstance(database, str) and database != ":memory:":
+            return os.path.abspath(database)
+    return str(info.destination_displayable_credentials or "")
+
+
+def _print_summary(pipeline: dlt.Pipeline, counts: Dict[str, int], elapsed: float, location: str, pipelines_dir: Optional[str] = None) -> None:
+    """Rows per table, elapsed time, destination, dataset, location, and how to inspect it."""
     print(f"Loaded into {pipeline.destination.destination_name} dataset {pipeline.dataset_name} in {elapsed:.1f} s:")
+    if location:
+        print(f"  location: {location}")
     tables = {t: n for t, n in sorted(counts.items()) if not t.startswith("_dlt")}
+    width = max([40, *map(len, tables)])
     for table, rows in tables.items():
-        print(f"  {table:<40} {rows:>10} rows")
-    if not tables:
+        print(f"  {table:<{width}} {rows:>10} rows")
+    if tables:
+        print(f"  {'total':<{width}} {sum(tables.values()):>10} rows")
+    else:
         print("  nothing new")
+    where = f" --pipelines-dir {pipelines_dir}" if pipelines_dir else ""
+    print(f"Inspect: dlt pipeline{where} {pipeline.pipeline_name} info | trace | schema | show")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
