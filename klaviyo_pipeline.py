@@ -16,6 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
+from dlt.common.destination import Destination
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo import KlaviyoApiError, KlaviyoConfigError, klaviyo_source
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
         pipeline = dlt.pipeline(
             pipeline_name=PIPELINE_NAME,
-            destination=destination,
+            destination=_with_file_format(destination, _file_format(args.destination)),
             dataset_name=args.dataset,
             pipelines_dir=args.pipelines_dir,
             progress=_progress(args.progress),
@@ -110,6 +111,18 @@ def _file_format(destination: str) -> Optional[str]:
     """Parquet where the destination takes it (several times cheaper per row than the
     default insert files); the destination's own default elsewhere."""
     return "parquet" if destination in ("duckdb", "filesystem", "bigquery", "snowflake") else None
+
+
+def _with_file_format(destination: Any, file_format: Optional[str]) -> Any:
+    """The destination with `file_format` as its preferred format: `run(loader_file_format=)`
+    reaches only the resources' own tables, while child tables a resource routes by name
+    would otherwise get the destination's default (jsonl on filesystem)."""
+    if file_format is None:
+        return destination
+    if isinstance(destination, str):
+        return Destination.from_reference(destination, preferred_loader_file_format=file_format)
+    destination.caps_params["preferred_loader_file_format"] = file_format
+    return destination
 
 
 def _location(pipeline: dlt.Pipeline, info: Any) -> str:
