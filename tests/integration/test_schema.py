@@ -1,0 +1,150 @@
+"""The tables' schema: the export kept in the repository equals what a fresh demo run
+produces, every column is typed, and free-form properties flatten only on request."""
+
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import dlt
+import duckdb
+import pytest
+import yaml
+
+from klaviyo import klaviyo_source
+from klaviyo_emulator import Emulator, EmulatorConfig
+from tests.conftest import REPO, column, query
+from tests.integration.conftest import CliDemo
+
+EXPORTED = REPO / "schemas" / "export" / "klaviyo.schema.yaml"
+REGENERATE = "bash schemas/regenerate.sh"
+# Fields that change with every schema version, not with the tables.
+VOLATILE = ("version", "version_hash", "previous_hashes")
+
+
+def _stable(schema: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in schema.items() if k not in VOLATILE}
+
+
+def _differences(fresh: Dict[str, Any], kept: Dict[str, Any]) -> List[str]:
+    """Readable differences between two schemas, table by table and column by column."""
+    out: List[str] = []
+    fresh_tables, kept_tables = fresh.get("tables", {}), kept.get("tables", {})
+    for name in sorted(set(fresh_tables) | set(kept_tables)):
+        if name not in kept_tables or name not in fresh_tables:
+            out.append(f"table {name}: {'new' if name in fresh_tables else 'gone'}")
+            continue
+        a, b = fresh_tables[name], kept_tables[name]
+        for col in sorted(set(a.get("columns", {})) | set(b.get("columns", {}))):
+            if a.get("columns", {}).get(col) != b.get("columns", {}).get(col):
+                out.append(f"{name}.{col}: {b.get('columns', {}).get(col)} -> {a.get('columns', {}).get(col)}")
+        for key in sorted((set(a) | set(b)) - {"columns"}):
+            if a.get(key) != b.get(key):
+                out.append(f"{name} {key}: {b.get(key)} -> {a.get(key)}")
+    for key in sorted((set(fresh) | set(kept)) - {"tables", *VOLATILE}):
+        if fresh.get(key) != kept.get(key):
+            out.append(f"schema {key} differs")
+    return out
+
+
+def test_the_exported_schema_is_what_the_demo_produces(cli_demo: CliDemo) -> None:
+    assert EXPORTED.exists(), f"no {EXPORTED.relative_to(REPO)}; create it with: {REGENERATE}"
+    fresh = _stable(yaml.safe_load(cli_demo.schema_file.read_text(encoding="utf-8")))
+    kept = _stable(yaml.safe_load(EXPORTED.read_text(encoding="utf-8")))
+    differences = _differences(fresh, kept)
+    assert not differences, "the schema changed; review, then regenerate with: " + REGENERATE + "\n" + "\n".join(differences[:60])
+    assert fresh == kept
+
+
+def test_every_column_of_every_table_has_a_type_and_none_split_into_variants(cli_demo: CliDemo) -> None:
+    schema = yaml.safe_load(cli_demo.schema_file.read_text(encoding="utf-8"))
+    untyped = [f"{t}.{c}" for t, table in schema["tables"].items() for c, col in table["columns"].items() if not col.get("data_type")]
+    assert not untyped
+    variants = [f"{t}.{c}" for t, table in schema["tables"].items() for c in table["columns"] if "__v_" in c]
+    assert not variants, "a column got values of two types"
+
+
+EXPECTED_TYPES = {
+    ("events", "id"): "VARCHAR",
+    ("events", "datetime"): "TIMESTAMP WITH TIME ZONE",
+    ("events", "timestamp"): "BIGINT",
+    ("events", "event_properties"): "JSON",
+    ("events", "metric_id"): "VARCHAR",
+    ("events", "profile_id"): "VARCHAR",
+    ("events", "_dlt_load_id"): "VARCHAR",
+    ("profiles", "properties"): "JSON",
+    ("profiles", "updated"): "TIMESTAMP WITH TIME ZONE",
+    ("profiles", "last_event_date"): "TIMESTAMP WITH TIME ZONE",
+    ("profiles", "location__latitude"): "DOUBLE",
+    ("profiles", "location__longitude"): "DOUBLE",
+    ("profiles", "subscriptions__email__marketing__can_receive_email_marketing"): "BOOLEAN",
+    ("profiles", "subscriptions__email__marketing__consent_timestamp"): "TIMESTAMP WITH TIME ZONE",
+    ("campaigns_email", "archived"): "BOOLEAN",
+    ("campaigns_email", "send_time"): "TIMESTAMP WITH TIME ZONE",
+    ("campaigns_email", "audiences"): "JSON",
+    ("campaigns_sms", "updated_at"): "TIMESTAMP WITH TIME ZONE",
+    ("flows", "archived"): "BOOLEAN",
+    ("metrics", "integration"): "JSON",
+    ("metric_aggregates", "date"): "TIMESTAMP WITH TIME ZONE",
+    ("metric_aggregates", "value"): "DOUBLE",
+    ("metric_aggregates", "_flow"): "VARCHAR",
+}
+
+
+def test_the_demo_tables_have_warehouse_types(cli_demo: CliDemo) -> None:
+    with duckdb.connect(str(cli_demo.duckdb), read_only=True) as db:
+        found = {(t, c): d for t, c, d in db.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'klaviyo_data'").fetchall()}
+        (lat,) = db.execute("SELECT count(location__latitude) FROM klaviyo_data.profiles").fetchone()
+    assert {key: found.get(key) for key in EXPECTED_TYPES} == EXPECTED_TYPES
+    assert lat > 0, "coordinates sent as strings and as numbers all land in the double column"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(seed=7, profiles=150, events=2500, days=10)) as emu:
+        yield emu
+
+
+def _columns(pipeline: dlt.Pipeline, table: str) -> Dict[str, str]:
+    return dict(query(pipeline, "SELECT column_name, data_type FROM information_schema.columns"
+                                " WHERE table_schema = 'klaviyo_data' AND table_name = ?", table))
+
+
+def test_flatten_properties_from_config_gives_columns_child_tables_and_decimal_money(
+    emulator: Emulator, make_pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SOURCES__KLAVIYO__FLATTEN_PROPERTIES", "true")
+    monkeypatch.setenv("SOURCES__KLAVIYO__PREDICTIVE_ANALYTICS", "true")
+    pipeline = make_pipeline()
+    source = klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["events", "profiles"], start_date="2000-01-01T00:00:00Z")
+    pipeline.run(source).raise_on_failed_jobs()
+
+    events = _columns(pipeline, "events")
+    assert "event_properties" not in events
+    assert events["event_properties___value"].startswith("DECIMAL")
+    loaded = set(column(pipeline, "events"))
+    served = [e for e in emulator.account.records("event") if e["id"] in loaded]
+    assert len(served) == len(loaded) > 1000
+    values = [e["attributes"]["event_properties"].get("$value") for e in served]
+    (total,) = query(pipeline, "SELECT sum(event_properties___value) FROM events")[0]
+    assert total == sum(Decimal(str(v)) for v in values if v is not None)
+    (items,) = query(pipeline, "SELECT count(*) FROM events__event_properties__items")[0]
+    assert items == sum(len(e["attributes"]["event_properties"].get("Items") or []) for e in served)
+
+    profiles = _columns(pipeline, "profiles")
+    assert "properties" not in profiles and any(c.startswith("properties__") for c in profiles)
+    assert profiles["predictive_analytics__total_clv"].startswith("DECIMAL")
+    assert profiles["predictive_analytics__expected_date_of_next_order"] == "TIMESTAMP WITH TIME ZONE"
+    clv = dict(query(pipeline, "SELECT id, predictive_analytics__total_clv FROM profiles"))
+    served_clv = {p["id"]: p["attributes"]["predictive_analytics"]["total_clv"] for p in emulator.account.records("profile") if p["id"] in clv}
+    assert clv == {k: Decimal(str(v)) for k, v in served_clv.items()}
+
+
+def test_properties_stay_json_columns_by_default(emulator: Emulator, make_pipeline: Any) -> None:
+    pipeline = make_pipeline()
+    source = klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["events", "profiles"], start_date="2000-01-01T00:00:00Z")
+    pipeline.run(source).raise_on_failed_jobs()
+    events, profiles = _columns(pipeline, "events"), _columns(pipeline, "profiles")
+    assert events["event_properties"] == "JSON" and profiles["properties"] == "JSON"
+    assert not [c for c in (*events, *profiles) if c.startswith(("event_properties__", "properties__", "predictive_analytics__"))]
+    assert len(events) <= 9 and not any(t.startswith("events__") for t in pipeline.default_schema.data_table_names())
