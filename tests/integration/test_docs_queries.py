@@ -1,0 +1,127 @@
+"""The example queries of docs/data-model.md, taken from its ```sql blocks and run on the
+demo data in DuckDB; their answers are recomputed from the emulator's records."""
+
+import re
+from collections import Counter, defaultdict
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Dict, List, Set, Tuple
+
+import duckdb
+import pytest
+
+from tests.conftest import REPO
+from tests.integration.conftest import DemoRun
+
+DOC = REPO / "docs" / "data-model.md"
+UTC = timezone.utc
+NAMES = {"revenue_by_flow", "list_growth", "campaign_sends_by_channel", "daily_events_by_metric"}
+
+
+def doc_queries() -> Dict[str, str]:
+    """Named example queries: ```sql blocks whose first line is `-- name: what it answers`."""
+    queries = {}
+    for block in re.findall(r"```sql\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S):
+        named = re.match(r"--\s*(\w+):", block)
+        if named:
+            queries[named.group(1)] = block
+    return queries
+
+
+def run(demo: DemoRun, sql: str) -> Tuple[datetime, List[Dict[str, Any]]]:
+    """`now()` of the query's transaction and its rows as dicts (the doc's `SET`s applied)."""
+    with duckdb.connect(str(demo.workdir / "klaviyo.duckdb"), read_only=True) as db:
+        db.execute("SET search_path = 'klaviyo_data'; SET TimeZone = 'UTC'")
+        db.begin()
+        (now,) = db.execute("SELECT now()").fetchone()
+        cursor = db.execute(sql)
+        names = [d[0] for d in cursor.description]
+        rows = [dict(zip(names, r)) for r in cursor.fetchall()]
+        db.commit()
+    return now, rows
+
+
+def loaded_events(demo: DemoRun) -> List[Dict[str, Any]]:
+    """The emulator's records of the events the demo loaded, with their metric names."""
+    with duckdb.connect(str(demo.workdir / "klaviyo.duckdb"), read_only=True) as db:
+        ids: Set[str] = {r[0] for r in db.execute("SELECT id FROM klaviyo_data.events").fetchall()}
+    metrics = {m["id"]: m["attributes"]["name"] for m in demo.emulator.account.records("metric")}
+    out = []
+    for event in demo.emulator.account.records("event"):
+        if event["id"] in ids:
+            attrs = event["attributes"]
+            out.append({"id": event["id"], "metric": metrics[event["relationships"]["metric"]["data"]["id"]],
+                        "datetime": datetime.fromisoformat(attrs["datetime"]).astimezone(UTC),
+                        "props": attrs["event_properties"]})
+    assert len(out) == len(ids) > 1000
+    return out
+
+
+def test_the_guide_has_the_four_example_queries() -> None:
+    assert set(doc_queries()) == NAMES
+
+
+def test_revenue_by_flow(duckdb_demo: DemoRun) -> None:
+    now, rows = run(duckdb_demo, doc_queries()["revenue_by_flow"])
+    flows = {f["id"]: f["attributes"]["name"] for f in duckdb_demo.emulator.account.records("flow")}
+    expected: Dict[str, List[Any]] = defaultdict(lambda: [0, Decimal(0)])
+    for event in loaded_events(duckdb_demo):
+        flow = event["props"].get("$attributed_flow")
+        if event["metric"] == "Placed Order" and flow in flows and event["datetime"] >= now - timedelta(days=30):
+            expected[flow][0] += 1
+            expected[flow][1] += Decimal(str(event["props"]["$value"]))
+    assert len(expected) >= 2
+    assert {r["flow_id"]: (r["flow_name"], r["orders"], r["revenue"]) for r in rows} == {
+        f: (flows[f], n, total.quantize(Decimal("0.01"))) for f, (n, total) in expected.items()}
+    assert [r["revenue"] for r in rows] == sorted((r["revenue"] for r in rows), reverse=True)
+
+
+def _week(moment: datetime) -> datetime:
+    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day - timedelta(days=day.weekday())
+
+
+def test_list_growth(duckdb_demo: DemoRun) -> None:
+    _, rows = run(duckdb_demo, doc_queries()["list_growth"])
+    lists = {item["id"]: item["attributes"]["name"] for item in duckdb_demo.emulator.account.records("list")}
+    expected = Counter(
+        (e["props"]["list_id"], _week(e["datetime"])) for e in loaded_events(duckdb_demo)
+        if e["metric"] == "Subscribed to List" and e["props"].get("list_id") in lists
+    )
+    assert len({key[0] for key in expected}) >= 2
+    assert {(r["list_id"], r["week"]): r["new_subscribers"] for r in rows} == dict(expected)
+    running: Dict[str, int] = defaultdict(int)
+    for row in sorted(rows, key=lambda r: (r["list_id"], r["week"])):
+        running[row["list_id"]] += row["new_subscribers"]
+        assert row["running_total"] == running[row["list_id"]] and row["list_name"] == lists[row["list_id"]]
+
+
+def test_campaign_sends_by_channel(duckdb_demo: DemoRun) -> None:
+    _, rows = run(duckdb_demo, doc_queries()["campaign_sends_by_channel"])
+    emu = duckdb_demo.emulator
+    channel_of, messages_of = {}, defaultdict(set)
+    for message in emu.account.records("campaign-message"):
+        campaign = message["relationships"]["campaign"]["data"]["id"]
+        channel_of[campaign] = message["attributes"]["channel"]
+        messages_of[campaign].add(message["id"])
+    received = Counter(e["props"].get("$message") for e in loaded_events(duckdb_demo) if e["metric"] in ("Received Email", "Received SMS"))
+    expected: Dict[Tuple[str, datetime], List[int]] = defaultdict(lambda: [0, 0])
+    for campaign in emu.account.records("campaign"):
+        attrs = campaign["attributes"]
+        if attrs["status"] != "Sent":
+            continue
+        sent = datetime.fromisoformat(attrs["send_time"]).astimezone(UTC)
+        key = (channel_of[campaign["id"]], sent.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+        expected[key][0] += 1
+        expected[key][1] += sum(received[m] for m in messages_of[campaign["id"]])
+    assert {channel for channel, _ in expected} == {"email", "sms"}
+    assert sum(d for _, d in expected.values()) > 0
+    assert {(r["channel"], r["month"]): [r["campaigns_sent"], r["deliveries"]] for r in rows} == dict(expected)
+
+
+def test_daily_events_by_metric(duckdb_demo: DemoRun) -> None:
+    _, rows = run(duckdb_demo, doc_queries()["daily_events_by_metric"])
+    expected = Counter((e["datetime"].replace(hour=0, minute=0, second=0, microsecond=0), e["metric"]) for e in loaded_events(duckdb_demo))
+    assert {(r["day"], r["metric"]): r["events"] for r in rows} == dict(expected)
+    assert len({day for day, _ in expected}) >= 28 and len({m for _, m in expected}) >= 10
