@@ -23,6 +23,8 @@ from klaviyo import KlaviyoApiError, KlaviyoConfigError, klaviyo_source
 from klaviyo.settings import ALL_REPORT_NAMES
 
 PIPELINE_NAME = "klaviyo"
+# The demo account is small: it loads every table, the opt-in ones too (not the retired v1 API).
+DEMO_REPORTS = ",".join(name for name in ALL_REPORT_NAMES if name != "campaigns_v1")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -32,11 +34,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         epilog="Real use: SOURCES__KLAVIYO__API_KEY=pk_... python klaviyo_pipeline.py",
     )
     parser.add_argument("--demo", action="store_true", help="run against the built-in Klaviyo emulator (no key needed) into klaviyo.duckdb")
-    parser.add_argument("--reports", help=f"comma-separated reports (default: all but campaigns_v1); any of {','.join(ALL_REPORT_NAMES)}")
+    parser.add_argument("--reports", help=f"comma-separated reports (default: all but campaigns_v1 and segment_profiles; --demo: all but campaigns_v1); any of {','.join(ALL_REPORT_NAMES)}")
     parser.add_argument("--start", help="custom dates start, exclusive, YYYY-MM-DDTHH:MM:SSZ (alone: first-run start)")
     parser.add_argument("--end", help="custom dates end, inclusive, YYYY-MM-DDTHH:MM:SSZ (needs --start)")
     parser.add_argument("--destination", default="duckdb", help="dlt destination (duckdb, postgres, filesystem, bigquery, snowflake, ...)")
     parser.add_argument("--dataset", default="klaviyo_data", help="dataset (schema) name")
+    parser.add_argument("--detect-deletes", action="store_true", help="re-read the ids of the dimension tables and mark rows Klaviyo no longer returns (_klaviyo_deleted)")
+    parser.add_argument("--hard-deletes", action="store_true", help="like --detect-deletes, but remove those rows")
     parser.add_argument("--aggregate-query", action="append", default=[], metavar="FILE", help="JSON file with named metric-aggregate queries (repeatable)")
     parser.add_argument("--pipelines-dir", help="dlt pipelines working directory (default ~/.dlt/pipelines)")
     parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES, help="dlt progress display (default auto: tqdm bars on a terminal, periodic log lines otherwise; enlighten and alive_progress need their package)")
@@ -61,6 +65,8 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             "reports": args.reports,
             "start_date": args.start,
             "end_date": args.end,
+            "detect_deletes": args.detect_deletes or args.hard_deletes,
+            "hard_deletes": args.hard_deletes,
         }
         destination: Any = args.destination
         if args.demo:
@@ -69,6 +75,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             demo = stack.enter_context(start_demo())
             source_args.update(api_key=demo.api_key, base_url=demo.base_url)
             source_args["aggregate_queries"] = demo.aggregate_queries
+            source_args["reports"] = args.reports or DEMO_REPORTS
             if args.destination == "duckdb":
                 destination = dlt.destinations.duckdb("klaviyo.duckdb")
         if args.aggregate_query:

@@ -15,7 +15,9 @@ from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
 from .aggregates import AggregateQuery, load_queries, next_cursor, request_body, split_windows, to_long_rows
+from .children import related_resources, with_parents
 from .client import KlaviyoApi
+from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
 from .extract import plan_jobs, read_jobs
 from .hints import dimension_columns, extra_columns, flattened
@@ -55,6 +57,8 @@ def klaviyo_source(
     workers: int = 8,
     min_window_minutes: Optional[float] = None,
     flatten_properties: bool = False,
+    detect_deletes: bool = False,
+    hard_deletes: bool = False,
 ) -> Iterator[DltResource]:
     """Klaviyo reports as dlt resources.
 
@@ -64,7 +68,8 @@ def klaviyo_source(
         base_url: API base URL (http or https); the default is Klaviyo's.
         revision: API revision sent in the `revision` header, `YYYY-MM-DD[.suffix]`.
         reports: Report names (a list or a comma-separated string); None = the default
-            selection (every report but `campaigns_v1`).
+            selection (every report but `campaigns_v1` and `segment_profiles`). A child table
+            (e.g. `flow_actions`) brings the reports it follows (`flows`).
         start_date: With `end_date`: custom dates, `YYYY-MM-DDTHH:MM:SSZ`, start exclusive and
             end inclusive; the run loads that range and leaves the incremental cursors alone.
             Alone: the first-run start of every report with a cursor (inclusive).
@@ -82,6 +87,11 @@ def klaviyo_source(
         flatten_properties: Flatten the free-form `profiles.properties` and
             `events.event_properties` into columns (and child tables) instead of keeping
             them as JSON columns; events are then read as row dicts, several times slower.
+        detect_deletes: Also re-read the ids of the selected dimension tables (profiles,
+            campaigns, flows, lists, segments, templates, metrics, global exclusions; never
+            events) and mark the loaded rows Klaviyo no longer returns (`_klaviyo_deleted`,
+            `_klaviyo_deleted_at`); costs one request per page of ids (see README).
+        hard_deletes: With `detect_deletes`, remove those rows instead of marking them.
 
     Raises:
         KlaviyoConfigError: Bad input, before any request is sent.
@@ -110,10 +120,11 @@ def klaviyo_source(
         RateLimiter.for_account(options.base_url, options.api_key),
     )
     run_started = datetime.now(tz=UTC)
-    for name in options.reports:
+    parents: Dict[str, DltResource] = {}
+    for name in with_parents(options.reports):
         if name in REPORTS:
             report = flattened(REPORTS[name]) if flatten_properties else REPORTS[name]
-            resource = _report_resource(api, report, options, run_started, predictive_analytics)
+            resource = parents[name] = _report_resource(api, report, options, run_started, predictive_analytics)
             extra = extra_columns(name, predictive_analytics, flatten_properties)
             yield resource.apply_hints(columns=extra) if extra else resource  # {} would drop all hints
         elif name == "campaigns_v1":
@@ -123,6 +134,8 @@ def klaviyo_source(
             )(api)
         elif name == "metric_aggregates" and queries:
             yield _aggregates_resource(api, queries)
+    yield from related_resources(api, options, parents, run_started)
+    yield from delete_resources(api, with_parents(options.reports), detect_deletes, hard_deletes, run_started, options.workers)
 
 
 def _columns(report: Report) -> Dict[str, Dict[str, Any]]:

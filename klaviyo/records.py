@@ -59,6 +59,23 @@ def _relationship_columns(resource: Mapping[str, Any], report: Report) -> Dict[s
     return columns
 
 
+# A row of a report requested with `include=` carries its related included resources under this
+# key, {relationship: [resource, ...]}, until the source splits them off into child tables
+# (`children.py`); a related resource absent from `included[]` is carried as its {type, id}.
+INCLUDED = "_klaviyo_included"
+
+
+def _related_included(
+    resource: Mapping[str, Any], names: List[str], included: Mapping[Any, Mapping[str, Any]]
+) -> Dict[str, List[Mapping[str, Any]]]:
+    related: Dict[str, List[Mapping[str, Any]]] = {}
+    for name in names:
+        data = ((resource.get("relationships") or {}).get(name) or {}).get("data")
+        items = data if isinstance(data, list) else [data] if isinstance(data, Mapping) else []
+        related[name] = [included.get((item.get("type"), item.get("id")), item) for item in items]
+    return related
+
+
 def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> List[Dict[str, Any]]:
     """Rows of one page, keeping only those whose cursor lies in `window`.
 
@@ -68,6 +85,8 @@ def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> List
         window: The window the page was requested for.
     """
     rows: List[Dict[str, Any]] = []
+    names = [n for n in str(report.params.get("include") or "").split(",") if n]
+    included = {(r.get("type"), r.get("id")): r for r in document.get("included") or []}
     for resource in document.get("data") or []:
         row: Dict[str, Any] = {"id": resource["id"]}
         row.update(resource.get("attributes") or {})
@@ -78,6 +97,8 @@ def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> List
             if not window.contains(row.get(report.cursor)):
                 continue
         row.update(_relationship_columns(resource, report))
+        if names:
+            row[INCLUDED] = _related_included(resource, names, included)
         rows.append(row)
     return rows
 

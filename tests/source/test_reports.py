@@ -249,7 +249,8 @@ def test_the_demo_command_loads_every_report(tmp_path: Any) -> None:
     import duckdb
 
     with duckdb.connect(str(tmp_path / "klaviyo.duckdb")) as db:
-        for report in [*KINDS, "metric_aggregates"]:
+        for report in [*KINDS, "metric_aggregates", "tags", "campaign_messages", "campaign_tags", "flow_actions",
+                       "flow_messages", "list_profiles", "segment_profiles", "global_exclusions"]:
             (rows,) = db.execute(f"SELECT count(*) FROM klaviyo_data.{report}").fetchone()
             assert rows > 0, report
             assert report in out.stdout

@@ -1,0 +1,171 @@
+"""The child tables of `settings.CHILD_REPORTS`, wired to their parents' resources.
+
+- "include" (campaign_messages, campaign_tags): the campaign pages carry `included[]`; a step
+  placed after the campaign resource's incremental step splits the included resources off the
+  rows that step let through into their own tables. No request per campaign.
+- "parent" (flow_actions, flow_messages): `dlt.transformer`s fed by the rows their parent
+  resource yields in this run, so unchanged parents are not re-read; one collection request
+  (or more pages) per parent, paced by the shared rate limiter.
+- "members" and "suppressed" live in `members.py` and `exclusions.py`.
+"""
+
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Sequence, Tuple
+from urllib.parse import quote
+
+import dlt
+from dlt.common.typing import TDataItems
+from dlt.extract.items_transform import ItemTransform
+from dlt.sources import DltResource
+
+from .client import KlaviyoApi
+from .exclusions import exclusions_resource
+from .extract import plan_jobs, read_jobs
+from .members import member_resource
+from .options import SourceOptions
+from .records import INCLUDED, to_rows
+from .settings import CHILD_REPORTS, ChildReport, REPORTS
+from .windows import Window
+
+
+def with_parents(names: Sequence[str]) -> Tuple[str, ...]:
+    """The selection plus the parents of its "include" and "parent" children (a child
+    follows its parents' incremental runs, so they are read and loaded with it), parents
+    first."""
+    out: Dict[str, None] = {}
+
+    def add(name: str) -> None:
+        child = CHILD_REPORTS.get(name)
+        if child is not None and child.via in ("include", "parent"):
+            for parent in child.parents:
+                add(parent)
+        out[name] = None
+
+    for name in names:
+        add(name)
+    return tuple(out)
+
+
+def child_columns(child: ChildReport) -> Dict[str, Dict[str, Any]]:
+    """Column hints of a child table (fresh dicts: dlt writes into them)."""
+    read = child.read
+    columns: Dict[str, Dict[str, Any]] = {
+        key: {"data_type": "text", "nullable": False} for key in child.primary_key
+    }
+    for column in read.timestamps:
+        columns[column] = {"data_type": "timestamp"}
+    for column in (*read.json_columns, *read.to_many.values()):
+        columns[column] = {"data_type": "json"}
+    for column in read.to_one.values():
+        columns[column] = {"data_type": "text"}
+    return columns
+
+
+def keyed(rows: List[Dict[str, Any]], child: ChildReport, parent_id: str) -> List[Dict[str, Any]]:
+    """Rows with the parent's id in `parent_key` and their own `id` in `id_column`."""
+    for row in rows:
+        if child.id_column != "id":
+            row[child.id_column] = row.pop("id")
+        row[child.parent_key] = parent_id
+    return rows
+
+
+class _SplitIncluded(ItemTransform[TDataItems, Dict[str, Any]]):
+    """Takes the included resources off a parent page's rows and yields them as child rows.
+
+    Placed after the incremental step (dlt's affinity 1; `add_limit` is 1.1), so the
+    children of a parent row the incremental step dropped (unchanged) are dropped with it.
+    """
+
+    placement_affinity: ClassVar[float] = 1.05
+
+    def __init__(self, children: Sequence[ChildReport]) -> None:
+        super().__init__(lambda item: item)
+        self.children = children
+
+    def __call__(self, item: TDataItems, meta: Any = None) -> Iterator[TDataItems]:  # type: ignore[override]
+        if not isinstance(item, list):
+            yield item
+            return
+        tables: Dict[str, List[Dict[str, Any]]] = {child.name: [] for child in self.children}
+        for row in item:
+            related: Mapping[str, List[Mapping[str, Any]]] = row.pop(INCLUDED, None) or {}
+            for child in self.children:
+                resources = related.get(child.include or "")
+                if resources:
+                    rows = to_rows({"data": resources}, child.read, Window(None, None))
+                    tables[child.name] += keyed(rows, child, row["id"])
+        yield item
+        for name, rows in tables.items():
+            if rows:
+                yield dlt.mark.with_table_name(rows, name)
+
+
+def attach_included(parent: DltResource, names: Sequence[str]) -> DltResource:
+    """Adds the split step to a parent whose requests carry `include=`: the selected "include"
+    children become table variants of the parent resource; the others are dropped."""
+    children = [
+        c for c in CHILD_REPORTS.values()
+        if c.via == "include" and parent.name in c.parents and c.name in names
+    ]
+    for child in children:
+        # a variant starts as a copy of the parent's hints: drop the parent's columns first
+        parent.apply_hints(table_name=child.name, columns={}, create_table_variant=True)
+        parent.apply_hints(
+            table_name=child.name, primary_key=list(child.primary_key), write_disposition="merge",
+            columns=child_columns(child), create_table_variant=True,
+        )
+    return parent.add_step(_SplitIncluded(children))
+
+
+def _per_parent(api: KlaviyoApi, child: ChildReport) -> Any:
+    """The transformer function of a "parent" child: each parent row's collection."""
+
+    def read(rows: TDataItems) -> Iterator[TDataItems]:
+        for row in rows if isinstance(rows, list) else [rows]:
+            if any(row.get(attribute) in values for attribute, values in child.skip.items()):
+                continue
+            path = child.read.path.format(id=quote(str(row["id"]), safe=""))
+            report = replace(child.read, path=path)
+            jobs = plan_jobs(report, [Window(None, None)])
+            for page in read_jobs(api, report, jobs, report.tier, workers=1):
+                yield keyed(page, child, row["id"])
+
+    return read
+
+
+def related_resources(
+    api: KlaviyoApi,
+    options: SourceOptions,
+    parents: Mapping[str, DltResource],
+    run_started: datetime,
+) -> Iterator[DltResource]:
+    """The selected tables of `CHILD_REPORTS`, plus the split step on every parent whose
+    requests carry `include=` (it also strips the carried resources when no child is selected).
+
+    Args:
+        api: The source's client.
+        options: The validated source options (selection, dates, workers, lookback).
+        parents: The report resources of this source instance, by name.
+        run_started: When the run started (cursors never pass it, minus the safety margin).
+    """
+    for name, resource in parents.items():
+        if name in REPORTS and REPORTS[name].params.get("include"):
+            attach_included(resource, options.reports)
+    made: Dict[str, DltResource] = dict(parents)
+    for name in with_parents(options.reports):
+        child = CHILD_REPORTS.get(name)
+        if child is None:
+            continue
+        if child.via == "parent":
+            transformer = dlt.transformer(
+                _per_parent(api, child), name=child.name, primary_key=list(child.primary_key),
+                write_disposition="merge", columns=child_columns(child),
+            )
+            made[name] = made[child.parents[0]] | transformer
+            yield made[name]
+        elif child.via == "members":
+            yield member_resource(api, child, options, run_started)
+        elif child.via == "suppressed":
+            yield exclusions_resource(api, child, options, run_started)

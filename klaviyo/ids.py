@@ -1,0 +1,35 @@
+"""Every id of a report, read cheaply: one short attribute per record (a sparse fieldset),
+sorted by id where the endpoint allows it, through the same client, limiter and reader.
+
+Used by delete detection (`deletes.py`) and to find every list and segment for the
+membership tables (`members.py`).
+"""
+
+from dataclasses import replace
+from typing import Iterator, List
+
+from .client import KlaviyoApi
+from .extract import plan_jobs, read_jobs
+from .settings import ID_SCANS, Report
+from .windows import Window
+
+
+def id_scan(report: Report) -> Report:
+    """The report as an id scan: no cursor (every record, whatever its date), the report's own
+    filters and variants (e.g. the campaigns channel, archived or not), and the sparse
+    fieldset and sort of `ID_SCANS`; no `include` or additional fields."""
+    return replace(report, cursor=None, sort=None, params=dict(ID_SCANS[report.name]), row_format="dict")
+
+
+def read_ids(api: KlaviyoApi, report: Report, workers: int = 1) -> Iterator[List[str]]:
+    """Yields the ids of every record of `report`, a page at a time.
+
+    Args:
+        api: The source's client (its rate limiter paces the scan).
+        report: A report listed in `ID_SCANS`.
+        workers: Variants read at the same time (campaigns: archived and not).
+    """
+    scan = id_scan(report)
+    jobs = plan_jobs(scan, [Window(None, None)])
+    for page in read_jobs(api, scan, jobs, scan.tier, min(workers, len(jobs))):
+        yield [row["id"] for row in page]
