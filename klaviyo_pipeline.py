@@ -83,11 +83,13 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         source = klaviyo_source(**{k: v for k, v in source_args.items() if v is not None})
         # Arrow pages (events) get `_dlt_load_id` like every other table.
         os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
+        # `dlt deploy` reads this call from the source: the name must be a literal, and
+        # `pipelines_dir` may only appear as a literal (so it is passed through **kwargs).
         pipeline = dlt.pipeline(
-            pipeline_name=PIPELINE_NAME,
+            pipeline_name="klaviyo",
             destination=_with_file_format(destination, _file_format(args.destination)),
             dataset_name=args.dataset,
-            pipelines_dir=args.pipelines_dir,
+            **({"pipelines_dir": args.pipelines_dir} if args.pipelines_dir else {}),
             progress=_progress(args.progress),
             export_schema_path=args.export_schema_path,
         )
