@@ -77,24 +77,23 @@ def test_revenue_by_flow(duckdb_demo: DemoRun) -> None:
     assert [r["revenue"] for r in rows] == sorted((r["revenue"] for r in rows), reverse=True)
 
 
-def _week(moment: datetime) -> datetime:
-    day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-    return day - timedelta(days=day.weekday())
+def _month(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def test_list_growth(duckdb_demo: DemoRun) -> None:
     _, rows = run(duckdb_demo, doc_queries()["list_growth"])
-    lists = {item["id"]: item["attributes"]["name"] for item in duckdb_demo.emulator.account.records("list")}
-    expected = Counter(
-        (e["props"]["list_id"], _week(e["datetime"])) for e in loaded_events(duckdb_demo)
-        if e["metric"] == "Subscribed to List" and e["props"].get("list_id") in lists
-    )
-    assert len({key[0] for key in expected}) >= 2
-    assert {(r["list_id"], r["week"]): r["new_subscribers"] for r in rows} == dict(expected)
-    running: Dict[str, int] = defaultdict(int)
-    for row in sorted(rows, key=lambda r: (r["list_id"], r["week"])):
-        running[row["list_id"]] += row["new_subscribers"]
-        assert row["running_total"] == running[row["list_id"]] and row["list_name"] == lists[row["list_id"]]
+    emu = duckdb_demo.emulator
+    lists = {item["id"]: item["attributes"]["name"] for item in emu.account.records("list")}
+    expected = Counter((list_id, _month(joined)) for list_id in lists for _, joined in emu.account.list_members(list_id))
+    assert len({key[0] for key in expected}) >= 2 and len({key[1] for key in expected}) >= 6
+    assert {(r["list_id"], r["month"]): r["new_members"] for r in rows} == dict(expected)
+    for list_id in {key[0] for key in expected}:
+        sizes = [r["members_to_date"] for r in sorted(rows, key=lambda r: r["month"]) if r["list_id"] == list_id]
+        months = sorted(m for (l, m) in expected if l == list_id)
+        assert sizes == [sum(n for (l, m), n in expected.items() if l == list_id and m <= month) for month in months]
+        assert sizes[-1] == len(emu.account.list_members(list_id))
+    assert all(r["list_name"] == lists[r["list_id"]] for r in rows)
 
 
 def test_campaign_sends_by_channel(duckdb_demo: DemoRun) -> None:
@@ -111,8 +110,7 @@ def test_campaign_sends_by_channel(duckdb_demo: DemoRun) -> None:
         attrs = campaign["attributes"]
         if attrs["status"] != "Sent":
             continue
-        sent = datetime.fromisoformat(attrs["send_time"]).astimezone(UTC)
-        key = (channel_of[campaign["id"]], sent.replace(day=1, hour=0, minute=0, second=0, microsecond=0))
+        key = (channel_of[campaign["id"]], _month(datetime.fromisoformat(attrs["send_time"])))
         expected[key][0] += 1
         expected[key][1] += sum(received[m] for m in messages_of[campaign["id"]])
     assert {channel for channel, _ in expected} == {"email", "sms"}
