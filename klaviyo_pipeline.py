@@ -125,12 +125,14 @@ def _file_format(destination: str) -> Optional[str]:
 def _with_file_format(destination: Any, file_format: Optional[str]) -> Any:
     """The destination with `file_format` as its preferred format: `run(loader_file_format=)`
     reaches only the resources' own tables, while child tables a resource routes by name
-    would otherwise get the destination's default (jsonl on filesystem)."""
+    would otherwise get the destination's default (jsonl on filesystem). The staging format
+    too, for BigQuery or Snowflake loading through a bucket (`staging_type = "filesystem"`)."""
     if file_format is None:
         return destination
+    preferred = {"preferred_loader_file_format": file_format, "preferred_staging_file_format": file_format}
     if isinstance(destination, str):
-        return Destination.from_reference(destination, preferred_loader_file_format=file_format)
-    destination.caps_params["preferred_loader_file_format"] = file_format
+        return Destination.from_reference(destination, **preferred)
+    destination.caps_params.update(preferred)
     return destination
 
 
