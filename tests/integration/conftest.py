@@ -119,15 +119,19 @@ def run_demo(workdir: Path, args: Sequence[str], env: Optional[Mapping[str, str]
             emulators.append(self)
 
     out = io.StringIO()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(klaviyo_demo, "Emulator", CapturedEmulator)
-        patch.chdir(workdir)
-        for name, value in (env or {}).items():
-            patch.setenv(name, value)
-        before = datetime.now(UTC)
-        with redirect_stdout(out):
-            code = klaviyo_pipeline.main(["--demo", "--pipelines-dir", str(workdir / "pipelines"), *args])
-        after = datetime.now(UTC)
+    environ = dict(os.environ)  # the command sets process-wide variables; later tests must not see them
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(klaviyo_demo, "Emulator", CapturedEmulator)
+            patch.chdir(workdir)
+            os.environ.update(env or {})
+            before = datetime.now(UTC)
+            with redirect_stdout(out):
+                code = klaviyo_pipeline.main(["--demo", "--pipelines-dir", str(workdir / "pipelines"), *args])
+            after = datetime.now(UTC)
+    finally:
+        os.environ.clear()
+        os.environ.update(environ)
     assert code == 0, out.getvalue()[-3000:]
     assert len(emulators) == 1
     return DemoRun(emulators[0], before, after, out.getvalue(), workdir)
