@@ -58,8 +58,18 @@ def _progress(choice: str) -> Optional[str]:
     return None if choice == "none" else choice
 
 
+def configure_process() -> None:
+    """Process-wide settings of the command (the source itself changes no global state):
+    Arrow allocates through the system allocator, which hands freed pages back to the OS;
+    Arrow's default mimalloc pool keeps ~70 MB more at peak in an events backfill."""
+    import pyarrow
+
+    pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+
+
 def run(args: argparse.Namespace) -> Dict[str, int]:
     """Runs the pipeline; returns rows loaded per table."""
+    configure_process()
     with ExitStack() as stack:
         source_args: Dict[str, Any] = {
             "reports": args.reports,

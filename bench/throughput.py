@@ -53,22 +53,27 @@ import json, os, resource, sys, time
 sys.path.insert(0, {str(REPO)!r})
 import dlt
 from klaviyo import klaviyo_source
+from klaviyo_pipeline import configure_process
+configure_process()
 from klaviyo.ratelimit import RateLimiter
 source = klaviyo_source(api_key="pk_demo", base_url={base_url!r}, reports=[{report!r}],
                         workers={workers}, min_window_minutes={min_window_minutes!r}, start_date="2000-01-01T00:00:00Z")
 pipeline = dlt.pipeline("bench_{report}_{workers}", destination=dlt.destinations.duckdb(os.path.join({workdir!r}, "bench.duckdb")),
-                        dataset_name="bench", pipelines_dir=os.path.join({workdir!r}, "pipelines"))
+                        dataset_name="klaviyo_data", pipelines_dir=os.path.join({workdir!r}, "pipelines"))
 started = time.monotonic()
 info = pipeline.run(source, loader_file_format="parquet")
 wall = time.monotonic() - started
 usage = resource.getrusage(resource.RUSAGE_SELF)
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
 with pipeline.sql_client() as client:
     rows, distinct = client.execute_sql("SELECT count(*), count(DISTINCT id) FROM {report}")[0]
 limiter = RateLimiter.for_account({base_url!r}, "pk_demo")
-print(json.dumps(dict(wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_mb=usage.ru_maxrss / 1024,
+print(json.dumps(dict(wall=wall, cpu=usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime,
+                      rss_mb=max(usage.ru_maxrss, children.ru_maxrss) / 1024,
                       rows=rows, distinct=distinct, throttled=limiter.throttled(), waited=limiter.waited_s)))
 """
-    out = subprocess.run([sys.executable, "-c", code], cwd=workdir, capture_output=True, text=True, check=False)
+    # cwd = the repository, so that .dlt/config.toml applies as it does for klaviyo_pipeline.py
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"pipeline failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
