@@ -36,9 +36,11 @@ SUMMARY_ROW = re.compile(r"^  (\S+)\s+(\d+) rows$")
 
 
 def isolated_env(workdir: Path, **extra: str) -> Dict[str, str]:
-    """The environment of a command run in `workdir`: dlt's global dir and HOME kept there."""
+    """The environment of a command run in `workdir`: dlt's global dir and HOME kept there, and
+    the virtualenv's scripts on PATH as after `activate` (`show` starts `marimo` by name)."""
     env = dict(os.environ)
     env.update(HOME=str(workdir), DLT_DATA_DIR=str(workdir / "dlt_data"), RUNTIME__DLTHUB_TELEMETRY="false")
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     env.update(extra)
     return env
 
