@@ -19,7 +19,7 @@ from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import Destination
 from dlt.pipeline.exceptions import PipelineStepFailed
 
-from klaviyo import KlaviyoApiError, KlaviyoConfigError, klaviyo_source
+from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klaviyo_source
 from klaviyo.settings import ALL_REPORT_NAMES
 
 PIPELINE_NAME = "klaviyo"
@@ -41,6 +41,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--dataset", default="klaviyo_data", help="dataset (schema) name")
     parser.add_argument("--detect-deletes", action="store_true", help="re-read the ids of the dimension tables and mark rows Klaviyo no longer returns (_klaviyo_deleted)")
     parser.add_argument("--hard-deletes", action="store_true", help="like --detect-deletes, but remove those rows")
+    parser.add_argument("--chunk-records", type=int, default=250_000, help="resumable backfills: commit a long range in chunks of about this many records, one run each (default 250000; 0 = one run)")
     parser.add_argument("--aggregate-query", action="append", default=[], metavar="FILE", help="JSON file with named metric-aggregate queries (repeatable)")
     parser.add_argument("--pipelines-dir", help="dlt pipelines working directory (default ~/.dlt/pipelines)")
     parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES, help="dlt progress display (default auto: tqdm bars on a terminal, periodic log lines otherwise; enlighten and alive_progress need their package)")
@@ -90,7 +91,9 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
                 destination = dlt.destinations.duckdb("klaviyo.duckdb")
         if args.aggregate_query:
             source_args["aggregate_queries"] = _merge_query_files(args.aggregate_query)
-        source = klaviyo_source(**{k: v for k, v in source_args.items() if v is not None})
+        source_args["chunk_records"] = args.chunk_records or None
+        make_source = lambda: klaviyo_source(**{k: v for k, v in source_args.items() if v is not None})  # noqa: E731
+        make_source()  # validates every argument before anything is written
         # Arrow pages (events) get `_dlt_load_id` like every other table.
         os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
         # `dlt deploy` reads this call from the source: the name must be a literal, and
@@ -104,12 +107,33 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             export_schema_path=args.export_schema_path,
         )
         started = time.monotonic()
-        info = pipeline.run(source, loader_file_format=_file_format(args.destination))
-        info.raise_on_failed_jobs()
-        counts = dict(pipeline.last_trace.last_normalize_info.row_counts)
+        counts: Dict[str, int] = {}
+        if pipeline.has_pending_data:
+            # an interrupted run left extracted or normalized data: dlt loads it first (and
+            # extracts nothing new in that run), then the loop below continues the backfill
+            print("Finishing the data an interrupted run left behind", flush=True)
+            info = pipeline.run(loader_file_format=_file_format(args.destination))
+            _add_counts(counts, pipeline)
+        while True:
+            info = pipeline.run(make_source(), loader_file_format=_file_format(args.destination))
+            info.raise_on_failed_jobs()
+            _add_counts(counts, pipeline)
+            pending = backfill_pending(pipeline)
+            if not pending:
+                break
+            # each chunk is committed with its rows: a crash from here on loses at most one chunk
+            resumes = ", ".join(f"{name} from {when}" for name, when in sorted(pending.items()))
+            print(f"Backfill chunk committed; next run resumes {resumes}", flush=True)
         elapsed = time.monotonic() - started
         _print_summary(pipeline, counts, elapsed, _location(pipeline, info), args.pipelines_dir)
         return counts
+
+
+def _add_counts(counts: Dict[str, int], pipeline: dlt.Pipeline) -> None:
+    """Adds the rows the pipeline's last run normalized to `counts`."""
+    normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+    for table, rows in (normalize_info.row_counts if normalize_info else {}).items():
+        counts[table] = counts.get(table, 0) + rows
 
 
 def _merge_query_files(files: List[str]) -> Dict[str, Any]:

@@ -19,6 +19,7 @@ from .children import related_resources, with_parents
 from .client import KlaviyoApi
 from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
+from .checkpoint import backfill_pending, checkpoint, plan_chunk, resume_window
 from .extract import plan_jobs, read_jobs
 from .hints import dimension_columns, extra_columns, flattened
 from .options import SourceOptions, validate_options
@@ -40,7 +41,7 @@ from .settings import (
 )
 from .windows import UTC, Window
 
-__all__ = ["klaviyo_source", "KlaviyoConfigError", "KlaviyoApiError"]
+__all__ = ["klaviyo_source", "backfill_pending", "KlaviyoConfigError", "KlaviyoApiError"]
 
 
 @dlt.source(name=SOURCE_NAME)
@@ -56,6 +57,7 @@ def klaviyo_source(
     lookback_hours: float = 0.0,
     workers: int = 8,
     min_window_minutes: Optional[float] = None,
+    chunk_records: Optional[int] = None,
     flatten_properties: bool = False,
     detect_deletes: bool = False,
     hard_deletes: bool = False,
@@ -84,6 +86,10 @@ def klaviyo_source(
         min_window_minutes: Smallest window a report's range is split into for parallel reads
             (minutes); None uses each report's default (events 5 min, profiles 1 h). Windows
             adapt to the data's density above that size.
+        chunk_records: Resumable backfills: read a long range in chunks of about this many
+            records, one chunk per run, each committed with its rows (see `checkpoint.py`;
+            `backfill_pending(pipeline)` says whether another run is needed). None reads the
+            whole range in one run.
         flatten_properties: Flatten the free-form `profiles.properties` and
             `events.event_properties` into columns (and child tables) instead of keeping
             them as JSON columns; events are then read as row dicts, several times slower.
@@ -106,6 +112,7 @@ def klaviyo_source(
         lookback_hours=lookback_hours,
         workers=workers,
         min_window_minutes=min_window_minutes,
+        chunk_records=chunk_records,
     )
     queries = load_queries(aggregate_queries)
     if "metric_aggregates" in options.reports and not queries and reports is not None:
@@ -180,9 +187,18 @@ def _report_resource(
     min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.window
 
     def read(cursor: Optional[dlt.sources.incremental[Any]] = _incremental(report, options)) -> Iterator[TDataItems]:
-        window = _cursor_window(report, cursor, run_started)
-        jobs = plan_jobs(report, [window])
-        yield from read_jobs(api, report, jobs, tier, options.workers, extra, min_window)
+        full = window = _cursor_window(report, cursor, run_started)
+        resumable = cursor is not None and cursor.end_value is None  # not custom dates
+        state = dlt.current.resource_state()
+        if resumable:
+            window = resume_window(full, state)
+            if options.chunk_records:
+                window = plan_chunk(api, report, window, tier, options.chunk_records, extra)
+        if not window.empty:
+            jobs = plan_jobs(report, [window])
+            yield from read_jobs(api, report, jobs, tier, options.workers, extra, min_window)
+        if resumable:
+            checkpoint(state, window, full)  # reached only when every page was read
 
     return dlt.resource(
         read,

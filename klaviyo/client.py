@@ -12,7 +12,10 @@ import orjson
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
 
-from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client, _make_retry
+from dlt.sources.helpers.requests.session import Session
+from requests.exceptions import RequestException
+from tenacity import wait_random
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 from dlt.sources.helpers.rest_client.paginators import (
@@ -26,6 +29,24 @@ from .ratelimit import RateLimiter
 
 # Threads that read windows in parallel share the limiter; each keeps its own sessions.
 _POOL_CONNECTIONS = 4
+# Up to this many seconds of random delay are added to every retry wait (Retry-After included).
+RETRY_JITTER_S = 1.0
+
+
+class _JitteredClient(Client):
+    """dlt's retrying HTTP client (429, 5xx, connection errors, truncated bodies; Retry-After
+    first, then exponential backoff; attempts and delays from `[runtime]`), with jitter added
+    to each wait: many workers failing on the same fault would otherwise retry in lockstep.
+    dlt builds its tenacity policy in `_make_retry` and offers no jitter knob, hence this."""
+
+    def _make_session(self) -> Session:
+        session = Session(**self._session_kwargs)  # type: ignore[arg-type]
+        for key, value in self._session_attrs.items():
+            setattr(session, key, value)
+        retry = _make_retry(**self._retry_kwargs)
+        retry.wait = retry.wait + wait_random(0, RETRY_JITTER_S)  # type: ignore[has-type,operator]
+        session.send = retry.wraps(session.send)  # type: ignore[method-assign]
+        return session
 
 
 class _PacedAdapter(HTTPAdapter):
@@ -70,7 +91,7 @@ class KlaviyoApi:
         key = (tier, v1)
         clients: Dict[Any, RESTClient] = self._local.__dict__.setdefault("clients", {})
         if key not in clients:
-            session = Client(
+            session = _JitteredClient(
                 raise_for_status=False,
                 exceptions=(*DEFAULT_RETRY_EXCEPTIONS, KlaviyoMalformedResponse),
             ).session
@@ -105,13 +126,14 @@ class KlaviyoApi:
             scope: Scope the endpoint needs (named in a 403 error).
             report: Report name (named in a 403 error).
         """
-        for page in self._client(tier).paginate(
+        pages = self._client(tier).paginate(
             path,
             params=params,
             paginator=JSONLinkPaginator(next_url_path="links.next"),
             data_selector="data",
             hooks={"response": [_response_hook(scope, report)]},
-        ):
+        )
+        for page in _unreachable_as_error(pages, path):
             yield page.response.json()
 
     def paginate_v1(self, path: str, page_size: int) -> Iterator[List[Dict[str, Any]]]:
@@ -119,13 +141,14 @@ class KlaviyoApi:
         paginator: BasePaginator = PageNumberPaginator(
             base_page=0, page_param="page", total_path=None, stop_after_empty_page=True
         )
-        for page in self._client("M", v1=True).paginate(
+        pages = self._client("M", v1=True).paginate(
             path,
             params={"count": page_size},
             paginator=paginator,
             data_selector="data",
             hooks={"response": [_response_hook(None, "campaigns_v1")]},
-        ):
+        )
+        for page in _unreachable_as_error(pages, path):
             yield list(page)
 
     def post(
@@ -133,13 +156,33 @@ class KlaviyoApi:
     ) -> Dict[str, Any]:
         """POSTs a JSON body and returns the parsed JSON answer."""
         client = self._client(tier)
-        response = client.post(
+        answer = lambda: client.post(  # noqa: E731
             path,
             json=body,
             headers={"content-type": "application/json"},
             hooks={"response": [_response_hook(scope, report)]},
         )
+        (response,) = _unreachable_as_error(iter([None]), path, answer)
         return response.json()  # type: ignore[no-any-return]
+
+
+def _unreachable_as_error(pages: Iterator[Any], path: str, call: Any = None) -> Iterator[Any]:
+    """Re-raises what is left after dlt's retries of a dropped connection, a timeout or a
+    malformed body as a `KlaviyoApiError` naming the endpoint (never the URL: the v1 API
+    carries the key in it), so that no transport error ever ends a run unexplained."""
+    try:
+        for page in pages:
+            yield call() if call else page
+    except KlaviyoApiError:
+        raise
+    except (RequestException, KlaviyoMalformedResponse) as error:
+        raise KlaviyoApiError(
+            f"Klaviyo could not be read at {path} after all retries ({type(error).__name__});"
+            " check the network and base_url, then run again (loaded data is kept)",
+            None,  # type: ignore[arg-type]
+            0,
+            path,
+        ) from None
 
 
 def _response_hook(scope: Optional[str], report: Optional[str]) -> Any:

@@ -27,6 +27,7 @@ class SourceOptions:
     lookback_seconds: float
     workers: int
     min_window_minutes: Optional[float]
+    chunk_records: Optional[int] = None
 
     @property
     def custom_dates(self) -> bool:
@@ -72,6 +73,7 @@ def validate_options(
     lookback_hours: Any,
     workers: Any,
     min_window_minutes: Any,
+    chunk_records: Any = None,
 ) -> SourceOptions:
     """Checks every argument; raises `KlaviyoConfigError` with a one-line message."""
     key = str(api_key or "").strip()
@@ -122,6 +124,7 @@ def validate_options(
         lookback_seconds=lookback * 3600.0,
         workers=worker_count,
         min_window_minutes=window,
+        chunk_records=None if chunk_records in (None, "", 0) else int(_number(chunk_records, "chunk_records", minimum=100.0)),
     )
 
 

@@ -31,6 +31,13 @@ class Window:
     start_open: bool = False
     end_closed: bool = False
 
+    @property
+    def empty(self) -> bool:
+        """Whether no value can lie in the window (a bounded window of zero length, half-open)."""
+        return self.start is not None and self.end is not None and (
+            self.end < self.start or (self.end == self.start and not self.end_closed)
+        )
+
     def contains(self, value: Optional[datetime]) -> bool:
         """Whether a cursor value lies in the window (a missing value lies in no window
         that has a bound)."""
