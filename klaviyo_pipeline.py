@@ -20,6 +20,7 @@ from dlt.common.destination import Destination
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klaviyo_source
+from klaviyo.recovery import repair_interrupted_packages
 from klaviyo.settings import ALL_REPORT_NAMES
 
 PIPELINE_NAME = "klaviyo"
@@ -108,6 +109,8 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         )
         started = time.monotonic()
         counts: Dict[str, int] = {}
+        for load_id in repair_interrupted_packages(pipeline):
+            print(f"Removed the leftover of package {load_id}, committed before an interruption", flush=True)
         if pipeline.has_pending_data:
             # an interrupted run left extracted or normalized data: dlt loads it first (and
             # extracts nothing new in that run), then the loop below continues the backfill

@@ -73,7 +73,7 @@ def plan_chunk(
     last = parse_datetime((data[-1].get("attributes") or {}).get(report.cursor))
     if first is None or last is None:
         return window
-    start = window.start if window.start is not None else first
+    start = first  # nothing lies between the window's start and its first record
     scale = chunk_records / len(data)
     if (last - first) * min(scale, 1e6) >= window.end - start:  # (bounded: no overflow)
         return window

@@ -1,0 +1,154 @@
+"""Never lose or duplicate a row: chunked backfills that resume, kill -9 at random moments,
+faults and throttling on the wire, and a cursor that ends where a clean run's does."""
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import dlt
+import duckdb
+import pytest
+
+from klaviyo import backfill_pending, klaviyo_source
+from klaviyo.settings import CURSOR_SAFETY_MARGIN
+from klaviyo_emulator import Emulator, EmulatorConfig
+from tests.conftest import REPO, column
+
+UTC = timezone.utc
+START = "2000-01-01T00:00:00Z"
+
+
+def _dt(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _event_truth(emu: Emulator, end: datetime) -> Dict[str, datetime]:
+    return {e["id"]: _dt(e["attributes"]["datetime"]) for e in emu.account.records("event") if _dt(e["attributes"]["datetime"]) < end}
+
+
+def _cursor(pipeline: dlt.Pipeline, report: str = "events", field: str = "datetime") -> Any:
+    return pipeline.state["sources"]["klaviyo"]["resources"][report]["incremental"][field]["last_value"]
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(seed=21, profiles=300, events=4000, days=12)) as emu:
+        yield emu
+
+
+def test_a_chunked_backfill_equals_a_clean_run(emulator: Emulator, make_pipeline: Any) -> None:
+    clean = make_pipeline("clean")
+    clean.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["events", "profiles"], start_date=START))
+    chunked = make_pipeline("chunked")
+    runs = 0
+    before = datetime.now(UTC)
+    while True:
+        runs += 1
+        chunked.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["events", "profiles"],
+                                   start_date=START, chunk_records=600))
+        if not backfill_pending(chunked):
+            break
+        assert runs < 50
+    after = datetime.now(UTC)
+    assert runs >= 4, "the backfill was cut into chunks"
+    for report in ("events", "profiles"):
+        loaded = column(chunked, report)
+        assert len(loaded) == len(set(loaded))
+        assert set(loaded) == set(column(clean, report))
+    truth = _event_truth(emulator, after)
+    surely = {i for i, t in truth.items() if t < before - CURSOR_SAFETY_MARGIN}
+    assert surely <= set(column(chunked, "events")) <= set(truth)
+    assert _cursor(chunked) == _cursor(clean)
+    assert _cursor(chunked, "profiles", "updated") == _cursor(clean, "profiles", "updated")
+
+
+def _pipeline_command(emu: Emulator, tmp: Path, chunk: int) -> Tuple[List[str], Dict[str, str]]:
+    command = [sys.executable, str(REPO / "klaviyo_pipeline.py"), "--reports", "events,profiles", "--start", START,
+               "--chunk-records", str(chunk), "--pipelines-dir", str(tmp / "pipelines"), "--progress", "none"]
+    env = {**os.environ, "SOURCES__KLAVIYO__API_KEY": emu.api_key, "SOURCES__KLAVIYO__BASE_URL": emu.base_url,
+           "RUNTIME__REQUEST_BACKOFF_FACTOR": "0.05", "HOME": str(tmp)}
+    return command, env
+
+
+def _loaded(tmp: Path, table: str) -> List[str]:
+    with duckdb.connect(str(tmp / "klaviyo.duckdb"), read_only=True) as db:
+        return [r[0] for r in db.execute(f"SELECT id FROM klaviyo_data.{table}").fetchall()]
+
+
+def test_kill_9_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    rng = random.Random(int(os.environ.get("KILL_SEED", "7")))
+    config = EmulatorConfig(seed=22, profiles=400, events=8000, days=10, latency_ms=60)
+    with Emulator(config) as emu:
+        command, env = _pipeline_command(emu, tmp_path, chunk=700)
+        before = datetime.now(UTC)
+        kills = 0
+        for _ in range(4):
+            process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            time.sleep(rng.uniform(1.5, 5.0))
+            if process.poll() is None:
+                process.send_signal(signal.SIGKILL)
+                kills += 1
+            process.wait(timeout=30)
+            assert process.returncode in (0, -signal.SIGKILL), process.stderr.read()[-2000:] if process.stderr else ""
+        assert kills >= 2, "the pipeline was killed mid-run"
+        finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        after = datetime.now(UTC)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+        events = _loaded(tmp_path, "events")
+        assert len(events) == len(set(events)), "no duplicate event"
+        truth = _event_truth(emu, after)
+        surely = {i for i, t in truth.items() if t < before - CURSOR_SAFETY_MARGIN}
+        assert surely <= set(events) <= set(truth), "no lost event"
+        profiles = _loaded(tmp_path, "profiles")
+        assert len(profiles) == len(set(profiles))
+        assert set(profiles) == {p["id"] for p in emu.account.records("profile")}
+
+
+def test_faults_throttling_and_latency_lose_nothing(make_pipeline: Any) -> None:
+    config = EmulatorConfig(seed=23, profiles=300, events=3000, days=8, fault_rate=0.05, latency_ms=5, throttle_every=7)
+    with Emulator(config) as emu:
+        pipeline = make_pipeline()
+        before = datetime.now(UTC)
+        pipeline.run(klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=["events", "profiles", "metrics"], start_date=START))
+        after = datetime.now(UTC)
+        statuses = [r.status for r in emu.request_log]
+        faults = [r for r in emu.request_log if getattr(r, "fault", None)]
+        assert 429 in statuses and faults, "faults and throttling really happened"
+        events = column(pipeline, "events")
+        assert len(events) == len(set(events))
+        truth = _event_truth(emu, after)
+        assert {i for i, t in truth.items() if t < before - CURSOR_SAFETY_MARGIN} <= set(events) <= set(truth)
+        assert set(column(pipeline, "profiles")) == {p["id"] for p in emu.account.records("profile")}
+        assert set(column(pipeline, "metrics")) == {m["id"] for m in emu.account.records("metric")}
+
+
+def test_retries_are_bounded_and_end_with_the_endpoint_and_status(make_pipeline: Any) -> None:
+    os.environ["RUNTIME__REQUEST_MAX_ATTEMPTS"] = "3"
+    try:
+        with Emulator(EmulatorConfig(seed=24, profiles=20, events=50, fault_rate=1.0)) as emu:
+            pipeline = make_pipeline()
+            with pytest.raises(Exception) as error:
+                pipeline.run(klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=["metrics"]))
+            attempts = [r for r in emu.request_log if r.path == "/api/metrics/"]
+    finally:
+        del os.environ["RUNTIME__REQUEST_MAX_ATTEMPTS"]
+    text = str(error.value)
+    assert "/api/metrics/" in text
+    assert "after all retries" in text
+    assert 1 <= len(attempts) <= 3
+
+
+def test_a_400_is_never_retried_and_shows_klaviyos_detail(make_pipeline: Any, emulator: Emulator) -> None:
+    emulator.clear_log()
+    pipeline = make_pipeline()
+    with pytest.raises(Exception) as error:
+        pipeline.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, revision="2031-01-01", reports=["metrics"]))
+    assert len([r for r in emulator.request_log if r.path == "/api/metrics/"]) == 1
+    assert "(400)" in str(error.value) and "revision" in str(error.value).lower()
