@@ -19,6 +19,7 @@ from .records import parse_datetime
 from .settings import (
     AGGREGATE_DIMENSIONS,
     AGGREGATE_INTERVALS,
+    AGGREGATE_MAX_HISTORY_DAYS,
     AGGREGATE_MAX_WINDOW_DAYS,
     AGGREGATE_MEASUREMENTS,
 )
@@ -125,6 +126,9 @@ def parse_query(name: str, body: Any) -> AggregateQuery:
     start, end, others = _split_filter(name, attributes.get("filter"))
     if start >= end:
         raise _fail(name, "filter", f"has its start {format_datetime(start)} not before its end {format_datetime(end)}")
+    oldest = datetime.now(UTC) - timedelta(days=AGGREGATE_MAX_HISTORY_DAYS)
+    if start < oldest:
+        raise _fail(name, "filter", f"starts at {format_datetime(start)}, more than 5 years back, which Klaviyo cannot serve; start at {format_datetime(oldest)[:10]} or later")
     kept = {k: v for k, v in attributes.items() if k not in ("filter", "page_cursor")}
     kept["interval"] = interval
     kept["filter"] = others

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from .errors import KlaviyoConfigError
-from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS
+from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS, REPORTS
 from .windows import UTC
 
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")
@@ -111,6 +111,13 @@ def validate_options(
         raise KlaviyoConfigError(
             f"start_date {start_date} lies in the future; Klaviyo has no data there yet"
         )
+    if start is not None and end is not None and reports is not None:
+        undated = [n for n in _report_names(reports) if n in REPORTS and not REPORTS[n].cursor]
+        if undated:
+            raise KlaviyoConfigError(
+                f"Custom dates cannot be served for {undated[0]}: Klaviyo cannot filter it by date;"
+                " drop it from the reports or run it without --start/--end"
+            )
     lookback = _number(lookback_hours, "lookback_hours", minimum=0.0)
     worker_count = int(_number(workers, "workers", minimum=1.0))
     window = None if min_window_minutes in (None, "") else _number(min_window_minutes, "min_window_minutes", minimum=1 / 60)
@@ -132,7 +139,7 @@ def _number(value: Any, name: str, minimum: float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise KlaviyoConfigError(f"{name} {value!r} is not a number") from None
+        raise KlaviyoConfigError(f"{name} {value!r} is not a number; set a number (e.g. in [sources.klaviyo])") from None
     if number < minimum:
-        raise KlaviyoConfigError(f"{name} {value!r} is below its minimum {minimum:g}")
+        raise KlaviyoConfigError(f"{name} {value!r} is below its minimum {minimum:g}; set it to {minimum:g} or more")
     return number

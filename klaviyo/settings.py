@@ -251,6 +251,7 @@ AGGREGATE_DIMENSIONS = (
     "Subject", "To Number", "To Phone Region", "URL", "form_id",
 )  # fmt: skip
 AGGREGATE_MAX_WINDOW_DAYS = 365
+AGGREGATE_MAX_HISTORY_DAYS = 5 * 365  # Klaviyo serves aggregate ranges at most 5 years back
 
 ChildVia = Literal["include", "parent", "members", "suppressed"]
 

@@ -1,0 +1,101 @@
+"""Bad input: each kind ends `klaviyo_pipeline.py` with one line naming the problem and the
+fix, before anything is written (no DuckDB file, or no table of the failed run), and never
+with the key in it."""
+
+import json
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional
+
+import pytest
+
+import klaviyo_pipeline
+from klaviyo_emulator import Emulator, EmulatorConfig
+
+KEY = "pk_BadInputTestKey_51ce"
+LIMITED = "pk_limited_only_metrics"
+NOW = datetime.now(timezone.utc)
+
+
+def _query(**attributes: Any) -> Dict[str, Any]:
+    base: Dict[str, Any] = {
+        "metric_id": "M1", "measurements": ["count"], "interval": "day",
+        "filter": [f"greater-or-equal(datetime,{(NOW - timedelta(days=3)):%Y-%m-%dT00:00:00})", f"less-than(datetime,{NOW:%Y-%m-%dT00:00:00})"],
+    }
+    base.update(attributes)
+    return {"q": {"data": {"type": "metric-aggregate", "attributes": {k: v for k, v in base.items() if v is not None}}}}
+
+
+# (id, command-line arguments, environment overrides, aggregate query file content, expected words)
+CASES: List[Any] = [
+    ("no key", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": ""}, None, "No Klaviyo API key; set SOURCES__KLAVIYO__API_KEY"),
+    ("key with spaces", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_a b"}, None, "contains white space"),
+    ("malformed revision", ["--reports", "metrics"], {"SOURCES__KLAVIYO__REVISION": "2023/10/15"}, None, "revision '2023/10/15' is malformed; use YYYY-MM-DD"),
+    ("unknown report", ["--reports", "events,evnts"], {}, None, "Unknown report 'evnts'; choose from"),
+    ("no report", ["--reports", ","], {}, None, "No report selected"),
+    ("malformed start", ["--reports", "events", "--start", "2024-01-02 23:20:49"], {}, None, "start_date '2024-01-02 23:20:49' is not a datetime in the format YYYY-MM-DDTHH:MM:SSZ"),
+    ("malformed end", ["--reports", "events", "--start", "2024-01-02T23:20:49Z", "--end", "2024-01-09"], {}, None, "end_date '2024-01-09' is not a datetime"),
+    ("end without start", ["--reports", "events", "--end", "2024-01-09T00:00:00Z"], {}, None, "end_date needs start_date"),
+    ("end before start", ["--reports", "events", "--start", "2024-01-09T00:00:00Z", "--end", "2024-01-02T00:00:00Z"], {}, None, "is not before end_date"),
+    ("start in the future", ["--reports", "events", "--start", f"{NOW.year + 1}-01-01T00:00:00Z"], {}, None, "lies in the future"),
+    ("custom dates on an undated report", ["--reports", "events,metrics", "--start", "2024-01-02T00:00:00Z", "--end", "2024-01-09T00:00:00Z"], {}, None, "Custom dates cannot be served for metrics"),
+    ("non-http base_url", ["--reports", "metrics"], {"SOURCES__KLAVIYO__BASE_URL": "ftp://a.klaviyo.com"}, None, "base_url 'ftp://a.klaviyo.com' is not an http(s) URL"),
+    ("workers below 1", ["--reports", "metrics"], {"SOURCES__KLAVIYO__WORKERS": "0"}, None, "workers 0 is below its minimum 1; set it to 1 or more"),
+    ("negative lookback", ["--reports", "metrics"], {"SOURCES__KLAVIYO__LOOKBACK_HOURS": "-2"}, None, "lookback_hours -2.0 is below its minimum 0"),
+    ("query not JSON", ["--reports", "metric_aggregates"], {}, "{not json", "is not valid JSON"),
+    ("query without metric_id", ["--reports", "metric_aggregates"], {}, _query(metric_id=None), "metric_id is missing; copy a metric id from the metrics table"),
+    ("unknown measurement", ["--reports", "metric_aggregates"], {}, _query(measurements=["median"]), "unknown measurement 'median'"),
+    ("unknown interval", ["--reports", "metric_aggregates"], {}, _query(interval="year"), "interval 'year' is unknown; use one of hour, day, week, month"),
+    ("unknown by dimension", ["--reports", "metric_aggregates"], {}, _query(by=["$nope"]), "unknown dimension '$nope'"),
+    ("no datetime bounds", ["--reports", "metric_aggregates"], {}, _query(filter=["equals($flow,\"X\")"]), "lacks a greater-or-equal(datetime,...) bound"),
+    ("range older than 5 years", ["--reports", "metric_aggregates"], {}, _query(filter=["greater-or-equal(datetime,2001-01-01T00:00:00)", "less-than(datetime,2001-02-01T00:00:00)"]), "more than 5 years back, which Klaviyo cannot serve"),
+    ("bad time zone", ["--reports", "metric_aggregates"], {}, _query(timezone="Mars/Olympus"), "is not an IANA time zone name"),
+    ("aggregates without a query", ["--reports", "metric_aggregates"], {}, None, "needs at least one query"),
+    ("missing query file", ["--reports", "metric_aggregates", "--aggregate-query", "/nonexistent/q.json"], {}, None, "does not exist"),
+    ("chunk too small", ["--reports", "events", "--chunk-records", "5"], {}, None, "chunk_records 5 is below its minimum 100"),
+    ("rejected key (401)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_wrong_key_zz"}, None, "Klaviyo rejected the API key (401 on /api/metrics/)"),
+    ("missing scope (403)", ["--reports", "events"], {"SOURCES__KLAVIYO__API_KEY": LIMITED}, None, "The API key lacks the scope events:read to read the report events (403 on /api/events/)"),
+    ("unknown revision (400)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__REVISION": "2031-01-01"}, None, "Klaviyo refused the request to /api/metrics/ (400) (parameter revision)"),
+    ("v1 retired (410)", ["--reports", "campaigns_v1"], {}, None, "Klaviyo retired the v1 API on 2024-06-30"),
+]
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    config = EmulatorConfig(seed=3, profiles=20, events=100, api_key=KEY, key_scopes={LIMITED: frozenset({"metrics:read"})})
+    with Emulator(config) as emu:
+        yield emu
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_ends_with_one_line_naming_problem_and_fix(case: Any, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    _, args, env, query_text, expected = case
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOURCES__KLAVIYO__API_KEY", KEY)
+    monkeypatch.setenv("SOURCES__KLAVIYO__BASE_URL", emulator.base_url)
+    monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "2")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    if query_text is not None:
+        path = tmp_path / "q.json"
+        path.write_text(query_text if isinstance(query_text, str) else json.dumps(query_text))
+        args = [*args, "--aggregate-query", str(path)]
+    code = klaviyo_pipeline.main([*args, "--pipelines-dir", str(tmp_path / "pipelines"), "--progress", "none"])
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expected in lines[0]
+    assert KEY not in err and LIMITED not in err
+    database = tmp_path / "klaviyo.duckdb"
+    if database.exists():  # API refusals happen in extract: the run writes no table
+        import duckdb
+
+        with duckdb.connect(str(database), read_only=True) as db:
+            tables = db.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = 'klaviyo_data'").fetchall()
+        assert tables == []
+
+
+def test_the_table_covers_at_least_twenty_kinds() -> None:
+    assert len({c[0] for c in CASES}) >= 20
