@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import struct
 import threading
 import time
@@ -229,6 +230,13 @@ class Server(ThreadingHTTPServer):
         finally:
             with self._open_lock:
                 self._open.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stays quiet when a client drops its connection (a killed pipeline, a timeout);
+        prints any other handler error as the stdlib server does."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
 
     def server_close(self) -> None:
         """Closes the listening socket and every open client connection."""
