@@ -152,3 +152,25 @@ def test_a_400_is_never_retried_and_shows_klaviyos_detail(make_pipeline: Any, em
         pipeline.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, revision="2031-01-01", reports=["metrics"]))
     assert len([r for r in emulator.request_log if r.path == "/api/metrics/"]) == 1
     assert "(400)" in str(error.value) and "revision" in str(error.value).lower()
+
+
+def test_lookback_rereads_a_recent_stretch_and_merges_it(emulator: Emulator, make_pipeline: Any) -> None:
+    import re
+
+    pipeline = make_pipeline()
+    pipeline.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["events"], start_date=START))
+    cursor = _cursor(pipeline)
+    ids = column(pipeline, "events")
+    emulator.clear_log()
+    pipeline.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["events"], start_date=START, lookback_hours=24))
+    lower_bounds = [
+        _dt(m.group(1).replace("Z", "+00:00"))
+        for r in emulator.request_log if r.path == "/api/events/"
+        for m in [re.search(r"greater-or-equal\(datetime,([^),]+)\)", r.query["filter"][0])] if m
+    ]
+    assert min(lower_bounds) == _dt(str(cursor)) - timedelta(hours=24)
+    reread = pipeline.last_trace.last_normalize_info.row_counts.get("events", 0)
+    assert reread > 0, "the last 24 hours were read again"
+    after = column(pipeline, "events")
+    assert len(after) == len(set(after)) and set(ids) <= set(after)
+    assert _cursor(pipeline) >= cursor
