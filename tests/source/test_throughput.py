@@ -1,0 +1,390 @@
+"""Issue #4: windowed parallel extraction under one shared rate limiter.
+
+Parallel and sequential runs load the same records and leave the same cursor; window
+boundaries on shared datetimes lose and double nothing (incremental and custom-dates windows);
+a burst of 16 workers stays within the tier and gets no 429; a 429's Retry-After is waited
+out; the limiter paces bursts and steady windows and learns from 429 and `RateLimit-*`.
+"""
+
+import queue
+from collections import Counter
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, Iterator, List, Set, Tuple
+
+import dlt
+import pytest
+
+from klaviyo import klaviyo_source
+from klaviyo import ratelimit as ratelimit_module
+from klaviyo.client import KlaviyoApi
+from klaviyo.extract import ReadJob, _Splitter, read_job
+from klaviyo.ratelimit import BURST_WINDOW_S, STEADY_WINDOW_S, WINDOW_MARGIN_S, RateLimiter
+from klaviyo.settings import DEFAULT_REVISION, REPORTS, Tier
+from klaviyo.windows import Window
+from klaviyo_emulator import Emulator, EmulatorConfig
+from tests.conftest import column, query
+
+UTC = timezone.utc
+START = "2000-01-01T00:00:00Z"
+FMT = "%Y-%m-%dT%H:%M:%SZ"
+# The account's "now" lies two days back: every event (some are dated up to a day after the
+# account's now) is in the past of every run, so each run reads the whole account.
+ACCOUNT_NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+KIND = {"events": "event", "profiles": "profile", "flows": "flow"}
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    config = EmulatorConfig(seed=11, profiles=400, events=6000, days=20, now=ACCOUNT_NOW, latency_ms=5)
+    with Emulator(config) as emu:
+        yield emu
+
+
+def _parse(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _records(emu: Emulator, report: str) -> List[Tuple[datetime, str]]:
+    """(cursor value, id) of every record of a report, sorted."""
+    cursor = REPORTS[report].cursor
+    return sorted((_parse(r["attributes"][cursor]), r["id"]) for r in emu.account.records(KIND[report]))
+
+
+def _shared(records: List[Tuple[datetime, str]]) -> Set[datetime]:
+    """Cursor values held by two records or more."""
+    return {value for value, n in Counter(v for v, _ in records).items() if n > 1}
+
+
+def _run(emu: Emulator, pipeline: dlt.Pipeline, **kwargs: Any) -> Tuple[float, float]:
+    """Runs the source; returns the emulator-log time span (time.time()) of the run."""
+    started = _now()
+    source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, **kwargs)
+    pipeline.run(source).raise_on_failed_jobs()
+    return started, _now()
+
+
+def _now() -> float:
+    import time
+
+    return time.time()
+
+
+def _log(emu: Emulator, path: str, span: Tuple[float, float]) -> List[Any]:
+    return sorted(
+        (e for e in emu.request_log if e.path == path and span[0] <= e.started <= span[1]),
+        key=lambda e: e.started,
+    )
+
+
+def _max_in_flight(entries: List[Any]) -> int:
+    """Most requests the server was answering at one instant."""
+    edges = sorted([(e.started, 1) for e in entries] + [(e.finished, -1) for e in entries])
+    peak = current = 0
+    for _, step in edges:
+        current += step
+        peak = max(peak, current)
+    return peak
+
+
+def _max_per_window(times: List[float], width: float) -> int:
+    """Most timestamps in any sliding window of `width` seconds."""
+    times = sorted(times)
+    peak, lo = 0, 0
+    for hi, t in enumerate(times):
+        while t - times[lo] >= width:
+            lo += 1
+        peak = max(peak, hi - lo + 1)
+    return peak
+
+
+def _extracted(pipeline: dlt.Pipeline, table: str) -> int:
+    """Rows the last run extracted into a table, before the merge on `id` could hide a
+    duplicate."""
+    return pipeline.last_trace.last_normalize_info.row_counts.get(table, 0)
+
+
+def _cursor_state(pipeline: dlt.Pipeline, report: str) -> Any:
+    resources = pipeline.state["sources"]["klaviyo"]["resources"]
+    return resources[report]["incremental"][REPORTS[report].cursor]["last_value"]
+
+
+# ------------------------------------------------------------------ parallel == sequential
+
+
+def test_parallel_and_sequential_runs_load_the_same_records_and_cursor(emulator: Emulator, make_pipeline: Any) -> None:
+    reports = ["events", "profiles"]
+    loaded: Dict[int, Dict[str, List[str]]] = {}
+    cursors: Dict[int, Dict[str, Any]] = {}
+    in_flight: Dict[int, int] = {}
+    extracted: Dict[int, Dict[str, int]] = {}
+    for workers in (16, 1):
+        pipeline = make_pipeline(f"klaviyo_w{workers}")
+        # Small windows: the parallel run splits its range many times.
+        span = _run(emulator, pipeline, reports=reports, start_date=START, workers=workers, min_window_minutes=1)
+        loaded[workers] = {r: column(pipeline, r) for r in reports}
+        extracted[workers] = {r: _extracted(pipeline, r) for r in reports}
+        cursors[workers] = {r: _cursor_state(pipeline, r) for r in reports}
+        in_flight[workers] = max(_max_in_flight(_log(emulator, f"/api/{r}/", span)) for r in reports)
+    assert in_flight[1] == 1 and in_flight[16] >= 4, in_flight  # the parallel run was parallel
+    for report in reports:
+        records = _records(emulator, report)
+        truth = sorted(i for _, i in records)
+        for workers in (16, 1):
+            assert sorted(loaded[workers][report]) == truth, (report, workers)  # all, each once
+            assert extracted[workers][report] == len(truth), (report, workers)  # none read twice
+        assert cursors[16][report] == cursors[1][report]
+        assert _parse(str(cursors[16][report])) == max(v for v, _ in records)
+
+
+# ------------------------------------------------------------------ boundaries
+
+
+def _drive(api: KlaviyoApi, report: Any, job: ReadJob, idle: Any = None) -> Tuple[List[str], List[datetime]]:
+    """Reads a job to the end with the real splitter, one window after the other (no threads,
+    so the splits are deterministic): a page that has a next page is split at its last cursor
+    value while fewer than 4 windows are pending (or always, with `idle=1`: into two windows,
+    `[at, middle)` and `[middle, end)`). Returns the ids read and the split points."""
+    pending: "queue.Queue[ReadJob]" = queue.Queue()
+    pending.put(job)
+    splitter = _Splitter(4, pending, timedelta(seconds=1))
+    if idle is not None:
+        splitter.idle_workers = lambda: idle  # type: ignore[method-assign]
+    points: List[datetime] = []
+    try_split = splitter.try_split
+
+    def spy(job: ReadJob, at: datetime) -> bool:
+        split = try_split(job, at)
+        if split:
+            points.append(at)
+        return split
+
+    splitter.try_split = spy  # type: ignore[method-assign]
+    ids: List[str] = []
+    while not pending.empty():
+        for items in read_job(api, report, pending.get_nowait(), report.tier, dict(report.params), splitter):
+            ids += items.column("id").to_pylist() if hasattr(items, "column") else [r["id"] for r in items]
+    return ids, points
+
+
+def _api(emu: Emulator) -> KlaviyoApi:
+    return KlaviyoApi(emu.api_key, emu.base_url, DEFAULT_REVISION, RateLimiter())
+
+
+def test_a_split_on_a_datetime_shared_across_a_page_boundary_loses_and_doubles_nothing(emulator: Emulator) -> None:
+    report = REPORTS["events"]  # 200 a page (fixed), all four comparison operators
+    records = _records(emulator, "events")
+    values = [v for v, _ in records]
+    # A start whose first page (200 events) ends inside a pair sharing one datetime: the page's
+    # last event and the next page's first have the same datetime.
+    i = next(i for i in range(400, len(values) - 1) if values[i] == values[i + 1] and values[i - 200] < values[i - 199] and values[i] > values[i - 1])
+    start, end = values[i - 199], values[i + 1200]
+    ids, points = _drive(_api(emulator), report, ReadJob("", Window(start, end)))
+    assert points[0] == values[i]  # the first split falls on the shared datetime
+    assert Counter(ids) == Counter(i for v, i in records if start <= v < end)
+
+
+def test_tiny_pages_split_on_shared_datetimes_with_widened_lower_bounds(emulator: Emulator) -> None:
+    # Profiles allow only greater-than/less-than on `updated`: each window's inclusive lower
+    # bound is asked as greater-than(start - 1 s) and trimmed; 7 a page makes many splits.
+    report = replace(REPORTS["profiles"], page_size=7)
+    records = _records(emulator, "profiles")
+    ids, points = _drive(_api(emulator), report, ReadJob("", Window(records[0][0], records[-1][0], end_closed=True)), idle=1)
+    assert len(points) >= 40 and len(_shared(records) & set(points)) >= 3
+    assert Counter(ids) == Counter(i for _, i in records)
+
+
+def test_a_run_with_one_second_windows_and_sixteen_workers_loads_every_event_once(emulator: Emulator, make_pipeline: Any) -> None:
+    pipeline = make_pipeline()
+    _run(emulator, pipeline, reports=["events"], start_date=START, workers=16, min_window_minutes=1 / 60)
+    loaded = column(pipeline, "events")
+    assert Counter(loaded) == Counter(i for _, i in _records(emulator, "events"))
+    assert _extracted(pipeline, "events") == len(loaded)
+
+
+def test_custom_dates_on_shared_datetimes_split_across_workers(emulator: Emulator, make_pipeline: Any) -> None:
+    records = _records(emulator, "events")
+    values = [v for v, _ in records]
+    shared = sorted(_shared(records))
+    start = next(v for v in shared if values.index(v) > 500)
+    end = next(v for v in reversed(shared) if values.index(v) < len(values) - 500)
+    pipeline = make_pipeline()
+    span = _run(emulator, pipeline, reports=["events"], start_date=start.strftime(FMT), end_date=end.strftime(FMT), workers=16, min_window_minutes=1 / 60)
+    loaded = column(pipeline, "events")
+    expected = [i for v, i in records if start < v <= end]  # start exclusive, end inclusive
+    assert Counter(loaded) == Counter(expected) and _extracted(pipeline, "events") == len(expected)
+    on_end = {i for v, i in records if v == end}
+    assert len(on_end) >= 2 and on_end <= set(loaded)
+    assert not {i for v, i in records if v == start} & set(loaded)
+    assert len(_log(emulator, "/api/events/", span)) > len(expected) / 200 + 2  # it was split
+    with pytest.raises(KeyError):  # custom dates leave no cursor behind
+        _cursor_state(pipeline, "events")
+
+
+# ------------------------------------------------------------------ the limiter against the server
+
+
+def test_sixteen_workers_stay_within_the_burst_of_tier_s_and_get_no_429(make_pipeline: Any) -> None:
+    # Flows are tier S: 3 requests per second, 60 per minute, enforced by the emulator.
+    config = EmulatorConfig(seed=3, flows=300, events=10, profiles=10, rate_limits=True, latency_ms=5)
+    with Emulator(config) as emu:
+        limiter = RateLimiter.for_account(emu.base_url, emu.api_key)
+        pipeline = make_pipeline()
+        span = _run(emu, pipeline, reports=["flows"], start_date=START, workers=16, min_window_minutes=1 / 60)
+        entries = _log(emu, "/api/flows/", span)
+        assert [e.status for e in entries].count(429) == 0
+        assert limiter.throttled() == 0
+        assert 14 <= len(entries) <= 30
+        assert REPORTS["flows"].tier == "S"
+        assert _max_per_window([e.started for e in entries], 1.0) <= 3
+        assert limiter.waited_s > 2  # the workers asked for more than the tier allows
+        flows = sorted(r["id"] for r in emu.account.records("flow"))
+        assert sorted(column(pipeline, "flows")) == flows and _extracted(pipeline, "flows") == len(flows)
+
+
+def test_a_429_is_waited_out_for_its_retry_after_and_the_data_is_complete(make_pipeline: Any) -> None:
+    config = EmulatorConfig(seed=4, events=2000, profiles=10, days=10, now=ACCOUNT_NOW, rate_limits=True)
+    with Emulator(config) as emu:
+        emu.force_429(1, retry_after=2)  # the run's first request
+        pipeline = make_pipeline()
+        span = _run(emu, pipeline, reports=["events"], start_date=START, workers=16)
+        entries = _log(emu, "/api/events/", span)
+        throttled = [e for e in entries if e.status == 429]
+        assert len(throttled) == 1 and throttled[0] is entries[0]
+        retry = entries[1]
+        assert retry.query == throttled[0].query and retry.status == 200
+        assert retry.started - throttled[0].finished >= 2.0
+        assert RateLimiter.for_account(emu.base_url, emu.api_key).throttled("XL") == 1
+        events = [r["id"] for r in emu.account.records("event")]
+        assert Counter(column(pipeline, "events")) == Counter(events) and _extracted(pipeline, "events") == len(events)
+
+
+def test_a_429_in_the_middle_of_a_burst_pauses_every_worker_of_the_tier(make_pipeline: Any) -> None:
+    # 16 workers read windows at once; one of their requests is answered 429 with
+    # Retry-After: 2. dlt retries that request after 2 s; the shared limiter must also hold
+    # back the 15 other workers for those 2 s.
+    import threading
+    import time
+
+    config = EmulatorConfig(seed=4, events=20_000, profiles=10, days=10, now=ACCOUNT_NOW, rate_limits=True, latency_ms=30)
+    with Emulator(config) as emu:
+        done = threading.Event()
+
+        def force_when_busy() -> None:
+            while not done.is_set() and sum(e.path == "/api/events/" for e in emu.request_log) < 20:
+                time.sleep(0.002)
+            emu.force_429(1, retry_after=2)
+
+        watcher = threading.Thread(target=force_when_busy, daemon=True)
+        watcher.start()
+        pipeline = make_pipeline()
+        try:
+            span = _run(emu, pipeline, reports=["events"], start_date=START, workers=16, min_window_minutes=1)
+        finally:
+            done.set()
+            watcher.join()
+        entries = _log(emu, "/api/events/", span)
+        throttled = [e for e in entries if e.status == 429]
+        assert len(throttled) == 1
+        answered = throttled[0].finished
+        assert any(e.started < throttled[0].started < e.finished for e in entries)  # mid-burst
+        # Requests already on their way when the 429 was answered may arrive a moment later;
+        # after that, nothing of the tier until Retry-After has passed.
+        early = [e.started - answered for e in entries if answered + 0.3 < e.started < answered + 2.0]
+        assert not early, early
+        assert sum(e.started >= answered + 2.0 for e in entries) >= 10  # the run went on
+        events = [r["id"] for r in emu.account.records("event")]
+        assert Counter(column(pipeline, "events")) == Counter(events) and _extracted(pipeline, "events") == len(events)
+
+
+# ------------------------------------------------------------------ the limiter, unit
+
+
+class _FakeTime:
+    """A clock that only moves when someone sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _FakeTime:
+    fake = _FakeTime()
+    monkeypatch.setattr(ratelimit_module, "time", fake)
+    return fake
+
+
+def _send_times(limiter: RateLimiter, clock: _FakeTime, tier: str, n: int) -> List[float]:
+    times = []
+    for _ in range(n):
+        limiter.acquire(tier)
+        times.append(round(clock.now - 1000.0, 6))
+    return times
+
+
+def test_the_limiter_paces_a_burst_per_sliding_second(clock: _FakeTime) -> None:
+    limiter = RateLimiter(tiers={"T": Tier(3, 100)})
+    gap = BURST_WINDOW_S + WINDOW_MARGIN_S
+    assert _send_times(limiter, clock, "T", 9) == [0, 0, 0, gap, gap, gap, 2 * gap, 2 * gap, 2 * gap]
+
+
+def test_the_limiter_paces_the_steady_minute(clock: _FakeTime) -> None:
+    limiter = RateLimiter(tiers={"T": Tier(100, 5)})
+    minute = STEADY_WINDOW_S + WINDOW_MARGIN_S
+    assert _send_times(limiter, clock, "T", 7) == [0, 0, 0, 0, 0, minute, minute]
+
+
+def test_the_limiter_learns_from_a_429(clock: _FakeTime) -> None:
+    limiter = RateLimiter(tiers={"T": Tier(100, 1000), "U": Tier(100, 1000)})
+    limiter.acquire("T")
+    limiter.observe("T", 429, {"Retry-After": "2"})
+    assert _send_times(limiter, clock, "U", 1) == [0]  # other tiers are not paused
+    assert _send_times(limiter, clock, "T", 2) == [2, 2]
+    assert limiter.throttled() == 1 and limiter.throttled("U") == 0
+    limiter.observe("T", 429, {})  # no Retry-After: one second
+    assert _send_times(limiter, clock, "T", 1) == [3]
+
+
+def test_the_limiter_learns_from_ratelimit_remaining_and_reset(clock: _FakeTime) -> None:
+    limiter = RateLimiter(tiers={"T": Tier(100, 1000)})
+    limiter.acquire("T")
+    limiter.observe("T", 200, {"RateLimit-Remaining": "4", "RateLimit-Reset": "30"})
+    assert _send_times(limiter, clock, "T", 1) == [0]  # requests left: no pause
+    limiter.observe("T", 200, {"RateLimit-Remaining": "0", "RateLimit-Reset": "7"})
+    assert _send_times(limiter, clock, "T", 2) == [7, 7]
+    assert limiter.throttled() == 0  # a pause, not a 429
+
+
+def test_sixteen_threads_share_one_burst(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Real threads and real time, with a shortened burst window: 16 threads asking at once
+    # for 32 requests of a tier of 4 per window send at most 4 in any window.
+    import threading
+    import time
+
+    monkeypatch.setattr(ratelimit_module, "BURST_WINDOW_S", 0.2)
+    monkeypatch.setattr(ratelimit_module, "WINDOW_MARGIN_S", 0.05)
+    limiter = RateLimiter(tiers={"T": Tier(4, 10_000)})
+    sent: List[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(2):
+            limiter.acquire("T")
+            with lock:
+                sent.append(time.monotonic())
+
+    threads = [threading.Thread(target=work) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(sent) == 32
+    assert _max_per_window(sent, 0.2) <= 4
+    assert max(sent) - min(sent) >= 7 * 0.25 - 0.01  # 8 bursts of 4, 0.25 s apart
