@@ -15,11 +15,11 @@ from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
 from .aggregates import AggregateQuery, load_queries, next_cursor, request_body, split_windows, to_long_rows
+from .checkpoint import backfill_pending, checkpoint, plan_chunk, resume_window
 from .children import related_resources, with_parents
 from .client import KlaviyoApi
 from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
-from .checkpoint import backfill_pending, checkpoint, plan_chunk, resume_window
 from .extract import plan_jobs, read_jobs
 from .hints import dimension_columns, extra_columns, flattened
 from .options import SourceOptions, validate_options

@@ -105,39 +105,30 @@ _CAMPAIGN_RELATIONS = {"campaign-messages": "campaign_message_ids", "tags": "tag
 _CAMPAIGN_INCLUDE = {"include": "campaign-messages,tags"}
 _TWO_YEARS = timedelta(days=730)
 
+
+def _campaigns(channel: str) -> Report:
+    """The campaigns of one channel: Klaviyo requires the channel filter on every request."""
+    return Report(
+        name=f"campaigns_{channel}",
+        path="/api/campaigns/",
+        scope="campaigns:read",
+        tier="M",
+        cursor="updated_at",
+        cursor_ops=_ALL_COMPARISONS,
+        sort="updated_at",
+        filters=(f"equals(messages.channel,'{channel}')",),
+        variants=_ARCHIVED,
+        params=_CAMPAIGN_INCLUDE,
+        timestamps=_CAMPAIGN_TIMESTAMPS,
+        json_columns=_CAMPAIGN_JSON,
+        to_many=_CAMPAIGN_RELATIONS,
+    )
+
+
 REPORTS: Dict[str, Report] = {
     r.name: r
     for r in (
-        Report(
-            name="campaigns_email",
-            path="/api/campaigns/",
-            scope="campaigns:read",
-            tier="M",
-            cursor="updated_at",
-            cursor_ops=_ALL_COMPARISONS,
-            sort="updated_at",
-            filters=("equals(messages.channel,'email')",),
-            variants=_ARCHIVED,
-            params=_CAMPAIGN_INCLUDE,
-            timestamps=_CAMPAIGN_TIMESTAMPS,
-            json_columns=_CAMPAIGN_JSON,
-            to_many=_CAMPAIGN_RELATIONS,
-        ),
-        Report(
-            name="campaigns_sms",
-            path="/api/campaigns/",
-            scope="campaigns:read",
-            tier="M",
-            cursor="updated_at",
-            cursor_ops=_ALL_COMPARISONS,
-            sort="updated_at",
-            filters=("equals(messages.channel,'sms')",),
-            variants=_ARCHIVED,
-            params=_CAMPAIGN_INCLUDE,
-            timestamps=_CAMPAIGN_TIMESTAMPS,
-            json_columns=_CAMPAIGN_JSON,
-            to_many=_CAMPAIGN_RELATIONS,
-        ),
+        *(_campaigns(channel) for channel in ("email", "sms")),
         Report(
             name="templates",
             path="/api/templates/",
