@@ -109,6 +109,14 @@ def test_kill_9_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_pa
         profiles = _loaded(tmp_path, "profiles")
         assert len(profiles) == len(set(profiles))
         assert set(profiles) == {p["id"] for p in emu.account.records("profile")}
+        # the cursor ends where a clean run's would: at the newest event loaded, which is the
+        # newest the emulator holds before the run's cap
+        state = dlt.attach("klaviyo", pipelines_dir=str(tmp_path / "pipelines")).state
+        cursor = state["sources"]["klaviyo"]["resources"]["events"]["incremental"]["datetime"]["last_value"]
+        assert not backfill_pending(dlt.attach("klaviyo", pipelines_dir=str(tmp_path / "pipelines")))
+        newest_loaded = max(truth[i] for i in events)
+        assert _dt(str(cursor)) == newest_loaded
+        assert newest_loaded >= max(t for t in truth.values() if t < before - CURSOR_SAFETY_MARGIN)
 
 
 def test_faults_throttling_and_latency_lose_nothing(make_pipeline: Any) -> None:
