@@ -252,7 +252,9 @@ class Account:
             h = h64_int(key, i)
             if h % 100 < pct:
                 start = max(created[i], group_created)
-                rows.append((i, start + (h >> 8) % (self.now_ts - start + 1)))
+                # a group created by a mutation is newer than the account's "now": its members
+                # joined at its creation
+                rows.append((i, start + (h >> 8) % max(1, self.now_ts - start + 1)))
         return rows
 
     # ----------------------------------------------------------- aggregates
