@@ -117,8 +117,13 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             print("Finishing the data an interrupted run left behind", flush=True)
             info = pipeline.run(loader_file_format=_file_format(args.destination))
             _add_counts(counts, pipeline)
+        # The demo's account is generated anew on every start: its first run replaces the
+        # demo tables and cursors of any earlier demo (dlt's refresh), so the result never
+        # depends on what an earlier run left in the working directory or the database.
+        refresh: Optional[str] = "drop_sources" if args.demo else None
         while True:
-            info = pipeline.run(make_source(), loader_file_format=_file_format(args.destination))
+            info = pipeline.run(make_source(), loader_file_format=_file_format(args.destination), refresh=refresh)
+            refresh = None
             info.raise_on_failed_jobs()
             _add_counts(counts, pipeline)
             pending = backfill_pending(pipeline)
