@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             source_args["aggregate_queries"] = demo.aggregate_queries
             source_args["reports"] = args.reports or DEMO_REPORTS
             if args.destination == "duckdb":
-                destination = dlt.destinations.duckdb("klaviyo.duckdb")
+                destination = dlt.destinations.duckdb(os.path.abspath("klaviyo.duckdb"))  # here, not where the pipeline first ran
         if args.aggregate_query:
             source_args["aggregate_queries"] = _merge_query_files(args.aggregate_query)
         source_args["chunk_records"] = args.chunk_records or None
