@@ -24,7 +24,7 @@ class Demo:
 
 def demo_queries(emulator: Emulator, days: int = 30) -> Dict[str, Any]:
     """Two example aggregate queries over the demo account: daily orders (count, revenue,
-    buyers) and daily counts of every event by flow for the first metric with flows."""
+    buyers) and daily orders by the flow they are attributed to ($attributed_flow)."""
     metrics = {m["attributes"]["name"]: m["id"] for m in emulator.account.records("metric")}
     metric_id = metrics.get(DEMO_METRIC) or next(iter(metrics.values()))
     end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
@@ -45,7 +45,7 @@ def demo_queries(emulator: Emulator, days: int = 30) -> Dict[str, Any]:
 
     return {
         "orders_daily": body(["count", "sum_value", "unique"]),
-        "orders_by_flow_daily": body(["count"], ["$flow"]),
+        "orders_by_flow_daily": body(["count"], ["$attributed_flow"]),
     }
 
 

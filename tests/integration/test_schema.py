@@ -86,7 +86,7 @@ EXPECTED_TYPES = {
     ("metrics", "integration"): "JSON",
     ("metric_aggregates", "date"): "TIMESTAMP WITH TIME ZONE",
     ("metric_aggregates", "value"): "DOUBLE",
-    ("metric_aggregates", "_flow"): "VARCHAR",
+    ("metric_aggregates", "_attributed_flow"): "VARCHAR",
 }
 
 
