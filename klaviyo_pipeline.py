@@ -23,7 +23,6 @@ from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klavi
 from klaviyo.recovery import repair_interrupted_packages
 from klaviyo.settings import ALL_REPORT_NAMES
 
-PIPELINE_NAME = "klaviyo"
 # The demo account is small: it loads every table, the opt-in ones too (not the retired v1 API).
 DEMO_REPORTS = ",".join(name for name in ALL_REPORT_NAMES if name != "campaigns_v1")
 
