@@ -55,7 +55,7 @@ def klaviyo_source(
     aggregate_queries: Optional[Any] = None,
     predictive_analytics: bool = False,
     lookback_hours: float = 0.0,
-    workers: int = 8,
+    workers: int = 16,
     min_window_minutes: Optional[float] = None,
     chunk_records: Optional[int] = None,
     flatten_properties: bool = False,
