@@ -68,12 +68,13 @@ wall = time.monotonic() - started
 usage = resource.getrusage(resource.RUSAGE_SELF)
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
 new_rows = pipeline.last_trace.last_normalize_info.row_counts.get({report!r}, 0)
+steps = {{step.step: (step.finished_at - step.started_at).total_seconds() for step in pipeline.last_trace.steps}}
 with pipeline.sql_client() as client:
     rows, distinct = client.execute_sql("SELECT count(*), count(DISTINCT id) FROM {report}")[0]
 limiter = RateLimiter.for_account({base_url!r}, "pk_demo")
 print(json.dumps(dict(wall=wall, cpu=usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime,
                       rss_mb=max(usage.ru_maxrss, children.ru_maxrss) / 1024,
-                      rows=rows, distinct=distinct, new_rows=new_rows, throttled=limiter.throttled(), waited=limiter.waited_s)))
+                      rows=rows, distinct=distinct, new_rows=new_rows, steps=steps, throttled=limiter.throttled(), waited=limiter.waited_s)))
 """
     # cwd = the repository, so that .dlt/config.toml applies as it does for klaviyo_pipeline.py
     started = time.monotonic()
@@ -127,6 +128,13 @@ def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, 
         f" | ratio to steady ceiling {per_second / ceiling:5.2f} | 429s {throttled}"
         f" | peak RSS {result['rss_mb']:6.0f} MB | CPU {result['cpu'] / max(result['rows'], 1) * 1e5:5.1f} s/100k"
         f" | emulator CPU {emulator_cpu(emulator.pid) - cpu_before:5.1f} s"
+    )
+    steps = result.get("steps", {})
+    span = max(e["finished"] for e in requests_ok) - min(e["started"] for e in requests_ok) if requests_ok else float("nan")
+    line += (
+        f"\n{'':<10} steps: extract {steps.get('extract', float('nan')):.1f} s, normalize {steps.get('normalize', float('nan')):.1f} s,"
+        f" load {steps.get('load', float('nan')):.1f} s | {len(requests_ok)} requests ({len(requests_ok) * page / max(result['rows'], 1):.2f} per full page)"
+        f" from first to last in {span:.1f} s: {result['rows'] / span:.0f} rec/s, ratio {result['rows'] / span / ceiling:.2f}"
     )
     print(line, flush=True)
     result.update(per_second=per_second, throttled_seen=throttled, requests=len(entries), line=line)
