@@ -20,13 +20,14 @@ from .children import related_resources, with_parents
 from .client import KlaviyoApi
 from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
-from .extract import plan_jobs, read_jobs
+from .extract import batched_tables, plan_jobs, read_jobs
 from .hints import dimension_columns, extra_columns, flattened
 from .options import SourceOptions, validate_options
 from .ratelimit import RateLimiter
 from .records import parse_datetime
 from .settings import (
     AGGREGATES_PATH,
+    ARROW_BATCH_ROWS,
     AGGREGATES_TIER,
     CURSOR_SAFETY_MARGIN,
     DEFAULT_BASE_URL,
@@ -196,7 +197,8 @@ def _report_resource(
                 window = plan_chunk(api, report, window, tier, options.chunk_records, extra)
         if not window.empty:
             jobs = plan_jobs(report, [window])
-            yield from read_jobs(api, report, jobs, tier, options.workers, extra, min_window)
+            pages = read_jobs(api, report, jobs, tier, options.workers, extra, min_window)
+            yield from batched_tables(pages, ARROW_BATCH_ROWS) if report.row_format == "arrow" else pages
         if resumable:
             checkpoint(state, window, full)  # reached only when every page was read
 

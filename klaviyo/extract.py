@@ -21,6 +21,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import pyarrow as pa
+
 from .client import KlaviyoApi
 from .records import parse_datetime, to_arrow, to_rows
 from .settings import Report
@@ -204,6 +206,25 @@ def read_jobs(
         stop.set()
         for thread in threads:
             thread.join(timeout=5)
+
+
+def batched_tables(pages: Iterator[PageItems], min_rows: int) -> Iterator[PageItems]:
+    """Concatenates consecutive Arrow pages into tables of at least `min_rows` rows.
+
+    dlt's extract pipe costs per item as well as per row (cursor-path compiling, schema-hint
+    validation, writer calls: ~17% of an events backfill's CPU with one item per page), so a
+    few pages per item cut that share; memory grows by the few pages held.
+    """
+    held: List[Any] = []
+    rows = 0
+    for table in pages:
+        held.append(table)
+        rows += table.num_rows
+        if rows >= min_rows:
+            yield held[0] if len(held) == 1 else pa.concat_tables(held, promote_options="default")
+            held, rows = [], 0
+    if held:
+        yield held[0] if len(held) == 1 else pa.concat_tables(held, promote_options="default")
 
 
 def plan_jobs(report: Report, windows: List[Window]) -> List[ReadJob]:

@@ -43,6 +43,8 @@ TIERS: Dict[str, Tier] = {
 }
 
 RowFormat = Literal["dict", "arrow"]
+# Arrow pages are handed to dlt in tables of at least this many rows (a few pages each).
+ARROW_BATCH_ROWS = 1000
 
 
 @dataclass(frozen=True)
