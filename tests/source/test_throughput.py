@@ -36,7 +36,7 @@ KIND = {"events": "event", "profiles": "profile", "flows": "flow"}
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(seed=11, profiles=400, events=6000, days=20, now=ACCOUNT_NOW, latency_ms=5)
+    config = EmulatorConfig(seed=11, profiles=400, events=6000, days=20, now=ACCOUNT_NOW, latency_ms=30)  # long enough for parallel requests to overlap on a busy machine
     with Emulator(config) as emu:
         yield emu
 
