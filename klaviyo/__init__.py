@@ -21,7 +21,7 @@ from .client import KlaviyoApi
 from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
 from .extract import batched_tables, plan_jobs, read_jobs
-from .hints import dimension_columns, extra_columns, flattened
+from .hints import dimension_columns, extra_columns, flattened, report_columns
 from .options import SourceOptions, validate_options
 from .ratelimit import RateLimiter
 from .records import parse_datetime
@@ -146,18 +146,6 @@ def klaviyo_source(
     yield from delete_resources(api, with_parents(options.reports), detect_deletes, hard_deletes, run_started, options.workers)
 
 
-def _columns(report: Report) -> Dict[str, Dict[str, Any]]:
-    """Column hints of a report's table (a fresh dict per resource: dlt writes into it)."""
-    columns: Dict[str, Dict[str, Any]] = {"id": {"data_type": "text", "nullable": False}}
-    for column in report.timestamps:
-        columns[column] = {"data_type": "timestamp"}
-    for column in (*report.json_columns, *report.to_many.values()):
-        columns[column] = {"data_type": "json"}
-    for column in report.to_one.values():
-        columns[column] = {"data_type": "text"}
-    return columns
-
-
 def _incremental(report: Report, options: SourceOptions) -> Optional[dlt.sources.incremental[Any]]:
     """The report's cursor: custom dates (stateless), or incremental from the default
     backfill (or `start_date`) with the lookback as dlt's `lag`."""
@@ -207,7 +195,7 @@ def _report_resource(
         name=report.name,
         primary_key="id",
         write_disposition="merge",
-        columns=_columns(report),
+        columns=report_columns(report),
     )()
 
 

@@ -22,6 +22,7 @@ from dlt.sources import DltResource
 from .client import KlaviyoApi
 from .exclusions import exclusions_resource
 from .extract import plan_jobs, read_jobs
+from .hints import report_columns
 from .members import member_resource
 from .options import SourceOptions
 from .records import INCLUDED, to_rows
@@ -48,18 +49,8 @@ def with_parents(names: Sequence[str]) -> Tuple[str, ...]:
 
 
 def child_columns(child: ChildReport) -> Dict[str, Dict[str, Any]]:
-    """Column hints of a child table (fresh dicts: dlt writes into them)."""
-    read = child.read
-    columns: Dict[str, Dict[str, Any]] = {
-        key: {"data_type": "text", "nullable": False} for key in child.primary_key
-    }
-    for column in read.timestamps:
-        columns[column] = {"data_type": "timestamp"}
-    for column in (*read.json_columns, *read.to_many.values()):
-        columns[column] = {"data_type": "json"}
-    for column in read.to_one.values():
-        columns[column] = {"data_type": "text"}
-    return columns
+    """Column hints of a child table: its key columns, then as for any report."""
+    return report_columns(child.read, child.primary_key)
 
 
 def keyed(rows: List[Dict[str, Any]], child: ChildReport, parent_id: str) -> List[Dict[str, Any]]:

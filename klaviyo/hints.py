@@ -13,7 +13,7 @@ default; `flatten_properties=True` drops those JSON hints, so dlt flattens the o
 """
 
 from dataclasses import replace
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Dict, Iterable, Mapping, Sequence
 
 from .settings import Report
 
@@ -79,3 +79,16 @@ def dimension_columns(dimensions: Iterable[str]) -> TColumns:
     """Text hints for the `by` dimension columns of metric aggregates, so a dimension that
     is empty in one load (e.g. `$flow` on events no flow sent) still gets a typed column."""
     return {dimension: {"data_type": "text"} for dimension in dict.fromkeys(dimensions)}
+
+
+def report_columns(report: Report, keys: Sequence[str] = ("id",)) -> TColumns:
+    """Column hints of a report's table from its row in the report table: key columns,
+    timestamps, JSON columns and related ids (fresh dicts per call: dlt writes into them)."""
+    columns: TColumns = {key: {"data_type": "text", "nullable": False} for key in keys}
+    for column in report.timestamps:
+        columns[column] = {"data_type": "timestamp"}
+    for column in (*report.json_columns, *report.to_many.values()):
+        columns[column] = {"data_type": "json"}
+    for column in report.to_one.values():
+        columns[column] = {"data_type": "text"}
+    return columns
