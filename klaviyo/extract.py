@@ -26,7 +26,7 @@ import pyarrow as pa
 from .client import KlaviyoApi
 from .records import parse_datetime, to_arrow, to_rows
 from .settings import Report
-from .windows import Window, bound_conditions, combine
+from .windows import Window, bound_conditions, combine, split_into
 
 PageItems = Any  # a list of row dicts or an Arrow table
 
@@ -61,10 +61,7 @@ class _Splitter:
         if idle <= 0 or window.end is None or window.end - at < self.min_window * 2:
             return False
         parts = min(idle + 1, max(2, int((window.end - at) / self.min_window)))
-        step = (window.end - at) / parts
-        edges = [at + step * i for i in range(parts)] + [window.end]
-        for i in range(parts):
-            sub = Window(edges[i], edges[i + 1], end_closed=window.end_closed if i == parts - 1 else False)
+        for sub in split_into(Window(at, window.end, end_closed=window.end_closed), parts):
             self.pending.put(replace(job, window=sub))
         return True
 

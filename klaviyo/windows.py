@@ -108,15 +108,21 @@ def split(window: Window, size: Optional[timedelta], max_windows: int = 10_000) 
     span = window.end - window.start
     if span <= size:
         return [window]
-    count = min(max_windows, -(-span // size))
-    step = span / count
-    edges = [window.start + step * i for i in range(count)] + [window.end]
+    return split_into(window, min(max_windows, -(-span // size)))
+
+
+def split_into(window: Window, parts: int) -> List[Window]:
+    """Splits a bounded window into `parts` consecutive windows of equal length: the first
+    keeps the start's inclusivity, the last the end's, those between are `[start, end)`."""
+    assert window.start is not None and window.end is not None
+    step = (window.end - window.start) / parts
+    edges = [window.start + step * i for i in range(parts)] + [window.end]
     return [
         Window(
             start=edges[i],
             end=edges[i + 1],
             start_open=window.start_open if i == 0 else False,
-            end_closed=window.end_closed if i == count - 1 else False,
+            end_closed=window.end_closed if i == parts - 1 else False,
         )
-        for i in range(count)
+        for i in range(parts)
     ]
