@@ -35,6 +35,7 @@ from .settings import (
     PREDICTIVE_TIER,
     REPORTS,
     SOURCE_NAME,
+    STAGE_DEDUPLICATED,
     V1_CAMPAIGNS_PATH,
     V1_PAGE_SIZE,
     V1_RETIRED_MESSAGE,
@@ -190,13 +191,16 @@ def _report_resource(
         if resumable:
             checkpoint(state, window, full)  # reached only when every page was read
 
-    return dlt.resource(
+    resource = dlt.resource(
         read,
         name=report.name,
         primary_key="id",
         write_disposition="merge",
         columns=report_columns(report),
     )()
+    if report.immutable:
+        resource.apply_hints(additional_table_hints={STAGE_DEDUPLICATED: True})
+    return resource
 
 
 def _cursor_window(

@@ -43,6 +43,8 @@ TIERS: Dict[str, Tier] = {
 }
 
 RowFormat = Literal["dict", "arrow"]
+# dlt's table hint that a load's rows are unique on the primary key (no staging dedup).
+STAGE_DEDUPLICATED = "x-stage-data-deduplicated"
 # Arrow pages are handed to dlt in tables of at least this many rows (a few pages each).
 ARROW_BATCH_ROWS = 1000
 
@@ -73,6 +75,11 @@ class Report:
             adapt to the data's density above it; see `extract.py`).
         row_format: "arrow" for the high-volume reports (pages become Arrow tables), "dict"
             for the rest.
+        immutable: Records never change once created (events), so none moves between
+            windows during a read and one run meets each id once: its loads are declared
+            deduplicated to dlt (`x-stage-data-deduplicated`), which skips the staging
+            dedup of the merge (5 of the 8 s of a 1M-event DuckDB load). Mutable reports keep
+            it: a record updated mid-read can come twice (old and new `updated`).
         default: Whether the report is in the default selection.
     """
 
@@ -94,6 +101,7 @@ class Report:
     to_many: Mapping[str, str] = field(default_factory=dict)
     window: timedelta = timedelta(days=1)
     row_format: RowFormat = "dict"
+    immutable: bool = False
     default: bool = True
 
 
@@ -170,6 +178,7 @@ REPORTS: Dict[str, Report] = {
             to_one={"metric": "metric_id", "profile": "profile_id"},
             window=timedelta(minutes=5),
             row_format="arrow",
+            immutable=True,
         ),
         Report(
             name="metrics",

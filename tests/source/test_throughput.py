@@ -138,6 +138,36 @@ def test_parallel_and_sequential_runs_load_the_same_records_and_cursor(emulator:
         assert _parse(str(cursors[16][report])) == max(v for v, _ in records)
 
 
+def test_events_load_declared_deduplicated_and_a_record_repeated_at_a_page_edge_is_loaded_once(
+    emulator: Emulator, make_pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Events skip dlt's staging dedup (x-stage-data-deduplicated): the reader must then never
+    # hand dlt an id twice, even if a cursor shifted and a page began with the previous
+    # page's last record (as an offset cursor would after an insert mid-read).
+    paginate = KlaviyoApi.paginate
+    repeated: List[str] = []
+
+    def shifting(self: KlaviyoApi, *args: Any, **kwargs: Any) -> Iterator[Dict[str, Any]]:
+        last = None
+        for document in paginate(self, *args, **kwargs):
+            data = document.get("data") or []
+            if last is not None and data:
+                repeated.append(last["id"])
+                document = {**document, "data": [last, *data]}
+            last = data[-1] if data else None
+            yield document
+
+    monkeypatch.setattr(KlaviyoApi, "paginate", shifting)
+    pipeline = make_pipeline()
+    _run(emulator, pipeline, reports=["events", "profiles"], start_date=START, workers=4, min_window_minutes=60)
+    hints = {t: pipeline.default_schema.tables[t].get("x-stage-data-deduplicated") for t in ("events", "profiles")}
+    assert hints == {"events": True, "profiles": None}
+    assert len(repeated) >= 20
+    truth = sorted(i for _, i in _records(emulator, "events"))
+    assert sorted(column(pipeline, "events")) == truth  # every event, each once in the table
+    assert _extracted(pipeline, "events") == len(truth)
+
+
 # ------------------------------------------------------------------ boundaries
 
 
