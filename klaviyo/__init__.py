@@ -21,7 +21,7 @@ from .client import KlaviyoApi
 from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
 from .extract import batched_tables, plan_jobs, read_jobs
-from .hints import dimension_columns, extra_columns, flattened, report_columns
+from .hints import dimension_columns, report_columns, typed_report
 from .options import SourceOptions, validate_options
 from .ratelimit import RateLimiter
 from .records import parse_datetime
@@ -132,10 +132,9 @@ def klaviyo_source(
     parents: Dict[str, DltResource] = {}
     for name in with_parents(options.reports):
         if name in REPORTS:
-            report = flattened(REPORTS[name]) if flatten_properties else REPORTS[name]
-            resource = parents[name] = _report_resource(api, report, options, run_started, predictive_analytics)
-            extra = extra_columns(name, predictive_analytics, flatten_properties)
-            yield resource.apply_hints(columns=extra) if extra else resource  # {} would drop all hints
+            report = typed_report(REPORTS[name], predictive_analytics, flatten_properties)
+            parents[name] = _report_resource(api, report, options, run_started, predictive_analytics)
+            yield parents[name]
         elif name == "campaigns_v1":
             yield dlt.resource(
                 _read_v1_campaigns, name="campaigns_v1", primary_key="id", write_disposition="merge",

@@ -15,7 +15,8 @@ segments, templates, metrics, global exclusions; never events) a resource `<tabl
 
 Ids are compared as Arrow string arrays (about 30 bytes an id); nothing goes into pipeline
 state. A merge replaces whole rows, so a soft-deleted row keeps its columns but loses its
-nested child-table rows (e.g. a deleted profile's `profiles__subscriptions__...` rows). The
+nested child-table rows (e.g. a deleted profile's `profiles__subscriptions__...` rows with
+`flatten_properties`). The
 destination must support merge (SQL destinations do; plain files do not).
 """
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from .client import KlaviyoApi
 from .records import parse_datetime, to_arrow, to_rows
-from .settings import Report
+from .settings import SPLIT_MIN_PAGES, Report
 from .windows import Window, bound_conditions, combine, split_into
 
 PageItems = Any  # a list of row dicts or an Arrow table
@@ -40,12 +40,26 @@ class ReadJob:
 
 
 class _Splitter:
-    """Tells a job whether idle workers are waiting for work, and hands them new windows."""
+    """Tells a job whether idle workers are waiting for work, and hands them new windows.
 
-    def __init__(self, workers: int, pending: "queue.Queue[ReadJob]", min_window: timedelta) -> None:
+    Every window ends on a partial page, so each extra window costs about one request of the
+    tier's budget: a split is made only while the tier has room for more requests (not
+    `saturated`) and only into windows expected to hold `min_pages` pages or more.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        pending: "queue.Queue[ReadJob]",
+        min_window: timedelta,
+        saturated: Callable[[], bool] = lambda: False,
+        min_pages: int = SPLIT_MIN_PAGES,
+    ) -> None:
         self.workers = workers
         self.pending = pending
         self.min_window = min_window
+        self.saturated = saturated
+        self.min_pages = min_pages
         self.lock = threading.Lock()
         self.busy = 0
 
@@ -53,14 +67,22 @@ class _Splitter:
         with self.lock:
             return max(0, self.workers - self.busy - self.pending.qsize())
 
-    def try_split(self, job: ReadJob, at: datetime) -> bool:
+    def try_split(self, job: ReadJob, at: datetime, pages_left: float = float("inf")) -> bool:
         """Splits `job`'s window from `at` (inclusive) to its end among the idle workers plus
-        the caller; returns False (the caller keeps paging) when that is not worth it."""
+        the caller; returns False (the caller keeps paging) when that is not worth it.
+
+        Args:
+            job: The job being read.
+            at: Cursor value the rest of the window starts at.
+            pages_left: Estimated pages from `at` to the window's end.
+        """
         window = job.window
         idle = self.idle_workers()
         if idle <= 0 or window.end is None or window.end - at < self.min_window * 2:
             return False
-        parts = min(idle + 1, max(2, int((window.end - at) / self.min_window)))
+        parts = min(idle + 1, int((window.end - at) / self.min_window), int(pages_left // self.min_pages))
+        if parts < 2 or self.saturated():
+            return False
         for sub in split_into(Window(at, window.end, end_closed=window.end_closed), parts):
             self.pending.put(replace(job, window=sub))
         return True
@@ -85,9 +107,17 @@ def request_params(report: Report, job: ReadJob, extra: Optional[Dict[str, str]]
     return params
 
 
-def _last_cursor(document: Dict[str, Any], cursor: str) -> Optional[datetime]:
+def _cursor_at(document: Dict[str, Any], cursor: str, index: int) -> Optional[datetime]:
     data = document.get("data") or []
-    return parse_datetime((data[-1].get("attributes") or {}).get(cursor)) if data else None
+    return parse_datetime((data[index].get("attributes") or {}).get(cursor)) if data else None
+
+
+def _pages_left(document: Dict[str, Any], cursor: str, at: datetime, end: Optional[datetime]) -> float:
+    """Pages from `at` to `end` if the data stays as dense as on this (full) page."""
+    first = _cursor_at(document, cursor, 0)
+    if end is None or first is None or at <= first:
+        return float("inf")
+    return (end - at) / (at - first)
 
 
 def read_job(
@@ -109,8 +139,12 @@ def read_job(
         document, previous_ids = _without_repeats(document, previous_ids)
         window = job.window
         has_next = bool((document.get("links") or {}).get("next"))
-        at = _last_cursor(document, report.cursor) if (splittable and has_next) else None
-        split = at is not None and (window.start is None or at > window.start) and splitter.try_split(job, at)  # type: ignore[union-attr]
+        at = _cursor_at(document, report.cursor, -1) if (splittable and has_next) else None
+        split = (
+            at is not None
+            and (window.start is None or at > window.start)
+            and splitter.try_split(job, at, _pages_left(document, report.cursor, at, window.end))  # type: ignore[union-attr]
+        )
         if split:
             window = Window(window.start, at, start_open=window.start_open)
         items = convert(document, report, window)
@@ -157,7 +191,7 @@ def read_jobs(
     pending: "queue.Queue[ReadJob]" = queue.Queue()
     for job in jobs:
         pending.put(job)
-    splitter = _Splitter(workers, pending, min_window or timedelta(minutes=10))
+    splitter = _Splitter(workers, pending, min_window or timedelta(minutes=10), lambda: api.limiter.saturated(tier))
     pages: "queue.Queue[Tuple[Any, Any]]" = queue.Queue(maxsize=2 * workers)
     stop = threading.Event()
 

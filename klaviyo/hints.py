@@ -1,30 +1,29 @@
 """Column types beyond what dlt infers, and the opt-in flattening of free-form properties.
 
-dlt types most columns from the data (and detects ISO timestamps); these hints fix the
-columns where inference would be wrong or unstable:
+dlt types most columns from the data (and detects ISO timestamps); the report table's
+`column_types` (e.g. profile coordinates, which Klaviyo sends as a string or a number, as
+`double`) and these hints fix the columns where inference would be wrong or unstable:
 
 - money (`$value`, CLV, order values) as `decimal`, never floating point;
-- profile coordinates, which Klaviyo sends as a string or a number, as `double`;
 - predictive-analytics numbers and dates, which exist only when that option is on.
 
-Free-form objects (`profiles.properties`, `events.event_properties`) are JSON columns by
-default; `flatten_properties=True` drops those JSON hints, so dlt flattens the objects into
-`properties__*` / `event_properties__*` columns and nested child tables.
+Free-form objects (`profiles.properties`, `events.event_properties`) and profiles' suppression
+lists are JSON columns by default; `flatten_properties=True` reads those reports as row dicts
+and lets dlt flatten them into `properties__*` / `event_properties__*` columns and nested child
+tables (`profiles__subscriptions__email__marketing__suppression`, ...).
 """
 
 from dataclasses import replace
 from typing import Any, Dict, Iterable, Mapping, Sequence
 
-from .settings import Report
+from .settings import SUPPRESSION_LISTS, Report
 
 TColumns = Dict[str, Dict[str, Any]]
 
 # Objects whose keys are chosen by each Klaviyo account (custom properties).
 FREE_FORM_COLUMNS = ("properties", "event_properties")
 
-_LOCATION: Mapping[str, str] = {"location__latitude": "double", "location__longitude": "double"}
-
-# `additional-fields[profile]=predictive_analytics`, flattened by dlt.
+# `additional-fields[profile]=predictive_analytics`, flattened.
 _PREDICTIVE: Mapping[str, str] = {
     "predictive_analytics__historic_clv": "decimal",
     "predictive_analytics__predicted_clv": "decimal",
@@ -45,34 +44,29 @@ _FLAT_EVENT_MONEY: Mapping[str, str] = {
 }
 
 
-def extra_columns(report_name: str, predictive_analytics: bool, flatten_properties: bool) -> TColumns:
-    """Column hints of one report's table on top of the report table's own (fresh dicts).
+def typed_report(report: Report, predictive_analytics: bool, flatten_properties: bool) -> Report:
+    """The report as this run reads it: its column types extended by the run's options, and
+    read as row dicts with everything left to dlt's flattening when `flatten_properties`.
 
     Args:
-        report_name: The report (table) name.
+        report: The report's row in `REPORTS`.
         predictive_analytics: Whether profiles are read with predictive analytics.
         flatten_properties: Whether free-form properties are flattened into columns.
     """
-    types: Dict[str, str] = {}
-    if report_name == "profiles":
-        types.update(_LOCATION)
-        if predictive_analytics:
-            types.update(_PREDICTIVE)
-    if report_name == "events" and flatten_properties:
+    types: Dict[str, str] = dict(report.column_types)
+    if report.name == "profiles" and predictive_analytics:
+        types.update(_PREDICTIVE)
+    if report.name == "events" and flatten_properties:
         types.update(_FLAT_EVENT_MONEY)
-    return {name: {"data_type": data_type} for name, data_type in types.items()}
-
-
-def flattened(report: Report) -> Report:
-    """The report with its free-form objects left to dlt's flattening.
-
-    Arrow pages carry JSON columns as text, which dlt cannot flatten, so a report read as
-    Arrow tables is read as row dicts instead (slower per row; opt-in).
-    """
-    json_columns = tuple(c for c in report.json_columns if c not in FREE_FORM_COLUMNS)
-    if json_columns == report.json_columns:
+    report = replace(report, column_types=types)
+    if not flatten_properties:
         return report
-    return replace(report, json_columns=json_columns, row_format="dict")
+    # Arrow pages carry JSON columns as text, which dlt cannot flatten, so the report is read
+    # as row dicts (slower per row; opt-in), which dlt flattens whole, lists into child tables.
+    kept = tuple(c for c in report.json_columns if c not in (*FREE_FORM_COLUMNS, *SUPPRESSION_LISTS))
+    if kept == report.json_columns:
+        return report
+    return replace(report, json_columns=kept, row_format="dict", dlt_ids=False)
 
 
 def dimension_columns(dimensions: Iterable[str]) -> TColumns:
@@ -91,4 +85,6 @@ def report_columns(report: Report, keys: Sequence[str] = ("id",)) -> TColumns:
         columns[column] = {"data_type": "json"}
     for column in report.to_one.values():
         columns[column] = {"data_type": "text"}
+    for column, data_type in report.column_types.items():
+        columns[column] = {"data_type": data_type}
     return columns

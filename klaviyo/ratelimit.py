@@ -65,9 +65,7 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = time.monotonic()
-                sent = state.sent
-                while sent and sent[0] <= now - STEADY_WINDOW_S - WINDOW_MARGIN_S:
-                    sent.popleft()
+                sent = _recent(state, now)
                 wait = state.blocked_until - now
                 if len(sent) >= steady:
                     wait = max(wait, sent[0] + STEADY_WINDOW_S + WINDOW_MARGIN_S - now)
@@ -79,6 +77,14 @@ class RateLimiter:
                     return
             self.waited_s += wait
             time.sleep(min(wait, 5.0))
+
+    def saturated(self, tier: str) -> bool:
+        """Whether a request of `tier` sent now would wait for the steady window or for a
+        pause the server asked for: more concurrency cannot speed the tier up then."""
+        state = self._states[tier]
+        with self._lock:
+            now = time.monotonic()
+            return len(_recent(state, now)) >= state.tier.steady_per_minute or state.blocked_until > now
 
     def observe(self, tier: str, status: int, headers: Mapping[str, str]) -> None:
         """Learns from a response: pauses the tier on 429 or on an exhausted window.
@@ -105,6 +111,14 @@ class RateLimiter:
         """Number of 429s seen, for one tier or all."""
         states = [self._states[tier]] if tier else list(self._states.values())
         return sum(s.throttled for s in states)
+
+
+def _recent(state: _TierState, now: float) -> Deque[float]:
+    """The tier's send times still inside the (widened) steady window; older ones dropped."""
+    sent = state.sent
+    while sent and sent[0] <= now - STEADY_WINDOW_S - WINDOW_MARGIN_S:
+        sent.popleft()
+    return sent
 
 
 def _seconds(value: Optional[str], default: float) -> float:

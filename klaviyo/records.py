@@ -7,11 +7,12 @@ datetimes; free-form objects named in the report's `json_columns` stay whole (JS
 
 import logging
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.normalizers.utils import generate_dlt_ids
 
 from .settings import Report
 from .windows import UTC, Window
@@ -106,35 +107,79 @@ def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> List
 def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> Optional[pa.Table]:
     """One page as an Arrow table (None for an empty page), trimmed to `window`.
 
-    Timestamps become `timestamp[us, UTC]`, JSON columns hold the serialized JSON text, and
-    related ids are string columns. Columns are the union of the page's attributes.
+    Nested objects are flattened into `parent__child` columns, as dlt flattens row dicts;
+    objects named in `json_columns` and lists are kept whole as JSON text. Timestamps become
+    `timestamp[us, UTC]`, columns of `column_types` are cast to that dlt type, related ids
+    are string columns. Columns are the union of the page's attributes; a column that is
+    null on the whole page is left out (dlt adds no column for nulls either).
     """
     resources = document.get("data") or []
     if not resources:
         return None
-    attributes = [resource.get("attributes") or {} for resource in resources]
+    attributes = [_flat(resource.get("attributes") or {}, "", {}, report.json_columns) for resource in resources]
     names: Dict[str, None] = {}
     for attrs in attributes:
         names.update(dict.fromkeys(attrs))
     ARROW_RESOURCES.add(report.name)
     columns: Dict[str, pa.Array] = {"id": pa.array([r["id"] for r in resources], pa.string())}
+    if report.dlt_ids:
+        columns["_dlt_id"] = pa.array(generate_dlt_ids(len(resources)), pa.string())
     for name in names:
-        values = [attrs.get(name) for attrs in attributes]
-        if name in report.json_columns:
-            columns[name] = pa.array(
-                [None if v is None else orjson.dumps(v).decode() for v in values], pa.string()
-            )
-        elif name in report.timestamps:
-            columns[name] = pc.cast(pa.array(values, pa.string()), UTC_TIMESTAMP)
-        else:
-            columns[name] = pa.array(values)
+        column = _column([attrs.get(name) for attrs in attributes], name, report)
+        if column is not None:
+            columns[name] = column
     relations = [_relationship_columns(r, report) for r in resources]
-    for column in report.to_one.values():
-        columns[column] = pa.array([rel[column] for rel in relations], pa.string())
+    for name in report.to_one.values():
+        columns[name] = pa.array([rel[name] for rel in relations], pa.string())
     table = pa.table(columns)
     if report.cursor and report.cursor in columns and (window.start or window.end):
         table = table.filter(_window_mask(table[report.cursor], window))
     return table
+
+
+def _flat(attrs: Mapping[str, Any], prefix: str, into: Dict[str, Any], keep: Tuple[str, ...]) -> Dict[str, Any]:
+    """`attrs` with nested objects flattened into `prefix + key + "__" + subkey` entries,
+    except the objects whose flattened name is in `keep`."""
+    for key, value in attrs.items():
+        name = prefix + key
+        if isinstance(value, dict) and name not in keep:
+            _flat(value, name + "__", into, keep)
+        else:
+            into[name] = value
+    return into
+
+
+_ARROW_TYPES: Dict[str, pa.DataType] = {
+    "text": pa.string(), "double": pa.float64(), "bigint": pa.int64(), "bool": pa.bool_(),
+    "decimal": pa.decimal128(38, 9), "timestamp": UTC_TIMESTAMP,
+}  # fmt: skip
+
+
+def _column(values: List[Any], name: str, report: Report) -> Optional[pa.Array]:
+    """One column of a page: JSON text, timestamps, declared types, or Arrow's inference."""
+    if name in report.json_columns or any(isinstance(v, (list, dict)) for v in values):
+        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+    if name in report.timestamps or report.column_types.get(name) == "timestamp":
+        return _timestamps(values)
+    try:
+        column = pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types on one page, e.g. "48.1" and 11.6
+        column = pa.array([None if v is None else str(v) for v in values], pa.string())
+    if pa.types.is_null(column.type):
+        return None
+    declared = _ARROW_TYPES.get(report.column_types.get(name, ""))
+    if declared is not None and column.type != declared:
+        column = pc.cast(column, declared)
+    return column
+
+
+def _timestamps(values: List[Any]) -> pa.Array:
+    """ISO 8601 texts as `timestamp[us, UTC]` (Arrow's parser; Python's for what it refuses,
+    such as a text without an offset, which is UTC)."""
+    try:
+        return pc.cast(pa.array(values, pa.string()), UTC_TIMESTAMP)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([parse_datetime(v) for v in values], UTC_TIMESTAMP)
 
 
 def _window_mask(values: pa.ChunkedArray, window: Window) -> pa.ChunkedArray:

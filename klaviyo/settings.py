@@ -47,6 +47,9 @@ RowFormat = Literal["dict", "arrow"]
 STAGE_DEDUPLICATED = "x-stage-data-deduplicated"
 # Arrow pages are handed to dlt in tables of at least this many rows (a few pages each).
 ARROW_BATCH_ROWS = 1000
+# A window is split for idle workers only into parts expected to hold this many pages or more
+# (each part ends on a partial page: at most ~1/8 of a part's requests are spent on that).
+SPLIT_MIN_PAGES = 8
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class Report:
             adapt to the data's density above it; see `extract.py`).
         row_format: "arrow" for the high-volume reports (pages become Arrow tables), "dict"
             for the rest.
+        column_types: dlt data types of (flattened) attributes whose inference would be
+            wrong or unstable; Arrow pages are cast to them, and they are the columns' hints.
+        dlt_ids: Arrow pages carry dlt's `_dlt_id` row key (random, as dlt gives root rows):
+            tables first loaded from row dicts have it as a NOT NULL column.
         immutable: Records never change once created (events), so none moves between
             windows during a read and one run meets each id once: its loads are declared
             deduplicated to dlt (`x-stage-data-deduplicated`), which skips the staging
@@ -101,6 +108,8 @@ class Report:
     to_many: Mapping[str, str] = field(default_factory=dict)
     window: timedelta = timedelta(days=1)
     row_format: RowFormat = "dict"
+    column_types: Mapping[str, str] = field(default_factory=dict)
+    dlt_ids: bool = False
     immutable: bool = False
     default: bool = True
 
@@ -114,6 +123,16 @@ _CAMPAIGN_RELATIONS = {"campaign-messages": "campaign_message_ids", "tags": "tag
 # campaign_tags, see CHILD_REPORTS): no request per campaign.
 _CAMPAIGN_INCLUDE = {"include": "campaign-messages,tags"}
 _TWO_YEARS = timedelta(days=730)
+# Profiles' consent timestamps, flattened as dlt names them.
+_SUBSCRIPTION_TIMESTAMPS = tuple(
+    f"subscriptions__{channel}__marketing__{name}"
+    for channel in ("email", "sms") for name in ("consent_timestamp", "last_updated")
+)
+# Profiles' suppression lists: JSON columns (arrays of {reason, timestamp[, list_id]}).
+SUPPRESSION_LISTS = (
+    "subscriptions__email__marketing__suppression",
+    "subscriptions__email__marketing__list_suppressions",
+)
 
 
 def _campaigns(channel: str) -> Report:
@@ -160,9 +179,12 @@ REPORTS: Dict[str, Report] = {
             page_size=100,
             backfill=_TWO_YEARS,
             params={"additional-fields[profile]": "subscriptions"},
-            timestamps=("created", "updated", "last_event_date"),
-            json_columns=("properties",),
+            timestamps=("created", "updated", "last_event_date", *_SUBSCRIPTION_TIMESTAMPS),
+            json_columns=("properties", *SUPPRESSION_LISTS),
+            column_types={"location__latitude": "double", "location__longitude": "double"},
             window=timedelta(hours=1),
+            row_format="arrow",
+            dlt_ids=True,
         ),
         Report(
             name="events",

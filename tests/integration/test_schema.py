@@ -1,6 +1,8 @@
 """The tables' schema: the export kept in the repository equals what a fresh demo run
 produces, every column is typed, and free-form properties flatten only on request."""
 
+import json
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
@@ -13,7 +15,7 @@ import yaml
 from klaviyo import klaviyo_source
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column, query
-from tests.integration.conftest import CliDemo
+from tests.integration.conftest import CliDemo, suppression_counts
 
 EXPORTED = REPO / "schemas" / "export" / "klaviyo.schema.yaml"
 REGENERATE = "bash schemas/regenerate.sh"
@@ -138,6 +140,50 @@ def test_flatten_properties_from_config_gives_columns_child_tables_and_decimal_m
     clv = dict(query(pipeline, "SELECT id, predictive_analytics__total_clv FROM profiles"))
     served_clv = {p["id"]: p["attributes"]["predictive_analytics"]["total_clv"] for p in emulator.account.records("profile") if p["id"] in clv}
     assert clv == {k: Decimal(str(v)) for k, v in served_clv.items()}
+    # Row dicts: dlt makes the suppression lists nested child tables.
+    for table, rows in suppression_counts(emulator, set(clv)).items():
+        assert query(pipeline, f"SELECT count(*) FROM {table}")[0][0] == rows > 0, table
+
+
+def _served_profiles(emulator: Emulator) -> Dict[str, Dict[str, Any]]:
+    return {p["id"]: p["attributes"] for p in emulator.account.records("profile")}
+
+
+def _marketing(attributes: Dict[str, Any], channel: str = "email") -> Dict[str, Any]:
+    return ((attributes.get("subscriptions") or {}).get(channel) or {}).get("marketing") or {}
+
+
+def test_profiles_load_from_arrow_with_flattened_consent_json_suppressions_and_predictive_money(
+    emulator: Emulator, make_pipeline: Any
+) -> None:
+    pipeline = make_pipeline()
+    source = klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["profiles"],
+                            start_date="2000-01-01T00:00:00Z", predictive_analytics=True)
+    pipeline.run(source).raise_on_failed_jobs()
+    served = _served_profiles(emulator)
+    columns = _columns(pipeline, "profiles")
+    assert columns["subscriptions__email__marketing__suppression"] == "JSON"
+    assert columns["subscriptions__email__marketing__list_suppressions"] == "JSON"
+    assert columns["subscriptions__sms__marketing__last_updated"] == "TIMESTAMP WITH TIME ZONE"
+    assert columns["predictive_analytics__total_clv"].startswith("DECIMAL")
+    assert not [t for t in pipeline.default_schema.data_table_names() if t.startswith("profiles__")]
+    rows = query(pipeline, "SELECT id, subscriptions__email__marketing__suppression, subscriptions__email__marketing__list_suppressions,"
+                           " subscriptions__email__marketing__consent_timestamp, location__latitude, location__city,"
+                           " predictive_analytics__total_clv, _dlt_id FROM profiles")
+    assert sorted(r[0] for r in rows) == sorted(served) and len({r[-1] for r in rows if r[-1]}) == len(served)
+    with_lists = 0
+    for id_, suppression, list_suppressions, consent_at, latitude, city, clv, _ in rows:
+        attributes = served[id_]
+        email = _marketing(attributes)
+        assert json.loads(suppression) == email.get("suppression"), id_
+        assert json.loads(list_suppressions) == email.get("list_suppressions"), id_
+        with_lists += bool(email.get("suppression") or email.get("list_suppressions"))
+        assert consent_at == datetime.fromisoformat(email["consent_timestamp"]), id_
+        location = attributes.get("location") or {}
+        assert latitude == (float(location["latitude"]) if location.get("latitude") not in (None, "") else None), id_
+        assert city == (location.get("city") or None), id_
+        assert clv == Decimal(str(attributes["predictive_analytics"]["total_clv"])), id_
+    assert with_lists > 10
 
 
 def test_properties_stay_json_columns_by_default(emulator: Emulator, make_pipeline: Any) -> None:

@@ -178,14 +178,14 @@ def _drive(api: KlaviyoApi, report: Any, job: ReadJob, idle: Any = None) -> Tupl
     `[at, middle)` and `[middle, end)`). Returns the ids read and the split points."""
     pending: "queue.Queue[ReadJob]" = queue.Queue()
     pending.put(job)
-    splitter = _Splitter(4, pending, timedelta(seconds=1))
+    splitter = _Splitter(4, pending, timedelta(seconds=1), min_pages=1)
     if idle is not None:
         splitter.idle_workers = lambda: idle  # type: ignore[method-assign]
     points: List[datetime] = []
     try_split = splitter.try_split
 
-    def spy(job: ReadJob, at: datetime) -> bool:
-        split = try_split(job, at)
+    def spy(job: ReadJob, at: datetime, pages_left: float) -> bool:
+        split = try_split(job, at, pages_left)
         if split:
             points.append(at)
         return split
@@ -221,7 +221,7 @@ def test_tiny_pages_split_on_shared_datetimes_with_widened_lower_bounds(emulator
     report = replace(REPORTS["profiles"], page_size=7)
     records = _records(emulator, "profiles")
     ids, points = _drive(_api(emulator), report, ReadJob("", Window(records[0][0], records[-1][0], end_closed=True)), idle=1)
-    assert len(points) >= 40 and len(_shared(records) & set(points)) >= 3
+    assert len(points) >= 20 and len(_shared(records) & set(points)) >= 3
     assert Counter(ids) == Counter(i for _, i in records)
 
 
@@ -247,7 +247,7 @@ def test_custom_dates_on_shared_datetimes_split_across_workers(emulator: Emulato
     on_end = {i for v, i in records if v == end}
     assert len(on_end) >= 2 and on_end <= set(loaded)
     assert not {i for v, i in records if v == start} & set(loaded)
-    assert len(_log(emulator, "/api/events/", span)) > len(expected) / 200 + 2  # it was split
+    assert _max_in_flight(_log(emulator, "/api/events/", span)) >= 2  # it was split
     with pytest.raises(KeyError):  # custom dates leave no cursor behind
         _cursor_state(pipeline, "events")
 
@@ -257,7 +257,7 @@ def test_custom_dates_on_shared_datetimes_split_across_workers(emulator: Emulato
 
 def test_sixteen_workers_stay_within_the_burst_of_tier_s_and_get_no_429(make_pipeline: Any) -> None:
     # Flows are tier S: 3 requests per second, 60 per minute, enforced by the emulator.
-    config = EmulatorConfig(seed=3, flows=300, events=10, profiles=10, rate_limits=True, latency_ms=5)
+    config = EmulatorConfig(seed=3, flows=1200, events=10, profiles=10, rate_limits=True, latency_ms=5)
     with Emulator(config) as emu:
         limiter = RateLimiter.for_account(emu.base_url, emu.api_key)
         pipeline = make_pipeline()
@@ -265,7 +265,7 @@ def test_sixteen_workers_stay_within_the_burst_of_tier_s_and_get_no_429(make_pip
         entries = _log(emu, "/api/flows/", span)
         assert [e.status for e in entries].count(429) == 0
         assert limiter.throttled() == 0
-        assert 14 <= len(entries) <= 30
+        assert 24 <= len(entries) <= 45
         assert REPORTS["flows"].tier == "S"
         assert _max_per_window([e.started for e in entries], 1.0) <= 3
         assert limiter.waited_s > 2  # the workers asked for more than the tier allows
@@ -420,3 +420,39 @@ def test_sixteen_threads_share_one_burst(monkeypatch: pytest.MonkeyPatch) -> Non
     assert len(sent) == 32
     assert _max_per_window(sent, 0.2) <= 4
     assert max(sent) - min(sent) >= 7 * 0.25 - 0.01  # 8 bursts of 4, 0.25 s apart
+
+
+def test_the_limiter_says_when_a_tier_is_saturated(clock: _FakeTime) -> None:
+    limiter = RateLimiter(tiers={"T": Tier(100, 3)})
+    assert _send_times(limiter, clock, "T", 2) == [0, 0] and not limiter.saturated("T")
+    limiter.acquire("T")
+    assert limiter.saturated("T")  # the steady window is full
+    clock.sleep(STEADY_WINDOW_S + WINDOW_MARGIN_S)
+    assert not limiter.saturated("T")
+    limiter.observe("T", 429, {"Retry-After": "2"})
+    assert limiter.saturated("T")  # paused by the server
+
+
+# ------------------------------------------------------------------ the splitter, unit
+
+
+def _splits(saturated: bool, pages_left: float, idle: int = 15) -> List[Window]:
+    """The windows a 10-day job hands out when split at its 1st day, with `idle` workers."""
+    pending: "queue.Queue[ReadJob]" = queue.Queue()
+    splitter = _Splitter(idle + 1, pending, timedelta(minutes=5), lambda: saturated)
+    splitter.busy = 1
+    day = datetime(2026, 1, 1, tzinfo=UTC)
+    job = ReadJob("", Window(day, day + timedelta(days=10)))
+    assert splitter.try_split(job, day + timedelta(days=1), pages_left) == (not pending.empty())
+    return [pending.get_nowait().window for _ in range(pending.qsize())]
+
+
+def test_windows_are_split_only_into_parts_of_eight_pages_and_only_while_the_tier_has_room() -> None:
+    parts = _splits(saturated=False, pages_left=1000)
+    assert len(parts) == 16 and parts[0].start == datetime(2026, 1, 2, tzinfo=UTC)
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+    assert parts[-1].end == datetime(2026, 1, 11, tzinfo=UTC)  # the rest of the window, once
+    assert len(_splits(saturated=False, pages_left=40)) == 5  # 40 pages: 5 parts of 8
+    assert _splits(saturated=False, pages_left=15) == []  # two parts would hold < 8 pages each
+    assert _splits(saturated=True, pages_left=1000) == []  # more windows would only wait
+    assert _splits(saturated=False, pages_left=1000, idle=0) == []
