@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         started = time.monotonic()
         counts: Dict[str, int] = {}
         for load_id in repair_interrupted_packages(pipeline):
-            print(f"Removed the leftover of package {load_id}, committed before an interruption", flush=True)
+            print(f"Repaired package {load_id}, left behind by an interrupted run", flush=True)
         if pipeline.has_pending_data:
             # an interrupted run left extracted or normalized data: dlt loads it first (and
             # extracts nothing new in that run), then the loop below continues the backfill

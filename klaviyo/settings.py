@@ -45,8 +45,9 @@ TIERS: Dict[str, Tier] = {
 RowFormat = Literal["dict", "arrow"]
 # dlt's table hint that a load's rows are unique on the primary key (no staging dedup).
 STAGE_DEDUPLICATED = "x-stage-data-deduplicated"
-# Arrow pages are handed to dlt in tables of at least this many rows (a few pages each).
-ARROW_BATCH_ROWS = 1000
+# Arrow pages are handed to dlt in tables of at least this many rows (many pages each): dlt's
+# extract costs per item as well as per row.
+ARROW_BATCH_ROWS = 5000
 # A window is split for idle workers only into parts expected to hold this many pages or more
 # (each part ends on a partial page: at most ~1/8 of a part's requests are spent on that).
 SPLIT_MIN_PAGES = 8

@@ -119,6 +119,43 @@ def test_kill_9_at_random_moments_then_rerun_loses_and_duplicates_nothing(tmp_pa
         assert newest_loaded >= max(t for t in truth.values() if t < before - CURSOR_SAFETY_MARGIN)
 
 
+def _package_with_a_job_run_twice(emu: Emulator, pipeline: dlt.Pipeline) -> str:
+    """Extracts and normalizes the events into a package, then makes it look like a load a
+    kill interrupted after the events' insert into the staging table had committed: the job
+    file is in the package twice (it will run twice), and one job is marked started."""
+    pipeline.extract(klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=["events"], start_date=START),
+                     loader_file_format="parquet")
+    pipeline.normalize()
+    packages = pipeline._get_load_storage().normalized_packages
+    (load_id,) = packages.list_packages()
+    (job,) = [j for j in packages.list_new_jobs(load_id) if os.path.basename(j).startswith("events.")]
+    name = os.path.basename(job)
+    table, file_id, rest = name.split(".", 2)
+    twin = os.path.join(os.path.dirname(packages.storage.make_full_path(job)), f"{table}.{file_id[:-1]}z.{rest}")
+    Path(twin).write_bytes(Path(packages.storage.make_full_path(job)).read_bytes())
+    packages.start_job(load_id, name)
+    return load_id
+
+
+def test_a_load_resumed_after_a_kill_gets_the_staging_dedup_back(emulator: Emulator, make_pipeline: Any) -> None:
+    from klaviyo.recovery import repair_interrupted_packages
+
+    truth = {e["id"] for e in emulator.account.records("event")}
+    control = make_pipeline("klaviyo_control")
+    _package_with_a_job_run_twice(emulator, control)
+    control.load()
+    doubled = column(control, "events")
+    assert len(doubled) == 2 * len(set(doubled)) > 3000, "without the repair the twice-run job doubles every event"
+
+    pipeline = make_pipeline("klaviyo_repaired")
+    load_id = _package_with_a_job_run_twice(emulator, pipeline)
+    assert repair_interrupted_packages(pipeline) == [load_id]
+    pipeline.load()
+    loaded = column(pipeline, "events")
+    assert sorted(loaded) == sorted(set(doubled)) and set(loaded) <= truth
+    assert pipeline.default_schema.tables["events"].get("x-stage-data-deduplicated")  # later loads skip it again
+
+
 def test_faults_throttling_and_latency_lose_nothing(make_pipeline: Any) -> None:
     config = EmulatorConfig(seed=23, profiles=300, events=3000, days=8, fault_rate=0.05, latency_ms=5, throttle_every=7)
     with Emulator(config) as emu:
