@@ -62,10 +62,12 @@ def _progress(choice: str) -> Optional[str]:
 def configure_process() -> None:
     """Process-wide settings of the command (the source itself changes no global state):
     Arrow allocates through the system allocator, which hands freed pages back to the OS;
-    Arrow's default mimalloc pool keeps ~70 MB more at peak in an events backfill."""
+    Arrow's default mimalloc pool keeps ~70 MB more at peak in an events backfill; Arrow pages
+    (events, profiles) get `_dlt_load_id` like every other table."""
     import pyarrow
 
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
 
 
 def run(args: argparse.Namespace) -> Dict[str, int]:
@@ -94,8 +96,6 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         source_args["chunk_records"] = args.chunk_records or None
         make_source = lambda: klaviyo_source(**{k: v for k, v in source_args.items() if v is not None})  # noqa: E731
         make_source()  # validates every argument before anything is written
-        # Arrow pages (events) get `_dlt_load_id` like every other table.
-        os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
         # `dlt deploy` reads this call from the source: the name must be a literal, and
         # `pipelines_dir` may only appear as a literal (so it is passed through **kwargs).
         pipeline = dlt.pipeline(
