@@ -12,7 +12,9 @@ idle and a job still has pages to read, the job keeps the rows it has read (all 
 the last cursor value of its current page, since pages come sorted by the cursor) and hands
 the rest of its window, from that value on, to the idle workers as new windows. Sparse
 stretches thus cost one request, dense ones are read in parallel with full pages, and no
-request is spent on empty windows.
+request is spent on empty windows. Each window ends on a partial page, so splits stop while
+the tier's steady budget is spent (more windows would only wait) and parts are kept to
+`SPLIT_MIN_PAGES` pages or more, judged by the density of the page just read.
 """
 
 import queue
