@@ -125,9 +125,7 @@ def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> Opt
     if report.dlt_ids:
         columns["_dlt_id"] = pa.array(generate_dlt_ids(len(resources)), pa.string())
     for name in names:
-        column = _column([attrs.get(name) for attrs in attributes], name, report)
-        if column is not None:
-            columns[name] = column
+        columns.update(_columns([attrs.get(name) for attrs in attributes], name, report))
     relations = [_relationship_columns(r, report) for r in resources]
     for name in report.to_one.values():
         columns[name] = pa.array([rel[name] for rel in relations], pa.string())
@@ -155,22 +153,41 @@ _ARROW_TYPES: Dict[str, pa.DataType] = {
 }  # fmt: skip
 
 
-def _column(values: List[Any], name: str, report: Report) -> Optional[pa.Array]:
-    """One column of a page: JSON text, timestamps, declared types, or Arrow's inference."""
+def _columns(values: List[Any], name: str, report: Report) -> Dict[str, pa.Array]:
+    """One attribute of a page as columns: JSON text, timestamps, declared types, or Arrow's
+    inference; none when it is null on the whole page."""
     if name in report.json_columns or any(isinstance(v, (list, dict)) for v in values):
-        return pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())
+        return {name: pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())}
     if name in report.timestamps or report.column_types.get(name) == "timestamp":
-        return _timestamps(values)
+        return {name: _timestamps(values)}
     try:
         column = pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types on one page, e.g. "48.1" and 11.6
         column = pa.array([None if v is None else str(v) for v in values], pa.string())
     if pa.types.is_null(column.type):
-        return None
+        return {}
     declared = _ARROW_TYPES.get(report.column_types.get(name, ""))
-    if declared is not None and column.type != declared:
-        column = pc.cast(column, declared)
-    return column
+    if declared is None or column.type == declared:
+        return {name: column}
+    try:
+        return {name: pc.cast(column, declared)}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return _with_variant(column, name, declared)
+
+
+def _with_variant(column: pa.Array, name: str, declared: pa.DataType) -> Dict[str, pa.Array]:
+    """Values that cast to the declared type stay in `name`; the others go, as text, to the
+    variant column `name__v_text`, as dlt does with row dicts, so that none is lost."""
+    kept: List[Any] = []
+    others: List[Optional[str]] = []
+    for value in column.to_pylist():
+        try:
+            kept.append(None if value is None else pa.scalar(value).cast(declared).as_py())
+            others.append(None)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            kept.append(None)
+            others.append(str(value))
+    return {name: pa.array(kept, declared), f"{name}__v_text": pa.array(others, pa.string())}
 
 
 def _timestamps(values: List[Any]) -> pa.Array:

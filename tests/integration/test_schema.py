@@ -194,3 +194,33 @@ def test_properties_stay_json_columns_by_default(emulator: Emulator, make_pipeli
     assert events["event_properties"] == "JSON" and profiles["properties"] == "JSON"
     assert not [c for c in (*events, *profiles) if c.startswith(("event_properties__", "properties__", "predictive_analytics__"))]
     assert len(events) <= 9 and not any(t.startswith("events__") for t in pipeline.default_schema.data_table_names())
+
+
+def test_a_profile_value_that_is_not_of_its_declared_type_goes_to_a_variant_column(
+    emulator: Emulator, make_pipeline: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Coordinates are declared double; one that is not a number must neither fail the run nor
+    # be lost: it lands in `location__latitude__v_text`, as dlt puts row dicts' odd values.
+    from klaviyo.client import KlaviyoApi
+
+    paginate = KlaviyoApi.paginate
+    odd: List[str] = []
+
+    def with_an_odd_latitude(self: KlaviyoApi, *args: Any, **kwargs: Any) -> Iterator[Dict[str, Any]]:
+        for document in paginate(self, *args, **kwargs):
+            for resource in (document.get("data") or [])[:1]:
+                if resource.get("type") == "profile":
+                    resource["attributes"].setdefault("location", {})["latitude"] = "north-ish"
+                    odd.append(resource["id"])
+            yield document
+
+    monkeypatch.setattr(KlaviyoApi, "paginate", with_an_odd_latitude)
+    pipeline = make_pipeline()
+    source = klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["profiles"], start_date="2000-01-01T00:00:00Z")
+    pipeline.run(source).raise_on_failed_jobs()
+    rows = {r[0]: r[1:] for r in query(pipeline, "SELECT id, location__latitude, location__latitude__v_text FROM profiles")}
+    assert odd and len(rows) == len(_served_profiles(emulator))
+    assert all(rows[i] == (None, "north-ish") for i in odd)
+    numbers = [r[0] for i, r in rows.items() if i not in odd and r[0] is not None]
+    assert len(numbers) > 10 and all(isinstance(n, float) for n in numbers)
+    assert all(r[1] is None for i, r in rows.items() if i not in odd)
