@@ -62,12 +62,10 @@ def _progress(choice: str) -> Optional[str]:
 def configure_process() -> None:
     """Process-wide settings of the command (the source itself changes no global state):
     Arrow allocates through the system allocator, which hands freed pages back to the OS;
-    Arrow's default mimalloc pool keeps ~70 MB more at peak in an events backfill; Arrow pages
-    (events, profiles) get `_dlt_load_id` like every other table."""
+    Arrow's default mimalloc pool keeps ~70 MB more at peak in an events backfill."""
     import pyarrow
 
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
-    os.environ.setdefault("NORMALIZE__PARQUET_NORMALIZER__ADD_DLT_LOAD_ID", "true")
 
 
 def run(args: argparse.Namespace) -> Dict[str, int]:

@@ -24,7 +24,7 @@ from .extract import batched_tables, plan_jobs, read_jobs
 from .hints import dimension_columns, report_columns, typed_report
 from .options import SourceOptions, validate_options
 from .ratelimit import RateLimiter
-from .records import parse_datetime
+from .records import parse_datetime, with_load_id
 from .settings import (
     AGGREGATES_PATH,
     ARROW_BATCH_ROWS,
@@ -186,7 +186,11 @@ def _report_resource(
         if not window.empty:
             jobs = plan_jobs(report, [window])
             pages = read_jobs(api, report, jobs, tier, options.workers, extra, min_window)
-            yield from batched_tables(pages, ARROW_BATCH_ROWS) if report.row_format == "arrow" else pages
+            if report.row_format == "arrow":
+                load_id = dlt.current.load_package_state()["load_id"]
+                yield from (with_load_id(t, load_id) for t in batched_tables(pages, ARROW_BATCH_ROWS))
+            else:
+                yield from pages
         if resumable:
             checkpoint(state, window, full)  # reached only when every page was read
 

@@ -12,7 +12,9 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.libs.pyarrow import add_constant_column
 from dlt.common.normalizers.utils import generate_dlt_ids
+from dlt.common.schema.typing import C_DLT_LOAD_ID
 
 from .settings import Report
 from .windows import UTC, Window
@@ -197,6 +199,13 @@ def _timestamps(values: List[Any]) -> pa.Array:
         return pc.cast(pa.array(values, pa.string()), UTC_TIMESTAMP)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array([parse_datetime(v) for v in values], UTC_TIMESTAMP)
+
+
+def with_load_id(table: pa.Table, load_id: str) -> pa.Table:
+    """The table with dlt's `_dlt_load_id` column, as dlt gives every row-dict table: dlt adds it
+    to Arrow tables only when `[normalize.parquet_normalizer] add_dlt_load_id` is set, and a
+    table created without it could not get it later (dlt adds it NOT NULL to existing rows)."""
+    return add_constant_column(table, C_DLT_LOAD_ID, pa.string(), load_id, nullable=False)
 
 
 def _window_mask(values: pa.ChunkedArray, window: Window) -> pa.ChunkedArray:
