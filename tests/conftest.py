@@ -48,3 +48,22 @@ def table_exists(pipeline: dlt.Pipeline, table: str) -> bool:
 
 def ids_by_kind(records: Iterator[Dict[str, Any]]) -> List[str]:
     return [r["id"] for r in records]
+
+
+Document = Dict[str, Any]
+
+
+def edit_pages(monkeypatch: pytest.MonkeyPatch, make_editor: Callable[[], Callable[[Document], Document]]) -> None:
+    """Passes every page the source's client reads through an editor before the source sees
+    it (a wire the emulator cannot fake); each paginated read gets a fresh editor from
+    `make_editor`, so an editor may remember the read's earlier pages."""
+    from klaviyo.client import KlaviyoApi
+
+    paginate = KlaviyoApi.paginate
+
+    def edited(self: KlaviyoApi, *args: Any, **kwargs: Any) -> Iterator[Document]:
+        editor = make_editor()
+        for document in paginate(self, *args, **kwargs):
+            yield editor(document)
+
+    monkeypatch.setattr(KlaviyoApi, "paginate", edited)

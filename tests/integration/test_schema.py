@@ -14,7 +14,7 @@ import yaml
 
 from klaviyo import klaviyo_source
 from klaviyo_emulator import Emulator, EmulatorConfig
-from tests.conftest import REPO, column, query
+from tests.conftest import REPO, column, edit_pages, query
 from tests.integration.conftest import CliDemo, suppression_counts
 
 EXPORTED = REPO / "schemas" / "export" / "klaviyo.schema.yaml"
@@ -201,20 +201,16 @@ def test_a_profile_value_that_is_not_of_its_declared_type_goes_to_a_variant_colu
 ) -> None:
     # Coordinates are declared double; one that is not a number must neither fail the run nor
     # be lost: it lands in `location__latitude__v_text`, as dlt puts row dicts' odd values.
-    from klaviyo.client import KlaviyoApi
-
-    paginate = KlaviyoApi.paginate
     odd: List[str] = []
 
-    def with_an_odd_latitude(self: KlaviyoApi, *args: Any, **kwargs: Any) -> Iterator[Dict[str, Any]]:
-        for document in paginate(self, *args, **kwargs):
-            for resource in (document.get("data") or [])[:1]:
-                if resource.get("type") == "profile":
-                    resource["attributes"].setdefault("location", {})["latitude"] = "north-ish"
-                    odd.append(resource["id"])
-            yield document
+    def an_odd_latitude_first(document: Dict[str, Any]) -> Dict[str, Any]:
+        for resource in (document.get("data") or [])[:1]:
+            if resource.get("type") == "profile":
+                resource["attributes"].setdefault("location", {})["latitude"] = "north-ish"
+                odd.append(resource["id"])
+        return document
 
-    monkeypatch.setattr(KlaviyoApi, "paginate", with_an_odd_latitude)
+    edit_pages(monkeypatch, lambda: an_odd_latitude_first)
     pipeline = make_pipeline()
     source = klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["profiles"], start_date="2000-01-01T00:00:00Z")
     pipeline.run(source).raise_on_failed_jobs()

@@ -23,7 +23,7 @@ from klaviyo.ratelimit import BURST_WINDOW_S, STEADY_WINDOW_S, WINDOW_MARGIN_S, 
 from klaviyo.settings import DEFAULT_REVISION, REPORTS, Tier
 from klaviyo.windows import Window
 from klaviyo_emulator import Emulator, EmulatorConfig
-from tests.conftest import column, query
+from tests.conftest import column, edit_pages, query
 
 UTC = timezone.utc
 START = "2000-01-01T00:00:00Z"
@@ -144,20 +144,22 @@ def test_events_load_declared_deduplicated_and_a_record_repeated_at_a_page_edge_
     # Events skip dlt's staging dedup (x-stage-data-deduplicated): the reader must then never
     # hand dlt an id twice, even if a cursor shifted and a page began with the previous
     # page's last record (as an offset cursor would after an insert mid-read).
-    paginate = KlaviyoApi.paginate
     repeated: List[str] = []
 
-    def shifting(self: KlaviyoApi, *args: Any, **kwargs: Any) -> Iterator[Dict[str, Any]]:
-        last = None
-        for document in paginate(self, *args, **kwargs):
-            data = document.get("data") or []
-            if last is not None and data:
-                repeated.append(last["id"])
-                document = {**document, "data": [last, *data]}
-            last = data[-1] if data else None
-            yield document
+    def shifting() -> Any:
+        last: List[Any] = []  # the previous page's last record, within one read
 
-    monkeypatch.setattr(KlaviyoApi, "paginate", shifting)
+        def edit(document: Dict[str, Any]) -> Dict[str, Any]:
+            data = document.get("data") or []
+            if last and data:
+                repeated.append(last[0]["id"])
+                document = {**document, "data": [last[0], *data]}
+            last[:] = data[-1:]
+            return document
+
+        return edit
+
+    edit_pages(monkeypatch, shifting)
     pipeline = make_pipeline()
     _run(emulator, pipeline, reports=["events", "profiles"], start_date=START, workers=4, min_window_minutes=60)
     hints = {t: pipeline.default_schema.tables[t].get("x-stage-data-deduplicated") for t in ("events", "profiles")}
