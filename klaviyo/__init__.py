@@ -21,7 +21,7 @@ from .client import KlaviyoApi
 from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
 from .extract import batched_tables, plan_jobs, read_jobs
-from .hints import dimension_columns, report_columns, typed_report
+from .hints import dimension_columns, report_columns, report_for_run
 from .options import SourceOptions, validate_options
 from .ratelimit import RateLimiter
 from .records import parse_datetime, with_load_id
@@ -32,7 +32,6 @@ from .settings import (
     CURSOR_SAFETY_MARGIN,
     DEFAULT_BASE_URL,
     DEFAULT_REVISION,
-    PREDICTIVE_TIER,
     REPORTS,
     SOURCE_NAME,
     STAGE_DEDUPLICATED,
@@ -132,8 +131,8 @@ def klaviyo_source(
     parents: Dict[str, DltResource] = {}
     for name in with_parents(options.reports):
         if name in REPORTS:
-            report = typed_report(REPORTS[name], predictive_analytics, flatten_properties)
-            parents[name] = _report_resource(api, report, options, run_started, predictive_analytics)
+            report = report_for_run(REPORTS[name], predictive_analytics, flatten_properties)
+            parents[name] = _report_resource(api, report, options, run_started)
             yield parents[name]
         elif name == "campaigns_v1":
             yield dlt.resource(
@@ -168,11 +167,8 @@ def _incremental(report: Report, options: SourceOptions) -> Optional[dlt.sources
 
 
 def _report_resource(
-    api: KlaviyoApi, report: Report, options: SourceOptions, run_started: datetime, predictive: bool
+    api: KlaviyoApi, report: Report, options: SourceOptions, run_started: datetime
 ) -> DltResource:
-    tier, extra = report.tier, {}
-    if predictive and report.name == "profiles":
-        tier, extra = PREDICTIVE_TIER, {"additional-fields[profile]": "subscriptions,predictive_analytics"}
     min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.window
 
     def read(cursor: Optional[dlt.sources.incremental[Any]] = _incremental(report, options)) -> Iterator[TDataItems]:
@@ -182,10 +178,10 @@ def _report_resource(
         if resumable:
             window = resume_window(full, state)
             if options.chunk_records:
-                window = plan_chunk(api, report, window, tier, options.chunk_records, extra)
+                window = plan_chunk(api, report, window, report.tier, options.chunk_records)
         if not window.empty:
             jobs = plan_jobs(report, [window])
-            pages = read_jobs(api, report, jobs, tier, options.workers, extra, min_window)
+            pages = read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window)
             if report.row_format == "arrow":
                 load_id = dlt.current.load_package_state()["load_id"]
                 yield from (with_load_id(t, load_id) for t in batched_tables(pages, ARROW_BATCH_ROWS))

@@ -16,7 +16,7 @@ tables (`profiles__subscriptions__email__marketing__suppression`, ...).
 from dataclasses import replace
 from typing import Any, Dict, Iterable, Mapping, Sequence
 
-from .settings import SUPPRESSION_LISTS, Report
+from .settings import PREDICTIVE_TIER, SUPPRESSION_LISTS, Report
 
 TColumns = Dict[str, Dict[str, Any]]
 
@@ -44,9 +44,10 @@ _FLAT_EVENT_MONEY: Mapping[str, str] = {
 }
 
 
-def typed_report(report: Report, predictive_analytics: bool, flatten_properties: bool) -> Report:
-    """The report as this run reads it: its column types extended by the run's options, and
-    read as row dicts with everything left to dlt's flattening when `flatten_properties`.
+def report_for_run(report: Report, predictive_analytics: bool, flatten_properties: bool) -> Report:
+    """The report as this run reads it: with predictive analytics, profiles ask for them too
+    (and Klaviyo then serves them at tier M); column types extended by the run's options; read
+    as row dicts with everything left to dlt's flattening when `flatten_properties`.
 
     Args:
         report: The report's row in `REPORTS`.
@@ -56,6 +57,8 @@ def typed_report(report: Report, predictive_analytics: bool, flatten_properties:
     types: Dict[str, str] = dict(report.column_types)
     if report.name == "profiles" and predictive_analytics:
         types.update(_PREDICTIVE)
+        fields = report.params["additional-fields[profile]"] + ",predictive_analytics"
+        report = replace(report, tier=PREDICTIVE_TIER, params={**report.params, "additional-fields[profile]": fields})
     if report.name == "events" and flatten_properties:
         types.update(_FLAT_EVENT_MONEY)
     report = replace(report, column_types=types)

@@ -149,9 +149,11 @@ def _flat(attrs: Mapping[str, Any], prefix: str, into: Dict[str, Any], keep: Tup
     return into
 
 
+# Arrow types of the dlt types `column_types` may declare (timestamps and JSON are handled
+# before any cast: they are parsed and serialized).
 _ARROW_TYPES: Dict[str, pa.DataType] = {
     "text": pa.string(), "double": pa.float64(), "bigint": pa.int64(), "bool": pa.bool_(),
-    "decimal": pa.decimal128(38, 9), "timestamp": UTC_TIMESTAMP,
+    "decimal": pa.decimal128(38, 9),
 }  # fmt: skip
 
 

@@ -51,7 +51,8 @@ def repair_interrupted_packages(pipeline: dlt.Pipeline) -> List[str]:
         if not begun:
             continue
         schema = packages.load_schema(load_id)
-        if [table.pop(STAGE_DEDUPLICATED) for table in schema.tables.values() if STAGE_DEDUPLICATED in table]:
+        deduplicated = [table for table in schema.tables.values() if table.pop(STAGE_DEDUPLICATED, None)]
+        if deduplicated:
             packages.save_schema(load_id, schema)
             repaired.append(load_id)
     return repaired
