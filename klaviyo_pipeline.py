@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import Destination
+from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.common.exceptions import MissingDependencyException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klaviyo_source
@@ -165,14 +167,45 @@ def _with_file_format(destination: Any, file_format: Optional[str]) -> Any:
     """The destination with `file_format` as its preferred format: `run(loader_file_format=)`
     reaches only the resources' own tables, while child tables a resource routes by name
     would otherwise get the destination's default (jsonl on filesystem). The staging format
-    too, for BigQuery or Snowflake loading through a bucket (`staging_type = "filesystem"`)."""
-    if file_format is None:
-        return destination
-    preferred = {"preferred_loader_file_format": file_format, "preferred_staging_file_format": file_format}
+    too, for BigQuery or Snowflake loading through a bucket (`staging_type = "filesystem"`).
+    A name is resolved (and checked) here."""
+    preferred = {"preferred_loader_file_format": file_format, "preferred_staging_file_format": file_format} if file_format else {}
     if isinstance(destination, str):
-        return Destination.from_reference(destination, **preferred)
+        return _destination(destination, preferred)
     destination.caps_params.update(preferred)
     return destination
+
+
+def _destination(name: str, options: Dict[str, Any]) -> Destination:
+    """dlt's destination for `--destination` (a type like `postgres`, or a named destination
+    configured with `destination_type`). An unknown name, or a destination whose packages are
+    not installed, is bad input: one line naming the fix (dlt says it in a traceback, later)."""
+    try:
+        destination = Destination.from_reference(name, **options)
+    except UnknownDestinationModule:
+        raise KlaviyoConfigError(
+            f"--destination {name!r} is not a dlt destination; use one of: {', '.join(_destination_names())}"
+            f" (or a named destination with destination_type set in .dlt/config.toml)"
+        ) from None
+    assert destination is not None  # dlt returns None only for a None reference
+    try:
+        destination.client_class  # imports the destination's client and its packages
+    except (ModuleNotFoundError, MissingDependencyException) as error:
+        extra = destination.destination_type.rsplit(".", 1)[-1]
+        missing = f" ({error.name} is missing)" if isinstance(error, ModuleNotFoundError) and error.name else ""
+        raise KlaviyoConfigError(
+            f"--destination {name} needs packages that are not installed{missing};"
+            f' install them with: pip install "dlt[{extra}]=={dlt.__version__}"'
+        ) from None
+    return destination
+
+
+def _destination_names() -> List[str]:
+    """Names of the destination types dlt knows (its registry; `destination`, the decorator
+    for custom sinks, is left out: it needs code, not a name)."""
+    from dlt.common.destination.reference import DestinationReference
+
+    return sorted({ref.rsplit(".", 1)[-1] for ref in DestinationReference.DESTINATIONS} - {"destination"})
 
 
 def _location(pipeline: dlt.Pipeline, info: Any) -> str:

@@ -58,6 +58,7 @@ CASES: List[Any] = [
     ("missing scope (403)", ["--reports", "events"], {"SOURCES__KLAVIYO__API_KEY": LIMITED}, None, "The API key lacks the scope events:read to read the report events (403 on /api/events/)"),
     ("unknown revision (400)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__REVISION": "2031-01-01"}, None, "Klaviyo refused the request to /api/metrics/ (400) (parameter revision)"),
     ("v1 retired (410)", ["--reports", "campaigns_v1"], {}, None, "Klaviyo retired the v1 API on 2024-06-30"),
+    ("unknown destination", ["--reports", "metrics", "--destination", "nosuchdest"], {}, None, "--destination 'nosuchdest' is not a dlt destination; use one of: "),
 ]
 
 
@@ -99,3 +100,34 @@ def test_bad_input_ends_with_one_line_naming_problem_and_fix(case: Any, emulator
 
 def test_the_table_covers_at_least_twenty_kinds() -> None:
     assert len({c[0] for c in CASES}) >= 20
+
+
+def _uninstalled_destination() -> Optional[str]:
+    """A destination dlt knows whose packages are not installed here (its extra is missing)."""
+    from dlt.common.destination import Destination
+
+    for name in ("bigquery", "snowflake", "mssql", "clickhouse", "databricks"):
+        try:
+            Destination.from_reference(name).client_class
+        except ModuleNotFoundError:
+            return name
+    return None
+
+
+def test_a_destination_is_named_or_its_extra_asked_for_before_anything_is_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """dlt would print a traceback (unknown name) or fail at its sync step (missing extra);
+    the command says it in one line, before the pipeline's working directory exists."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SOURCES__KLAVIYO__API_KEY", KEY)
+    names = ["nosuchdest"] + ([_uninstalled_destination()] if _uninstalled_destination() else [])
+    errors = {}
+    for name in names:
+        code = klaviyo_pipeline.main(["--reports", "metrics", "--destination", name, "--pipelines-dir", str(tmp_path / "pipelines")])
+        errors[name] = capsys.readouterr().err.strip()
+        assert code == 1 and errors[name].startswith("error: ") and len(errors[name].splitlines()) == 1, errors[name]
+        assert not (tmp_path / "pipelines").exists()
+    listed = errors["nosuchdest"].split("use one of: ", 1)[1].split(" (", 1)[0].split(", ")
+    assert {"duckdb", "postgres", "filesystem", "bigquery", "snowflake"} <= set(listed) and "nosuchdest" not in listed
+    for name in names[1:]:
+        assert f'--destination {name} needs packages that are not installed' in errors[name]
+        assert f'pip install "dlt[{name}]==' in errors[name]
