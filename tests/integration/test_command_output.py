@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from tests.conftest import REPO
 from tests.integration.conftest import CliDemo, isolated_env, parse_summary
@@ -66,3 +67,31 @@ def test_an_unknown_progress_display_is_refused_before_any_work(tmp_path: Path) 
     bad = _run(tmp_path, "--progress", "fancy")
     assert bad.returncode == 2 and "invalid choice: 'fancy'" in bad.stderr
     assert not (tmp_path / "klaviyo.duckdb").exists()
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("report, path", [("metrics", "/api/metrics/"), ("campaigns_v1", "/api/v1/campaigns")])
+def test_each_retry_against_an_unreachable_host_is_said_on_stderr_before_the_final_error(tmp_path: Path, report: str, path: str) -> None:
+    key = "pk_UnreachableRetryKey_9d2e"
+    env = isolated_env(tmp_path, SOURCES__KLAVIYO__API_KEY=key, SOURCES__KLAVIYO__BASE_URL=f"http://127.0.0.1:{_closed_port()}",
+                       RUNTIME__REQUEST_MAX_ATTEMPTS="3", RUNTIME__REQUEST_BACKOFF_FACTOR="0.05")
+    out = subprocess.run(
+        [sys.executable, str(REPO / "klaviyo_pipeline.py"), "--reports", report, "--pipelines-dir", "p", "--progress", "none"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert out.returncode == 1, out.stderr[-2000:]
+    lines = out.stderr.strip().splitlines()
+    retries = [re.search(r"Klaviyo GET (\S+) failed \((\w+)\), attempt (\d) of 3; next try in ([0-9.]+) s$", line) for line in lines[:-1]]
+    assert all(retries) and len(retries) == 2, out.stderr
+    assert [(m.group(1), m.group(2), int(m.group(3))) for m in retries] == [(path, "ConnectionError", 1), (path, "ConnectionError", 2)]
+    assert all(0 < float(m.group(4)) <= 0.05 * 2 + 1.0 for m in retries)  # backoff plus at most 1 s of jitter
+    assert lines[-1].startswith(f"error: Klaviyo could not be read at {path} after all retries (ConnectionError)")
+    assert key not in out.stdout + out.stderr
