@@ -46,7 +46,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--chunk-records", type=int, default=250_000, help="resumable backfills: commit a long range in chunks of about this many records, one run each (default 250000; 0 = one run)")
     parser.add_argument("--aggregate-query", action="append", default=[], metavar="FILE", help="JSON file with named metric-aggregate queries (repeatable)")
     parser.add_argument("--pipelines-dir", help="dlt pipelines working directory (default ~/.dlt/pipelines)")
-    parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES, help="dlt progress display (default auto: tqdm bars on a terminal, periodic log lines otherwise; enlighten and alive_progress need their package)")
+    parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES, help="dlt progress display (default auto: tqdm bars on a terminal, log lines otherwise: one per step every 10 s and one per table when a step ends; enlighten and alive_progress need their package)")
     parser.add_argument("--export-schema-path", metavar="DIR", help="write the dlt schema as DIR/klaviyo.schema.yaml after the run (the repository keeps schemas/export)")
     return parser.parse_args(argv)
 
@@ -54,10 +54,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 PROGRESS_CHOICES = ("auto", "log", "tqdm", "enlighten", "alive_progress", "none")
 
 
-def _progress(choice: str) -> Optional[str]:
-    """dlt's progress collector name for `--progress` (None = no progress display)."""
+def _progress(choice: str) -> Any:
+    """dlt's progress collector for `--progress`: a name dlt knows, None (no display), or for
+    `log` the command's own `ProgressLog` (a few true lines per step; see klaviyo_progress.py)."""
     if choice == "auto":
-        return "tqdm" if sys.stderr.isatty() else "log"
+        choice = "tqdm" if sys.stderr.isatty() else "log"
+    if choice == "log":
+        from klaviyo_progress import ProgressLog
+
+        return ProgressLog()
     return None if choice == "none" else choice
 
 

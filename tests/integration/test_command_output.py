@@ -1,11 +1,13 @@
 """What `klaviyo_pipeline.py` prints: progress while it runs and the closing summary (rows per
 table, elapsed time, destination, dataset and the DuckDB file), checked against the data."""
 
+import io
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import dlt
 import duckdb
 import pytest
 
@@ -41,11 +43,75 @@ def test_the_summary_says_where_the_data_went_and_how_long_it_took(cli_demo: Cli
     assert "Inspect: dlt pipeline --pipelines-dir pipelines klaviyo info | trace | schema | show" in cli_demo.stdout
 
 
-def test_the_log_progress_reports_every_stage(cli_demo: CliDemo) -> None:
+def test_the_log_progress_says_each_stage_and_table_in_a_few_true_lines(cli_demo: CliDemo) -> None:
+    """A line per table and step when each step ends, plus one per step every 10 s while it
+    runs (dlt's LogCollector printed 292 lines here, every counter every second)."""
+    progress = cli_demo.stdout[:cli_demo.stdout.index("Loaded into ")].splitlines()
+    assert progress and all(re.match(r"(Extract|Normalize|Load) klaviyo( in \S+)?: ", line) for line in progress), progress
     for stage in ("Extract klaviyo", "Normalize klaviyo", "Load klaviyo"):
-        assert stage in cli_demo.stdout
-    assert re.search(r"^events: \d+", cli_demo.stdout, re.M), "per-resource progress lines"
-    assert cli_demo.stdout.index("Load klaviyo") < cli_demo.stdout.index("Loaded into ")
+        assert any(line.startswith(stage) for line in progress)
+    summary = parse_summary(cli_demo.stdout)
+    extracted = {m.group(1): int(m.group(2).replace(",", "")) for m in map(EXTRACTED_TABLE.match, progress) if m}
+    assert {t: n for t, n in extracted.items() if not t.startswith("_dlt")} == summary
+    elapsed = float(re.search(r"^Loaded into \S+ dataset \S+ in ([0-9.]+) s:$", cli_demo.stdout, re.M).group(1))
+    steps = 4  # extract (and dlt's extract of the pipeline state), normalize, load
+    assert len(progress) <= steps * (2 + elapsed / 10) + 2 * (len(summary) + 1), "\n".join(progress)
+    assert "psutil" not in cli_demo.stderr
+
+
+EXTRACTED_TABLE = re.compile(r"^Extract klaviyo: (\w+) ([0-9,]+) rows?$")
+
+
+def test_progress_lines_rate_rows_over_the_step_and_come_once_a_period() -> None:
+    """`ProgressLog` on a clock the test moves: a table whose rows arrive at once right after
+    the step starts does not show millions per second, and lines come every period."""
+    from klaviyo_progress import ProgressLog
+
+    out = io.StringIO()
+    now = [100.0]
+    log = ProgressLog(log_period=10.0, stream=out)
+    log._clock = lambda: now[0]  # type: ignore[method-assign]
+    feed = [(0.0, "Resources", 0, 3), (0.000001, "templates", 10, None), (4.0, "events", 100, None), (11.0, "events", 890, None),
+            (12.0, "Resources", 2, None), (19.0, "Resources", 1, None)]
+    with log("Extract klaviyo"):
+        for at, name, inc, total in feed:
+            now[0] = 100.0 + at
+            log.update(name, inc, total)
+        now[0] = 120.0
+    lines = out.getvalue().splitlines()
+    assert [line.split(" | ")[:3] for line in lines[:2]] == [
+        ["Extract klaviyo: 11.0 s", "Resources 0/3", "1,000 rows, 91/s"],
+        ["Extract klaviyo: done in 20.0 s", "Resources 3/3", "1,000 rows, 50/s"],
+    ]
+    assert re.search(r" \| RSS [0-9,]+ MB, CPU \d+%$", lines[1])
+    assert lines[2:] == ["Extract klaviyo: events 990 rows", "Extract klaviyo: templates 10 rows"]
+
+
+def test_the_log_progress_asks_nothing_of_psutil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dlt's LogCollector warns on every run when psutil is missing; the command's does not
+    need it (requirements.txt installs it for the memory and CPU figures)."""
+    import importlib
+    import warnings
+
+    import klaviyo_pipeline
+    import klaviyo_progress
+
+    monkeypatch.setitem(sys.modules, "psutil", None)  # as if not installed
+    importlib.reload(klaviyo_progress)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            collector = klaviyo_pipeline._progress("log")
+            dlt.pipeline("progress_check", pipelines_dir=str(tmp_path), progress=collector)
+        assert not [w for w in caught if "psutil" in str(w.message)]
+        out = io.StringIO()
+        collector.logger = out
+        with collector("Load klaviyo"):
+            collector.update("Jobs", 1, 1)
+        assert out.getvalue().startswith("Load klaviyo: done in ") and "Jobs 1/1" in out.getvalue() and "RSS" not in out.getvalue()
+    finally:
+        monkeypatch.undo()
+        importlib.reload(klaviyo_progress)
 
 
 def _run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
