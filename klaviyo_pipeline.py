@@ -9,9 +9,12 @@ Pipeline name `klaviyo`, so `dlt pipeline klaviyo info|trace|schema|show` find i
 
 import argparse
 import os
+import shlex
+import shutil
 import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
@@ -236,8 +239,31 @@ def _print_summary(pipeline: dlt.Pipeline, counts: Dict[str, int], elapsed: floa
         print(f"  {'total':<{width}} {sum(tables.values()):>10} rows")
     else:
         print("  nothing new")
-    where = f" --pipelines-dir {pipelines_dir}" if pipelines_dir else ""
-    print(f"Inspect: dlt pipeline{where} {pipeline.pipeline_name} info | trace | schema | show")
+    print(_inspect_hint(pipeline.pipeline_name, pipelines_dir))
+
+
+def _inspect_hint(pipeline_name: str, pipelines_dir: Optional[str]) -> str:
+    """The closing `Inspect:` line, a command that works as printed (from the same directory):
+    `dlt` when PATH finds this Python's dlt (an activated virtualenv), else that script's path
+    (`.venv/bin/dlt`). `show` also needs the virtualenv's bin on PATH (dlt starts `marimo` by
+    name), so without it the line says to activate the virtualenv first."""
+    bin_dir = Path(sys.executable).parent
+    script = shutil.which("dlt", path=str(bin_dir))
+    found = shutil.which("dlt")
+    where = f" --pipelines-dir {shlex.quote(pipelines_dir)}" if pipelines_dir else ""
+    args = f"pipeline{where} {pipeline_name} info"
+    if script and found and os.path.samefile(script, found):
+        return f"Inspect: dlt {args}   (or trace, schema, show)"
+    command = _shell_path(script) if script else f"{_shell_path(sys.executable)} -m dlt"
+    activate = bin_dir / "activate"
+    show = f"; for show, the dashboard, first activate the virtualenv: . {_shell_path(str(activate))}" if activate.exists() else ""
+    return f"Inspect: {command} {args}   (or trace, schema{show})"
+
+
+def _shell_path(path: str) -> str:
+    """`path` for a shell command: relative to the current directory when inside it."""
+    relative = os.path.relpath(path)
+    return shlex.quote(path if relative.startswith("..") else relative)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
