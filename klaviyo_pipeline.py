@@ -272,16 +272,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         run(args)
     except (KlaviyoConfigError, KlaviyoApiError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_said(error)}", file=sys.stderr)
         return 1
     except ConfigFieldMissingException as error:
         print(f"error: missing configuration {', '.join(error.fields)}; set SOURCES__KLAVIYO__API_KEY or [sources.klaviyo] api_key in .dlt/secrets.toml, or try --demo", file=sys.stderr)
         return 1
     except PipelineStepFailed as error:
         cause = _root_cause(error)
-        print(f"error: {cause}", file=sys.stderr)
+        print(f"error: {_said(cause)}", file=sys.stderr)
         return 1
     return 0
+
+
+# The flags that set the source's arguments: errors name what the user typed.
+FLAGS = {"start_date": "--start", "end_date": "--end", "chunk_records": "--chunk-records"}
+
+
+def _said(error: BaseException) -> str:
+    """The error's one line, arguments called by the command's flags."""
+    return error.worded(FLAGS) if isinstance(error, KlaviyoConfigError) else str(error)
 
 
 def _root_cause(error: BaseException) -> BaseException:

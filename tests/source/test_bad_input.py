@@ -4,6 +4,7 @@ with the key in it."""
 
 import json
 import os
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
@@ -31,15 +32,19 @@ def _query(**attributes: Any) -> Dict[str, Any]:
 CASES: List[Any] = [
     ("no key", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": ""}, None, "No Klaviyo API key; set SOURCES__KLAVIYO__API_KEY"),
     ("key with spaces", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_a b"}, None, "contains white space"),
+    ("key without pk_", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "garbage"}, None, "The Klaviyo API key does not start with pk_; use a private API key"),
+    ("public key (site ID)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "AbC123"}, None, "not the 6-character public key (site ID)"),
+    ("truncated key", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_"}, None, "The Klaviyo API key is malformed: after pk_ come letters and digits"),
+    ("key in quotes", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "'pk_0123456789abcdef'"}, None, "does not start with pk_"),
     ("malformed revision", ["--reports", "metrics"], {"SOURCES__KLAVIYO__REVISION": "2023/10/15"}, None, "revision '2023/10/15' is malformed; use YYYY-MM-DD"),
     ("unknown report", ["--reports", "events,evnts"], {}, None, "Unknown report 'evnts'; choose from"),
     ("no report", ["--reports", ","], {}, None, "No report selected"),
-    ("malformed start", ["--reports", "events", "--start", "2024-01-02 23:20:49"], {}, None, "start_date '2024-01-02 23:20:49' is not a datetime in the format YYYY-MM-DDTHH:MM:SSZ"),
-    ("malformed end", ["--reports", "events", "--start", "2024-01-02T23:20:49Z", "--end", "2024-01-09"], {}, None, "end_date '2024-01-09' is not a datetime"),
-    ("end without start", ["--reports", "events", "--end", "2024-01-09T00:00:00Z"], {}, None, "end_date needs start_date"),
-    ("end before start", ["--reports", "events", "--start", "2024-01-09T00:00:00Z", "--end", "2024-01-02T00:00:00Z"], {}, None, "is not before end_date"),
-    ("start in the future", ["--reports", "events", "--start", f"{NOW.year + 1}-01-01T00:00:00Z"], {}, None, "lies in the future"),
-    ("custom dates on an undated report", ["--reports", "events,metrics", "--start", "2024-01-02T00:00:00Z", "--end", "2024-01-09T00:00:00Z"], {}, None, "Custom dates cannot be served for metrics"),
+    ("malformed start", ["--reports", "events", "--start", "2024-01-02 23:20:49"], {}, None, "--start '2024-01-02 23:20:49' is not a datetime in the format YYYY-MM-DDTHH:MM:SSZ"),
+    ("malformed end", ["--reports", "events", "--start", "2024-01-02T23:20:49Z", "--end", "2024-01-09"], {}, None, "--end '2024-01-09' is not a datetime"),
+    ("end without start", ["--reports", "events", "--end", "2024-01-09T00:00:00Z"], {}, None, "--end needs --start; give both (custom dates) or neither"),
+    ("end before start", ["--reports", "events", "--start", "2024-01-09T00:00:00Z", "--end", "2024-01-02T00:00:00Z"], {}, None, "--start 2024-01-09T00:00:00Z is not before --end 2024-01-02T00:00:00Z"),
+    ("start in the future", ["--reports", "events", "--start", f"{NOW.year + 1}-01-01T00:00:00Z"], {}, None, "--start " + f"{NOW.year + 1}-01-01T00:00:00Z lies in the future"),
+    ("custom dates on an undated report", ["--reports", "events,metrics", "--start", "2024-01-02T00:00:00Z", "--end", "2024-01-09T00:00:00Z"], {}, None, "Custom dates cannot be served for metrics: Klaviyo cannot filter it by date; drop it from the reports or run it without --start/--end"),
     ("non-http base_url", ["--reports", "metrics"], {"SOURCES__KLAVIYO__BASE_URL": "ftp://a.klaviyo.com"}, None, "base_url 'ftp://a.klaviyo.com' is not an http(s) URL"),
     ("workers below 1", ["--reports", "metrics"], {"SOURCES__KLAVIYO__WORKERS": "0"}, None, "workers 0 is below its minimum 1; set it to 1 or more"),
     ("negative lookback", ["--reports", "metrics"], {"SOURCES__KLAVIYO__LOOKBACK_HOURS": "-2"}, None, "lookback_hours -2.0 is below its minimum 0"),
@@ -53,7 +58,7 @@ CASES: List[Any] = [
     ("bad time zone", ["--reports", "metric_aggregates"], {}, _query(timezone="Mars/Olympus"), "is not an IANA time zone name"),
     ("aggregates without a query", ["--reports", "metric_aggregates"], {}, None, "needs at least one query"),
     ("missing query file", ["--reports", "metric_aggregates", "--aggregate-query", "/nonexistent/q.json"], {}, None, "does not exist"),
-    ("chunk too small", ["--reports", "events", "--chunk-records", "5"], {}, None, "chunk_records 5 is below its minimum 100"),
+    ("chunk too small", ["--reports", "events", "--chunk-records", "5"], {}, None, "--chunk-records 5 is below its minimum 100"),
     ("rejected key (401)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_wrong_key_zz"}, None, "Klaviyo rejected the API key (401 on /api/metrics/)"),
     ("missing scope (403)", ["--reports", "events"], {"SOURCES__KLAVIYO__API_KEY": LIMITED}, None, "The API key lacks the scope events:read to read the report events (403 on /api/events/)"),
     ("unknown revision (400)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__REVISION": "2031-01-01"}, None, "Klaviyo refused the request to /api/metrics/ (400) (parameter revision)"),
@@ -73,6 +78,7 @@ def emulator() -> Iterator[Emulator]:
 def test_bad_input_ends_with_one_line_naming_problem_and_fix(case: Any, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     _, args, env, query_text, expected = case
     monkeypatch.chdir(tmp_path)
+    emulator.clear_log()
     monkeypatch.setenv("SOURCES__KLAVIYO__API_KEY", KEY)
     monkeypatch.setenv("SOURCES__KLAVIYO__BASE_URL", emulator.base_url)
     monkeypatch.setenv("RUNTIME__REQUEST_MAX_ATTEMPTS", "2")
@@ -89,6 +95,8 @@ def test_bad_input_ends_with_one_line_naming_problem_and_fix(case: Any, emulator
     assert len(lines) == 1 and lines[0].startswith("error: "), err
     assert expected in lines[0]
     assert KEY not in err and LIMITED not in err
+    if not re.search(r"\(4\d\d\)$", case[0]):  # every refusal but Klaviyo's own comes before any request
+        assert emulator.request_log == [], [r.path for r in emulator.request_log]
     database = tmp_path / "klaviyo.duckdb"
     if database.exists():  # API refusals happen in extract: the run writes no table
         import duckdb
