@@ -161,3 +161,39 @@ def test_each_retry_against_an_unreachable_host_is_said_on_stderr_before_the_fin
     assert all(0 < float(m.group(4)) <= 0.05 * 2 + 1.0 for m in retries)  # backoff plus at most 1 s of jitter
     assert lines[-1].startswith(f"error: Klaviyo could not be read at {path} after all retries (ConnectionError)")
     assert key not in out.stdout + out.stderr
+
+
+def _help(capsys: pytest.CaptureFixture) -> str:
+    """`--help`'s text, unwrapped."""
+    import klaviyo_pipeline
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(SystemExit):
+        patch.setenv("COLUMNS", "1000")  # argparse would wrap a long path mid-word
+        klaviyo_pipeline.parse_args(["--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def _names(text: str) -> set:
+    return {n.strip("` ") for n in re.split(r",| and ", text) if n.strip("` ")}
+
+
+def test_the_help_readme_and_config_agree_with_the_code_on_what_the_default_leaves_out(capsys: pytest.CaptureFixture) -> None:
+    import klaviyo_pipeline
+    from klaviyo.settings import ALL_REPORT_NAMES, DEFAULT_REPORTS
+
+    left_out = set(ALL_REPORT_NAMES) - set(DEFAULT_REPORTS)
+    demo_left_out = set(ALL_REPORT_NAMES) - set(klaviyo_pipeline.DEMO_REPORTS.split(","))
+    assert left_out == {"campaigns_v1", "segment_profiles"} and demo_left_out == {"campaigns_v1"}
+    said = re.search(r"\(default: all but (.+?); --demo: all but (.+?)\)", _help(capsys))
+    assert said and (_names(said.group(1)), _names(said.group(2))) == (left_out, demo_left_out)
+    row = re.search(r"^\| `--reports a,b` \| .*\(default: all but (.+?)\) \|$", (REPO / "README.md").read_text(encoding="utf-8"), re.M)
+    assert row and _names(row.group(1)) == left_out
+    config = re.search(r"^# reports = .*# default: every report but (.+)$", (REPO / ".dlt" / "config.toml").read_text(encoding="utf-8"), re.M)
+    assert config and _names(config.group(1)) == left_out
+
+
+def test_the_help_names_the_pipelines_dir_dlt_uses_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """dlt's default is not always ~/.dlt/pipelines (as root it is /var/dlt/pipelines)."""
+    monkeypatch.setenv("DLT_DATA_DIR", str(tmp_path / "data"))
+    assert f"(default dlt's, here {tmp_path / 'data' / 'pipelines'})" in _help(capsys)
+    assert not (tmp_path / "data").exists()
