@@ -198,7 +198,7 @@ def _destination(name: str, options: Dict[str, Any]) -> Destination:
         ) from None
     assert destination is not None  # dlt returns None only for a None reference
     try:
-        destination.client_class  # imports the destination's client and its packages
+        _ = destination.client_class  # imports the destination's client and its packages
     except (ModuleNotFoundError, MissingDependencyException) as error:
         extra = destination.destination_type.rsplit(".", 1)[-1]
         missing = f" ({error.name} is missing)" if isinstance(error, ModuleNotFoundError) and error.name else ""

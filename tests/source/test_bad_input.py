@@ -116,7 +116,7 @@ def _uninstalled_destination() -> Optional[str]:
 
     for name in ("bigquery", "snowflake", "mssql", "clickhouse", "databricks"):
         try:
-            Destination.from_reference(name).client_class
+            _ = Destination.from_reference(name).client_class
         except ModuleNotFoundError:
             return name
     return None
