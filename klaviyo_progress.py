@@ -1,6 +1,6 @@
 """The command's progress display for logs (`--progress log`, or `auto` off a terminal).
 
-dlt's `LogCollector` (1.31) suits a terminal poorly watched and a log badly: once a second it
+dlt's `LogCollector` (1.31) makes a poor log: once a second it
 prints every counter of the step, one line each (a demo run printed 292 lines); a counter's
 rate is its count over the time since *its* first update, so a table whose first batch comes
 in one piece shows `Rate: 340656128.00/s`; its `Resources: 0/14` counts dlt resources, not the
@@ -12,7 +12,7 @@ and one per table, with rates over the step's own elapsed time.
 """
 
 import sys
-from typing import Dict, List, Optional, TextIO
+from typing import Any, Dict, List, Optional, TextIO
 
 from dlt.common.runtime.collector import LogCollector
 
@@ -42,6 +42,7 @@ class ProgressLog(LogCollector):
         super().__init__(log_period=log_period, logger=stream or "stdout", dump_system_stats=False)
         self._process = psutil.Process() if psutil else None
         self._step_start = 0.0
+        self._failed = False
 
     def _start(self, step: str) -> None:
         super()._start(step)
@@ -50,11 +51,15 @@ class ProgressLog(LogCollector):
         if self._process:
             self._process.cpu_percent()  # starts the CPU measurement of the first period
 
+    def __exit__(self, exc_type: Any, exc_val: Any, exc_tb: Any) -> None:
+        self._failed = exc_type is not None  # the closing line says "failed after", not "done in"
+        super().__exit__(exc_type, exc_val, exc_tb)
+
     def on_log(self) -> None:
-        self._write([self._step_line(done=False)])
+        self._write([self._step_line()])
 
     def _stop(self) -> None:
-        lines = [self._step_line(done=True)]
+        lines = [self._step_line("failed after " if self._failed else "done in ")]
         lines += [f"{self.step}: {name} {_rows(count)}" for name, count in sorted(self._tables().items())]
         self._write(lines)
         self.counters = None  # type: ignore[assignment]
@@ -69,10 +74,10 @@ class ProgressLog(LogCollector):
             if self.counter_info[key].description.split(" ")[0] not in STEP_COUNTERS
         }
 
-    def _step_line(self, done: bool) -> str:
-        """`<step>: 12.3 s | Resources 5/14 | 22,413 rows, 1,822/s | RSS 301 MB, CPU 87%`."""
+    def _step_line(self, ending: str = "") -> str:
+        """`<step>: [ending]12.3 s | Resources 5/14 | 22,413 rows, 1,822/s | RSS 301 MB, CPU 87%`."""
         elapsed = self._clock() - self._step_start
-        parts = [f"{'done in ' if done else ''}{elapsed:.1f} s"]
+        parts = [f"{ending}{elapsed:.1f} s"]
         for key, count in self.counters.items():
             info = self.counter_info[key]
             if info.description.split(" ")[0] in STEP_COUNTERS:

@@ -85,6 +85,13 @@ def test_progress_lines_rate_rows_over_the_step_and_come_once_a_period() -> None
     ]
     assert re.search(r" \| RSS [0-9,]+ MB, CPU \d+%$", lines[1])
     assert lines[2:] == ["Extract klaviyo: events 990 rows", "Extract klaviyo: templates 10 rows"]
+    out.truncate(0)
+    out.seek(0)
+    with pytest.raises(RuntimeError), log("Load klaviyo"):
+        log.update("Jobs", 0, 2)
+        now[0] = 121.5
+        raise RuntimeError("a failed load")
+    assert out.getvalue().startswith("Load klaviyo: failed after 1.5 s | Jobs 0/2 | RSS ")
 
 
 def test_the_log_progress_asks_nothing_of_psutil(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
