@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from klaviyo_emulator import Emulator, EmulatorConfig
+from tests.conftest import load_spec
 
-SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared/klaviyo-api/openapi-2023-10-15.json"
 NOW = datetime(2023, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
 LIMITED = "pk_limited_test"
 
@@ -89,7 +88,5 @@ def http(emu: Emulator) -> Http:
 
 @pytest.fixture(scope="session")
 def spec() -> dict:
-    """The official OpenAPI spec (tests only; the emulator never reads it)."""
-    if not SPEC_PATH.exists():
-        pytest.skip(f"spec not found at {SPEC_PATH}")
-    return json.loads(SPEC_PATH.read_text())
+    """The official OpenAPI spec, 2023-10-15 (tests only; the emulator never reads it)."""
+    return load_spec()
