@@ -20,10 +20,10 @@ from klaviyo import ratelimit as ratelimit_module
 from klaviyo.client import KlaviyoApi
 from klaviyo.extract import ReadJob, _Splitter, read_job
 from klaviyo.ratelimit import BURST_WINDOW_S, STEADY_WINDOW_S, WINDOW_MARGIN_S, RateLimiter
-from klaviyo.settings import DEFAULT_REVISION, REPORTS, Tier
+from klaviyo.settings import DEFAULT_REVISION, REPORTS, TIERS, Tier
 from klaviyo.windows import Window
 from klaviyo_emulator import Emulator, EmulatorConfig
-from tests.conftest import column, edit_pages, query
+from tests.conftest import column, edit_pages, load_spec, query
 
 UTC = timezone.utc
 START = "2000-01-01T00:00:00Z"
@@ -257,8 +257,18 @@ def test_custom_dates_on_shared_datetimes_split_across_workers(emulator: Emulato
 # ------------------------------------------------------------------ the limiter against the server
 
 
+def _spec_limits(path: str) -> Tier:
+    """Klaviyo's limits of GET `path` (its OpenAPI spec's `x-klaviyo-ratelimit`, e.g. 3/s, 60/m)."""
+    limits = load_spec()["paths"][path]["get"]["x-klaviyo-ratelimit"]
+    return Tier(int(limits["burst"].removesuffix("/s")), int(limits["steady"].removesuffix("/m")))
+
+
 def test_sixteen_workers_stay_within_the_burst_of_tier_s_and_get_no_429(make_pipeline: Any) -> None:
-    # Flows are tier S: 3 requests per second, 60 per minute, enforced by the emulator.
+    # GET /api/flows/ is tier S in Klaviyo's spec (3 requests a second, 60 a minute), enforced by
+    # the emulator; the source must pace its 16 workers under it from its own report table.
+    tier_s = _spec_limits(REPORTS["flows"].path)
+    assert tier_s == Tier(3, 60), "the spec's tier S"
+    assert TIERS[REPORTS["flows"].tier] == tier_s, "the source paces flows at the limits Klaviyo gives /api/flows/"
     config = EmulatorConfig(seed=3, flows=1200, events=10, profiles=10, rate_limits=True, latency_ms=5)
     with Emulator(config) as emu:
         limiter = RateLimiter.for_account(emu.base_url, emu.api_key)
@@ -268,8 +278,9 @@ def test_sixteen_workers_stay_within_the_burst_of_tier_s_and_get_no_429(make_pip
         assert [e.status for e in entries].count(429) == 0
         assert limiter.throttled() == 0
         assert 24 <= len(entries) <= 45
-        assert REPORTS["flows"].tier == "S"
-        assert _max_per_window([e.started for e in entries], 1.0) <= 3
+        started = [e.started for e in entries]
+        assert _max_per_window(started, 1.0) <= tier_s.burst_per_second
+        assert _max_per_window(started, 60.0) <= tier_s.steady_per_minute
         assert limiter.waited_s > 2  # the workers asked for more than the tier allows
         flows = sorted(r["id"] for r in emu.account.records("flow"))
         assert sorted(column(pipeline, "flows")) == flows and _extracted(pipeline, "flows") == len(flows)
