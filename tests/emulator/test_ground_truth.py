@@ -251,6 +251,7 @@ def test_mutations_are_served() -> None:
         assert again["mutated_at"] > at
 
 
+@pytest.mark.timing
 def test_a_million_events_and_100k_profiles_stay_compact() -> None:
     import os
     import time
@@ -270,4 +271,7 @@ def test_a_million_events_and_100k_profiles_stay_compact() -> None:
     assert len(last["data"]) == len(window["data"]) == 200 and len(profiles["data"]) == 100
     assert window["data"][0]["attributes"]["datetime"] >= "2023-10-15T00:00:00+00:00"
     assert grown < 300 * 2**20, f"grew {grown / 2**20:.0f} MiB"
-    assert time.perf_counter() - t0 < 20
+    # Tolerance: 20 s, ~25x the ~0.8 s this takes on the 2-vCPU test VM: it fails only if building
+    # and serving the account got that much slower (e.g. no longer lazy), or the machine stalled.
+    took = time.perf_counter() - t0
+    assert took < 20, f"took {took:.1f} s (limit 20 s)"
