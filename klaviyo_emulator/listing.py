@@ -361,13 +361,15 @@ class Lister:
                       fields: tuple[str, ...] | None) -> Page:
         """An events page in 2026-07-15's shapes (attributions, unresolved metrics)."""
         acc = self.account
-        data = [render_2026.event_resource(acc, i, fields) for i in chosen]
+        raw = fields is None
+        data: list[Any] = ([render_2026.event_json(acc, i) for i in chosen] if raw
+                           else [render_2026.event_resource(acc, i, fields) for i in chosen])
         included: list[Record] = []
         seen: set[str] = set()
-        for i, res in zip(chosen, data):
-            rels = res["relationships"]
-            if "metric" in req.include and "metric" in rels:
-                mid = rels["metric"]["data"]["id"]
+        for i in chosen if req.include else ():
+            m = acc.events.metric_index(i)
+            if "metric" in req.include and render_2026.metric_resolved(acc, i, m):
+                mid = acc.metric_ids[m]
                 if ("m" + mid) not in seen and mid in acc.small["metric"]:
                     seen.add("m" + mid)
                     included.append(render_2026.resource(acc, acc.small["metric"][mid],
@@ -379,10 +381,10 @@ class Lister:
                     seen.add("p" + pid)
                     included.append(render_2026.profile_resource(acc, p, (),
                                                                  req.fields.get("profile")))
-            if "attributions" in req.include and rels["attributions"]["data"]:
+            if "attributions" in req.include:
                 eid, *_, found = render_2026.event_parts(acc, i)
                 included += [render_2026.attribution_resource(acc, eid, a) for a in found]
-        return Page(data, included, chosen[-1] if more else None)
+        return Page(data, included, chosen[-1] if more else None, raw)
 
 
 def _text(value: Any) -> str:

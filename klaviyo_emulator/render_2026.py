@@ -341,8 +341,25 @@ def event_resource(acc: "Account", i: int, fields: tuple[str, ...] | None = None
 
 
 def event_json(acc: "Account", i: int) -> str:
-    """Serialized `event_resource(acc, i)` (the hot path of 1000-event pages)."""
-    return orjson.dumps(event_resource(acc, i)).decode()
+    """Serialized `event_resource(acc, i)`, equal to it; the hot path of 1000-event pages
+    (one f-string instead of nested dicts, as `Account.event_json` for 2023-10-15)."""
+    eid, ts, props, uid, m, p, attributions = event_parts(acc, i)
+    own = f"{acc.base_url}/api/events/{eid}"
+    pj = orjson.dumps(props).decode()
+    metric = ""
+    if m >= 0:
+        metric = (f'"metric":{{"data":{{"type":"metric","id":"{acc.metric_ids[m]}"}},'
+                  f'"links":{{"self":"{own}/relationships/metric","related":"{own}/metric"}}}},')
+    refs = ",".join(f'{{"type":"attribution","id":"{a["id"]}"}}' for a in attributions)
+    return (
+        f'{{"type":"event","id":"{eid}","attributes":{{"timestamp":{ts},'
+        f'"event_properties":{pj},"datetime":"{fmt_ts(ts)}","uuid":"{uid}"}},'
+        f'"relationships":{{"profile":{{"data":{{"type":"profile",'
+        f'"id":"{acc.profiles.ids[p]}"}},"links":{{"self":"{own}/relationships/profile",'
+        f'"related":"{own}/profile"}}}},{metric}"attributions":{{"data":[{refs}],'
+        f'"links":{{"self":"{own}/relationships/attributions",'
+        f'"related":"{own}/attributions"}}}}}},"links":{{"self":"{own}"}}}}'
+    )
 
 
 def attribution_resource(acc: "Account", event_id: str, attribution: dict[str, str]) -> Record:

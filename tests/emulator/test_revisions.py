@@ -239,3 +239,13 @@ def test_limited_key_and_revision_404_order(emu: Emulator) -> None:
     assert http.get("/api/metrics", headers={"Authorization": None}).status_code == 401
     r = http.get("/api/metrics", headers={"Authorization": f"Klaviyo-API-Key {LIMITED}"})
     assert r.status_code == 404
+
+
+def test_fast_event_json_equals_the_resource(emu: Emulator) -> None:
+    import orjson
+
+    from klaviyo_emulator import render_2026
+    acc = emu.account
+    orders = [i for i in range(len(acc.events)) if render_2026.event_parts(acc, i)[-1]][:50]
+    for i in [*sorted(acc.unresolved), *orders, *range(200)]:
+        assert orjson.loads(render_2026.event_json(acc, i)) == render_2026.event_resource(acc, i)
