@@ -223,6 +223,29 @@ class Account:
             if _matches(res, filters):
                 yield res
 
+    def attribution_rows(self) -> list[dict[str, str | None]]:
+        """Every attribution of the served events (2026-07-15), flat and ascending by event:
+        `attribution_id`, `event_id`, `campaign_id`, `campaign_message_id`, `flow_id`,
+        `flow_message_id` (None where it does not apply)."""
+        rows = []
+        for res in self.records("attribution", revision="2026-07-15"):
+            rel = res["relationships"]
+            row: dict[str, str | None] = {"attribution_id": res["id"]}
+            for name in ("event", "campaign", "campaign-message", "flow", "flow-message"):
+                row[name.replace("-", "_") + "_id"] = rel[name]["data"]["id"] if name in rel else None
+            rows.append(row)
+        return rows
+
+    def unresolved_event_ids(self) -> set[str]:
+        """Ids of the events 2026-07-15 serves without a metric (see newer_data)."""
+        with self.lock:
+            found = set(self.unresolved)
+            if self.hidden_metrics:
+                found |= {i for i in range(len(self.events))
+                          if self.events.metric_index(i) in self.hidden_metrics}
+            return {self.events.event_id(i) for i in found
+                    if self.event_visible(i, "2026-07-15")}
+
     def events_between(self, start: datetime | None, end: datetime | None,
                        revision: str = OLDEST_REVISION) -> Iterator[Record]:
         """Events with start <= datetime < end (aware datetimes; None = open), ascending."""

@@ -249,3 +249,29 @@ def test_fast_event_json_equals_the_resource(emu: Emulator) -> None:
     orders = [i for i in range(len(acc.events)) if render_2026.event_parts(acc, i)[-1]][:50]
     for i in [*sorted(acc.unresolved), *orders, *range(200)]:
         assert orjson.loads(render_2026.event_json(acc, i)) == render_2026.event_resource(acc, i)
+
+
+def test_flat_ground_truth_helpers(emu: Emulator) -> None:
+    acc = emu.account
+    rows = acc.attribution_rows()
+    resources = list(acc.records("attribution", revision=NEW))
+    assert [r["attribution_id"] for r in rows] == [a["id"] for a in resources]
+    assert all(r["event_id"] and (r["campaign_id"] or r["flow_id"]) for r in rows)
+    assert all((r["campaign_id"] is None) == (r["campaign_message_id"] is None) for r in rows)
+    no_metric = {e["id"] for e in acc.records("event", revision=NEW)
+                 if "metric" not in e["relationships"]}
+    assert acc.unresolved_event_ids() == no_metric and len(no_metric) == 3
+
+
+def test_events_of_a_deleted_metric_lose_their_metric_in_2026() -> None:
+    from tests.emulator.conftest import small_config
+    with Emulator(small_config(seed=5, events=400, profiles=40)) as emu:
+        gone = emu.mutate(seed=3, create=0, update=0, delete=2)["metric"]["deleted"]
+        old = {e["id"] for e in Http(emu).all("/api/events/")}
+        new = {e["id"]: e for e in Http(emu, NEW).all("/api/events", {"page[size]": "1000"})}
+        orphans = {eid for eid, e in new.items() if "metric" not in e["relationships"]}
+        acc = emu.account
+        of_gone = {acc.events.event_id(i) for i in range(len(acc.events))
+                   if acc.metric_ids[acc.events.metric_index(i)] in gone} & set(new)
+        assert of_gone and orphans == acc.unresolved_event_ids() and of_gone <= orphans
+        assert set(new) - old == of_gone and old < set(new)
