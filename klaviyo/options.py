@@ -15,6 +15,8 @@ _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")
 # A private API key: `pk_` then (in Klaviyo's keys) 34 hex digits. Lenient on purpose, so that
 # no real key is refused: letters, digits, `_` and `-`, at least 4 (the emulator's `pk_demo`).
 _API_KEY = re.compile(r"pk_[A-Za-z0-9_-]{4,}")
+# The public key (site ID) is 6 letters and digits; it cannot read the /api endpoints.
+_PUBLIC_KEY = re.compile(r"[A-Za-z0-9]{6}")
 
 
 @dataclass(frozen=True)
@@ -91,11 +93,13 @@ def validate_options(
         raise KlaviyoConfigError(
             "The Klaviyo API key contains white space; paste the private key (pk_...) alone"
         )
+    if key[0] in "'\"" and key[-1] == key[0]:
+        raise KlaviyoConfigError("The Klaviyo API key is wrapped in quotes; set it without them (pk_...)")
+    create = "(Klaviyo: Settings > API keys > Create Private API Key)"
+    if _PUBLIC_KEY.fullmatch(key):
+        raise KlaviyoConfigError(f"The Klaviyo API key looks like the public key (site ID); use a private API key, pk_... {create}")
     if not key.startswith("pk_"):
-        raise KlaviyoConfigError(
-            "The Klaviyo API key does not start with pk_; use a private API key (Klaviyo: Settings >"
-            " API keys > Create Private API Key), not the 6-character public key (site ID)"
-        )
+        raise KlaviyoConfigError(f"The Klaviyo API key does not start with pk_; use a private API key {create}")
     if not _API_KEY.fullmatch(key):
         raise KlaviyoConfigError(
             "The Klaviyo API key is malformed: after pk_ come letters and digits (34 in Klaviyo's keys);"

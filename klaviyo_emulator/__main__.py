@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     """The CLI parser (every EmulatorConfig knob)."""
     p = argparse.ArgumentParser(
         prog="python -m klaviyo_emulator",
-        description="Local emulator of the Klaviyo REST API (revision 2023-10-15) over a "
+        description="Local emulator of the Klaviyo REST API (revisions 2023-10-15 and 2026-07-15) over a "
                     "deterministic synthetic account. Binds 127.0.0.1 only and prints "
                     "'Klaviyo emulator listening on http://127.0.0.1:PORT' when ready.",
         epilog=ADMIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -26,7 +26,7 @@ admin routes (no Klaviyo key needed; not under /api):
 
 
 class Emulator:
-    """A local Klaviyo API (revision 2023-10-15) over a synthetic account.
+    """A local Klaviyo API (revisions 2023-10-15 and 2026-07-15) over a synthetic account.
 
     Use as `Emulator(cfg).start()` ... `.stop()`, or as a context manager.
     """

@@ -18,10 +18,16 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+# Profile attributes Klaviyo serves only when asked with `additional-fields[profile]` (spec 2023-10-15).
+PROFILE_ADDITIONAL = ("subscriptions", "predictive_analytics")
+BOTH_ADDITIONAL = {"additional-fields[profile]": ",".join(PROFILE_ADDITIONAL)}
+
 COLLECTIONS = [
     ("/api/events/", {}, "event"),
     ("/api/profiles/", {"page[size]": "100"}, "profile"),
     ("/api/profiles/", {}, "profile"),
+    ("/api/profiles/", {"page[size]": "100", **BOTH_ADDITIONAL}, "profile"),
+    ("/api/profiles/", {"additional-fields[profile]": "subscriptions"}, "profile"),
     ("/api/metrics/", {}, "metric"),
     ("/api/lists/", {}, "list"),
     ("/api/segments/", {}, "segment"),
@@ -39,8 +45,13 @@ def test_paging_to_the_end_serves_each_record_once(emu: Emulator, http: Http, pa
     assert len(ids) == len(set(ids))
     truth = {r["id"]: r for r in emu.account.records(kind)}
     assert set(ids) == set(truth)
-    for r in served[:: max(1, len(served) // 25)]:
-        assert r == truth[r["id"]] or kind == "profile"  # profiles: no additional fields
+    asked = params.get("additional-fields[profile]", "").split(",")
+    for r in served:
+        expected = truth[r["id"]]
+        if kind == "profile":  # the truth holds every field; the additional ones only when asked
+            attrs = {k: v for k, v in expected["attributes"].items() if k not in PROFILE_ADDITIONAL or k in asked}
+            expected = {**expected, "attributes": attrs}
+        assert r == expected
 
 
 def test_campaigns_and_flows_complete(emu: Emulator, http: Http) -> None:
@@ -240,6 +251,7 @@ def test_mutations_are_served() -> None:
         assert again["mutated_at"] > at
 
 
+@pytest.mark.timing
 def test_a_million_events_and_100k_profiles_stay_compact() -> None:
     import os
     import time
@@ -259,4 +271,7 @@ def test_a_million_events_and_100k_profiles_stay_compact() -> None:
     assert len(last["data"]) == len(window["data"]) == 200 and len(profiles["data"]) == 100
     assert window["data"][0]["attributes"]["datetime"] >= "2023-10-15T00:00:00+00:00"
     assert grown < 300 * 2**20, f"grew {grown / 2**20:.0f} MiB"
-    assert time.perf_counter() - t0 < 20
+    # Tolerance: 20 s, ~25x the ~0.8 s this takes on the 2-vCPU test VM: it fails only if building
+    # and serving the account got that much slower (e.g. no longer lazy), or the machine stalled.
+    took = time.perf_counter() - t0
+    assert took < 20, f"took {took:.1f} s (limit 20 s)"

@@ -36,7 +36,7 @@ def test_the_summary_says_where_the_data_went_and_how_long_it_took(cli_demo: Cli
     head = re.search(r"^Loaded into (\S+) dataset (\S+) in ([0-9.]+) s:$", cli_demo.stdout, re.M)
     assert head, cli_demo.stdout[-1500:]
     assert head.group(1, 2) == ("duckdb", "klaviyo_data")
-    assert 0 < float(head.group(3)) < 600
+    assert 0 < float(head.group(3)) < 600  # not load-sensitive: the fixture's subprocess may live 600 s at most
     location = re.search(r"^  location: (.+)$", cli_demo.stdout, re.M)
     assert location and Path(location.group(1)) == cli_demo.duckdb.resolve()
     assert Path(location.group(1)).is_absolute() and Path(location.group(1)).stat().st_size > 0
