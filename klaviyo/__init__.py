@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import dlt
+from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
@@ -183,8 +184,9 @@ def _report_resource(
             jobs = plan_jobs(report, [window])
             pages = read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window)
             if report.row_format == "arrow":
-                load_id = dlt.current.load_package_state()["load_id"]
-                yield from (with_load_id(t, load_id) for t in batched_tables(pages, ARROW_BATCH_ROWS))
+                load_id = _load_id()
+                tables = batched_tables(pages, ARROW_BATCH_ROWS)
+                yield from (with_load_id(t, load_id) for t in tables) if load_id else tables
             else:
                 yield from pages
         if resumable:
@@ -200,6 +202,16 @@ def _report_resource(
     if report.immutable:
         resource.apply_hints(additional_table_hints={STAGE_DEDUPLICATED: True})
     return resource
+
+
+def _load_id() -> Optional[str]:
+    """The id of the load package being extracted; None when the resource is iterated outside
+    a pipeline (e.g. `list(source.with_resources("events").add_limit(2))` to peek), where no
+    package exists: the rows then come without `_dlt_load_id`."""
+    try:
+        return str(dlt.current.load_package_state()["load_id"])
+    except CurrentLoadPackageStateNotAvailable:
+        return None
 
 
 def _cursor_window(
