@@ -124,13 +124,13 @@ class Events:
     # ----------------------------------------------------------------- positions
     def digest(self, i: int) -> bytes:
         """32 pseudo-random bytes of event i, the source of all its attributes."""
-        at = self._at(i)
+        at = self._at(i) if self._late_pos or i >= self.n else i  # (hot path: a base event)
         salt = at.salt if isinstance(at, ExtraEvent) else at
         return blake2b(_PACK.pack(self.key, salt), digest_size=32).digest()
 
     def ts(self, i: int) -> int:
         """Epoch seconds of event i (non-decreasing in i)."""
-        at = self._at(i)
+        at = self._at(i) if self._late_pos or i >= self.n else i
         return at.ts if isinstance(at, ExtraEvent) else self._main_ts(at)
 
     def _main_ts(self, i: int) -> int:
@@ -168,19 +168,23 @@ class Events:
 
     def metric_index(self, i: int, d: bytes | None = None) -> int:
         """Index (into metric_ids) of the metric of event i."""
-        at = self._at(i)
-        if isinstance(at, ExtraEvent):
-            return at.metric
-        d = d or self._base_digest(at)
+        if self._late_pos or i >= self.n:
+            at = self._at(i)
+            if isinstance(at, ExtraEvent):
+                return at.metric
+            i = at
+        d = d or self._base_digest(i)
         r = int.from_bytes(d[:8], "little") % self.total_weight
         return bisect.bisect_right(self.cum, r)
 
     def profile_index(self, i: int, d: bytes | None = None) -> int:
         """Profile index of event i."""
-        at = self._at(i)
-        if isinstance(at, ExtraEvent):
-            return at.profile
-        d = d or self._base_digest(at)
+        if self._late_pos or i >= self.n:
+            at = self._at(i)
+            if isinstance(at, ExtraEvent):
+                return at.profile
+            i = at
+        d = d or self._base_digest(i)
         return int.from_bytes(d[8:14], "little") % self.profile_count
 
     # ------------------------------------------------------------------ rendering
@@ -191,13 +195,13 @@ class Events:
 
     def parts(self, i: int) -> tuple[str, int, dict[str, Any], str, int, int]:
         """(id, timestamp, event_properties, uuid, metric index, profile index) of event i."""
-        at = self._at(i)
+        at = self._at(i) if self._late_pos or i >= self.n else i  # (hot path: a base event)
         if isinstance(at, ExtraEvent):
-            d = self.digest(i)
+            d = blake2b(_PACK.pack(self.key, at.salt), digest_size=32).digest()
             ts, m, p, salt = at.ts, at.metric, at.profile, at.salt
         else:
             i = at
-            d = self._base_digest(i)
+            d = blake2b(_PACK.pack(self.key, i), digest_size=32).digest()
             ts = self._past_ts(i, d) if i < self.past else self._main_ts(i)
             salt = i
             m = bisect.bisect_right(self.cum, int.from_bytes(d[:8], "little") % self.total_weight)
