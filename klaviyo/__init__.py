@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 import dlt
+from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
@@ -55,7 +56,7 @@ def klaviyo_source(
     end_date: Optional[str] = None,
     aggregate_queries: Optional[Any] = None,
     predictive_analytics: bool = False,
-    lookback_hours: float = 0.0,
+    lookback_hours: Optional[float] = None,
     workers: int = 16,
     min_window_minutes: Optional[float] = None,
     chunk_records: Optional[int] = None,
@@ -81,8 +82,11 @@ def klaviyo_source(
             POST /api/metric-aggregates/, a JSON text of one, or a JSON file's path.
         predictive_analytics: Also read profiles' predictive analytics (Klaviyo then limits the
             profiles endpoint to 10 requests/s instead of 75/s).
-        lookback_hours: Hours re-read before each cursor on incremental runs (Klaviyo keeps
-            revising attribution for days); re-read rows are merged, not duplicated.
+        lookback_hours: Hours re-read before each cursor on incremental runs, for every report;
+            None uses each report's default: `events` 168 (7 days: Klaviyo lists events
+            late, see `settings.EVENTS_LOOKBACK`; each run then re-reads the last 7 days of
+            events, one request per 200), the others 0. Re-read rows are merged, not
+            duplicated; custom dates have no lookback.
         workers: Windows of one report read at the same time (the rate limiter sets the pace).
         min_window_minutes: Smallest window a report's range is split into for parallel reads
             (minutes); None uses each report's default (events 5 min, profiles 1 h). Windows
@@ -161,8 +165,10 @@ def _incremental(report: Report, options: SourceOptions) -> Optional[dlt.sources
     initial = options.start
     if initial is None and report.backfill is not None:
         initial = datetime.now(tz=UTC) - report.backfill
+    # dlt's `lag` starts the run that much before the stored cursor (never before the initial
+    # value) and then keeps no boundary hashes: the merge on `id` replaces what is read again.
     return dlt.sources.incremental(
-        report.cursor, initial_value=initial, lag=options.lookback_seconds or None
+        report.cursor, initial_value=initial, lag=options.lookback(report).total_seconds() or None
     )
 
 
@@ -183,8 +189,9 @@ def _report_resource(
             jobs = plan_jobs(report, [window])
             pages = read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window)
             if report.row_format == "arrow":
-                load_id = dlt.current.load_package_state()["load_id"]
-                yield from (with_load_id(t, load_id) for t in batched_tables(pages, ARROW_BATCH_ROWS))
+                load_id = _load_id()
+                tables = batched_tables(pages, ARROW_BATCH_ROWS)
+                yield from (with_load_id(t, load_id) for t in tables) if load_id else tables
             else:
                 yield from pages
         if resumable:
@@ -200,6 +207,16 @@ def _report_resource(
     if report.immutable:
         resource.apply_hints(additional_table_hints={STAGE_DEDUPLICATED: True})
     return resource
+
+
+def _load_id() -> Optional[str]:
+    """The id of the load package being extracted; None when the resource is iterated outside
+    a pipeline (e.g. `list(source.with_resources("events").add_limit(2))` to peek), where no
+    package exists: the rows then come without `_dlt_load_id`."""
+    try:
+        return str(dlt.current.load_package_state()["load_id"])
+    except CurrentLoadPackageStateNotAvailable:
+        return None
 
 
 def _cursor_window(

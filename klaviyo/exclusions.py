@@ -61,7 +61,7 @@ def exclusions_resource(
         )
     else:
         cursor = dlt.sources.incremental(
-            CURSOR_COLUMN, initial_value=options.start or EPOCH, lag=options.lookback_seconds or None
+            CURSOR_COLUMN, initial_value=options.start or EPOCH, lag=options.lookback(report).total_seconds() or None
         )
 
     def read(suppressed: Optional[dlt.sources.incremental[Any]] = cursor) -> Iterator[TDataItems]:

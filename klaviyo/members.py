@@ -11,7 +11,7 @@ cursor. A profile that leaves a group is not visible this way: its row stays.
 """
 
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Dict, Generator, Iterator, Optional, Set
 from urllib.parse import quote
 
@@ -24,21 +24,21 @@ from .extract import plan_jobs, read_jobs
 from .ids import read_ids
 from .options import SourceOptions
 from .records import parse_datetime
-from .settings import CURSOR_SAFETY_MARGIN, REPORTS, ChildReport
+from .settings import CURSOR_SAFETY_MARGIN, REPORTS, ChildReport, Report
 from .windows import Window
 
 STATE_KEY = "joined_group_at"  # resource state: {group id: last joined_group_at read (ISO 8601)}
 
 
-def member_window(options: SourceOptions, last: Optional[str], run_started: datetime) -> Window:
+def member_window(options: SourceOptions, report: Report, last: Optional[str], run_started: datetime) -> Window:
     """The `joined_group_at` range one group is read over in this run: custom dates as given
     (start exclusive, end inclusive); otherwise from the group's cursor (or `start_date`, or
     all time for a new group), minus the lookback, to the run's start minus the margin."""
     if options.custom_dates:
         return Window(options.start, options.end, start_open=True, end_closed=True)
     start = parse_datetime(last) if last else options.start
-    if start is not None and last and options.lookback_seconds:
-        start -= timedelta(seconds=options.lookback_seconds)
+    if start is not None and last:
+        start -= options.lookback(report)
     return Window(start, run_started - CURSOR_SAFETY_MARGIN)
 
 
@@ -55,7 +55,7 @@ def member_resource(
             for group_id in ids:
                 seen.add(group_id)
                 last = cursors.get(group_id)
-                window = member_window(options, last, run_started)
+                window = member_window(options, child.read, last, run_started)
                 newest = yield from _read_group(api, child, options, group_id, window)
                 if newest is not None and not options.custom_dates:
                     cursors[group_id] = max(newest, parse_datetime(last) or newest).isoformat()

@@ -3,12 +3,12 @@ problem and the fix, raised before any request is sent and anything is written."
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from .errors import KlaviyoConfigError
-from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS, REPORTS
+from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS, REPORTS, Report
 from .windows import UTC
 
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")
@@ -29,7 +29,7 @@ class SourceOptions:
     reports: Tuple[str, ...]
     start: Optional[datetime]
     end: Optional[datetime]
-    lookback_seconds: float
+    lookback_seconds: Optional[float]  # None: each report's own `lookback`
     workers: int
     min_window_minutes: Optional[float]
     chunk_records: Optional[int] = None
@@ -38,6 +38,13 @@ class SourceOptions:
     def custom_dates(self) -> bool:
         """Both start and end given: a stateless custom-dates run."""
         return self.start is not None and self.end is not None
+
+    def lookback(self, report: Report) -> timedelta:
+        """How far before its cursor an incremental run of `report` starts: `lookback_hours`
+        if given, else the report's own default (`Report.lookback`)."""
+        if self.lookback_seconds is None:
+            return report.lookback
+        return timedelta(seconds=self.lookback_seconds)
 
 
 def parse_custom_date(value: str, name: str) -> datetime:
@@ -139,7 +146,7 @@ def validate_options(
                 " drop it from the reports or run it without {start_date}/{end_date}",
                 dates,
             )
-    lookback = _number(lookback_hours, "lookback_hours", minimum=0.0)
+    lookback = None if lookback_hours in (None, "") else _number(lookback_hours, "lookback_hours", minimum=0.0)
     worker_count = int(_number(workers, "workers", minimum=1.0))
     window = None if min_window_minutes in (None, "") else _number(min_window_minutes, "min_window_minutes", minimum=1 / 60)
     return SourceOptions(
@@ -149,7 +156,7 @@ def validate_options(
         reports=_report_names(reports),
         start=start,
         end=end,
-        lookback_seconds=lookback * 3600.0,
+        lookback_seconds=None if lookback is None else lookback * 3600.0,
         workers=worker_count,
         min_window_minutes=window,
         chunk_records=None if chunk_records in (None, "", 0) else int(_number(chunk_records, "chunk_records", minimum=100.0)),

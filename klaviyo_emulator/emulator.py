@@ -109,9 +109,11 @@ class Emulator:
 
     # -------------------------------------------------------------- controls
     def mutate(self, seed: int = 1, create: int = 10, update: int = 10,
-               delete: int = 3) -> dict[str, Any]:
-        """Creates/updates/deletes records (see mutations.mutate); returns affected ids."""
-        return mutate(self.account, seed=seed, create=create, update=update, delete=delete)
+               delete: int = 3, late: int = 0, late_seconds: int = 3600) -> dict[str, Any]:
+        """Creates/updates/deletes records and adds events dated in the past (see
+        mutations.mutate); returns affected ids."""
+        return mutate(self.account, seed=seed, create=create, update=update, delete=delete,
+                      late=late, late_seconds=late_seconds)
 
     def set_rate_limits(self, enabled: bool) -> None:
         """Turns Klaviyo rate limiting on or off."""
@@ -141,7 +143,7 @@ class Emulator:
                 self.clear_log()
                 return _json(200, {"ok": True})
             if route == ("POST", "/__admin/mutate"):
-                allowed = {"seed", "create", "update", "delete"}
+                allowed = {"seed", "create", "update", "delete", "late", "late_seconds"}
                 if set(args) - allowed or not all(isinstance(v, int) for v in args.values()):
                     return _json(400, {"error": f"integer arguments only: {sorted(allowed)}"})
                 return _json(200, self.mutate(**args))

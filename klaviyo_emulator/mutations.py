@@ -34,7 +34,7 @@ def _max_updated(acc: Account) -> int:
 
 
 def mutate(acc: Account, seed: int = 1, create: int = 10, update: int = 10,
-           delete: int = 3) -> dict[str, Any]:
+           delete: int = 3, late: int = 0, late_seconds: int = 3600) -> dict[str, Any]:
     """Applies one batch of mutations; returns the affected ids per kind and action.
 
     Args:
@@ -43,6 +43,11 @@ def mutate(acc: Account, seed: int = 1, create: int = 10, update: int = 10,
         create: Records to create per kind (events included).
         update: Records to update per kind (events excluded).
         delete: Records to delete per kind (events excluded).
+        late: Events written with a past datetime (as Klaviyo's Create Event accepts, and as
+            its eventually consistent listing shows events that appear after their datetime):
+            listed from now on, among the events of their datetime (`out["event"]["late"]`).
+        late_seconds: How long before the mutation time the late events are dated (one second
+            apart from there on).
     """
     with acc.lock:
         at = max(acc.now_ts, acc.last_mutation_ts, _max_updated(acc)) + 1
@@ -60,7 +65,8 @@ def mutate(acc: Account, seed: int = 1, create: int = 10, update: int = 10,
                                            at, rng)
             out[kind]["deleted"] = _delete(acc, kind, gone)
             out[kind]["created"] = [_create(acc, kind, at, rng) for _ in range(create)]
-        out["event"] = {"created": _create_events(acc, create, at, rng)}
+        out["event"] = {"created": _create_events(acc, create, at, rng),
+                        "late": _late_events(acc, late, at - late_seconds, rng)}
         acc.version += 1
         return out
 
@@ -195,4 +201,18 @@ def _create_events(acc: Account, count: int, at: int, rng: random.Random) -> lis
         extra = ExtraEvent(ts, rng.choice(live_metrics), rng.choice(alive), rng.getrandbits(62))
         ev.extra.append(extra)
         ids.append(ev.event_id(len(ev) - 1))
+    return ids
+
+
+def _late_events(acc: Account, count: int, start: int, rng: random.Random) -> list[str]:
+    """`count` events dated `start`, `start` + 1 s, ... slotted in among the existing ones."""
+    ev = acc.events
+    live_metrics = [m for m, mid in enumerate(acc.metric_ids) if mid in acc.small["metric"]]
+    alive = acc.profiles.alive()
+    if not live_metrics or not alive:
+        return []
+    ids = []
+    for k in range(count):
+        late = ExtraEvent(start + k, rng.choice(live_metrics), rng.choice(alive), rng.getrandbits(62))
+        ids.append(ev.event_id(ev.add_late(late)))
     return ids

@@ -134,6 +134,28 @@ def test_extra_dimension_filter() -> None:
     assert rows(doc) == [([], {"count": [1.0, 0.0, 0.0]})]
 
 
+_GTE = "greater-or-equal(datetime,2023-09-01T00:00:00)"
+_LT = "less-than(datetime,2023-09-04T00:00:00)"
+_DIM = 'equals($flow,"F1")'
+
+
+@pytest.mark.parametrize("filter_", [
+    [_GTE, _LT, _DIM],
+    [f"{_GTE},{_LT},{_DIM}"],
+    [f"{_DIM} , {_LT},{_GTE}"],
+    [f"and({_GTE},{_LT},{_DIM})"],
+    [f"and({_LT},{_DIM})", _GTE],
+    [f"and(and({_DIM},{_GTE}),{_LT})"],
+    [_DIM, f"{_LT},{_GTE}"],
+], ids=["strings", "one_string", "reversed", "and", "and_mixed", "nested_and", "split"])
+def test_every_and_form_of_the_filter_gives_the_same_query_and_rows(filter_: list[str]) -> None:
+    query = parse_query(body(filter=filter_), METRICS, NOW)
+    assert (query.start, query.end) == (dt(2023, 9, 1), dt(2023, 9, 4))
+    assert [(c.op, c.field, c.value) for c in query.extra_conditions] == [("equals", "$flow", "F1")]
+    doc = run(filter=filter_, measurements=["count", "sum_value"])
+    assert rows(doc) == [([], {"count": [2.0, 0.0, 0.0], "sum_value": [15.0, 0.0, 0.0]})]
+
+
 def test_hour_buckets_utc() -> None:
     events = [ev("M1", "a", dt(2023, 9, 1, 0, 59, 59)), ev("M1", "b", dt(2023, 9, 1, 1)),
               ev("M1", "a", dt(2023, 9, 1, 2, 30)), ev("M1", "a", dt(2023, 9, 1, 2, 45))]

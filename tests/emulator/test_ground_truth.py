@@ -251,6 +251,34 @@ def test_mutations_are_served() -> None:
         assert again["mutated_at"] > at
 
 
+def test_late_events_are_served_among_the_others_by_datetime() -> None:
+    with Emulator(small_config(seed=9, events=2000, profiles=150)) as emu:
+        http = Http(emu)
+        acc = emu.account
+        before = {e["id"]: e["attributes"] for e in acc.records("event")}
+        changes = emu.mutate(seed=3, create=2, update=0, delete=0, late=6, late_seconds=7200)
+        late = changes["event"]["late"]
+        at = _dt(changes["mutated_at"])
+        first = at - timedelta(seconds=7200)
+        assert len(late) == 6 and not set(late) & set(before)
+        now = {e["id"]: e["attributes"] for e in acc.records("event")}
+        assert {i: now[i] for i in before} == before, "the other events keep their ids and data"
+        assert set(now) == set(before) | set(late) | set(changes["event"]["created"])
+        assert [_dt(now[i]["datetime"]) for i in late] == [first + timedelta(seconds=k) for k in range(6)]
+        assert first < max(_dt(a["datetime"]) for a in before.values()), "dated before the newest event"
+        served = http.all("/api/events/", {"sort": "datetime"})
+        assert [e["id"] for e in served if e["id"] in set(late)] == late
+        assert len(served) == len(now) == len({e["id"] for e in served})
+        times = [_dt(e["attributes"]["datetime"]) for e in served]
+        assert times == sorted(times)
+        window = http.all("/api/events/", {"filter": f"and(greater-or-equal(datetime,{first.isoformat()}),"
+                                                     f"less-than(datetime,{(first + timedelta(seconds=6)).isoformat()}))"})
+        assert set(late) <= {e["id"] for e in window}
+        r = http.session.post(emu.base_url + "/__admin/mutate", json={"seed": 4, "create": 0, "update": 0, "delete": 0,
+                                                                      "late": 1, "late_seconds": 60}, timeout=30)
+        assert r.status_code == 200 and next(acc.records("event", id=r.json()["event"]["late"][0]))
+
+
 @pytest.mark.timing
 def test_a_million_events_and_100k_profiles_stay_compact() -> None:
     import os
