@@ -11,7 +11,7 @@ cursor. A profile that leaves a group is not visible this way: its row stays.
 """
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Dict, Generator, Iterator, Optional, Set
 from urllib.parse import quote
 
@@ -83,7 +83,8 @@ def _read_group(
     report = replace(child.read, path=child.read.path.format(id=quote(group_id, safe="")))
     jobs = plan_jobs(report, [window])
     newest: Optional[datetime] = None
-    for page in read_jobs(api, report, jobs, report.tier, options.workers, min_window=report.window):
+    min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.window
+    for page in read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window):
         rows = []
         for row in page:
             joined = row.get("joined_group_at")

@@ -7,24 +7,31 @@ after `now`. Events created by mutations are appended after every existing one; 
 (written with a past datetime, or seen late as Klaviyo's eventually consistent listing does)
 are slotted in among the others by datetime: a position is then a virtual index over both,
 so the base events keep their ids and the order stays the datetime order.
+
+With `ties` > 0 (bulk imports), past events are grouped in blocks of `TIE_BLOCK` indexes and
+that share of the blocks begins with a run of 450-1000 events sharing the block's first
+datetime: whole pages of one `datetime`. Runs stay in index order, so datetimes stay
+non-decreasing.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import struct
 from hashlib import blake2b
 from dataclasses import dataclass
 from typing import Any
 
 from klaviyo_emulator import vocab
-from klaviyo_emulator.util import b62, fmt_ts, ns_key
+from klaviyo_emulator.util import b62, fmt_ts, h64_int, ns_key
 
 _PACK = struct.Struct("<qq")
 _B62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _B62_TABLE = bytes(_B62[b % 62] for b in range(256))
 
 DAY = 86_400
+TIE_BLOCK = 1000  # events per block of the `ties` knob (a run of one datetime starts a block)
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class Events:
 
     def __init__(self, seed: int, now_ts: int, n: int, days: int, metric_ids: list[str],
                  families: list[str], weights: list[int], profile_count: int,
-                 sources: Sources) -> None:
+                 sources: Sources, ties: float = 0.0) -> None:
         self.key = ns_key(seed, "event")
         self.now = now_ts
         self.n = n
@@ -90,6 +97,19 @@ class Events:
         self.extra: list[ExtraEvent] = []
         self.late: list[ExtraEvent] = []
         self._late_pos: list[int] = []  # position of each late event, ascending
+        self.tie_runs = self._tie_runs(seed, ties)
+
+    def _tie_runs(self, seed: int, ties: float) -> list[int]:
+        """Length of the run of one datetime that begins each block of past events (0 =
+        none): `ties` of the blocks, spread evenly from the first, 450-1000 events each."""
+        if ties <= 0:
+            return []
+        key = ns_key(seed, "event-ties")
+        runs = []
+        for b in range(-(-self.past // TIE_BLOCK)):
+            bulk = math.ceil((b + 1) * ties) > math.ceil(b * ties)
+            runs.append(450 + h64_int(key, b) % 551 if bulk else 0)
+        return runs
 
     def __len__(self) -> int:
         return self.n + len(self.extra) + len(self.late)
@@ -143,7 +163,12 @@ class Events:
         return self._past_ts(i, self._base_digest(i))
 
     def _past_ts(self, i: int, d: bytes) -> int:
-        """Datetime of a past base event; 1 in 4 shares the previous event's second."""
+        """Datetime of a past base event; 1 in 4 shares the previous event's second, and
+        events of a bulk-import run share their block's first datetime."""
+        if self.tie_runs:
+            block, offset = divmod(i, TIE_BLOCK)
+            if offset < self.tie_runs[block]:
+                return self.start + (block * TIE_BLOCK * self.span) // self.past
         k = i - 1 if i > 0 and d[31] & 3 == 0 else i
         return self.start + (k * self.span) // self.past
 

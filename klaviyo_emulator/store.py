@@ -55,7 +55,7 @@ class Account:
         self.last_mutation_ts = 0
         sizes = {k: getattr(config, k) for k in ("campaigns", "flows", "lists", "segments",
                                                   "templates", "metrics", "tags")}
-        cat = Catalog(config.seed, self.now_ts, sizes)
+        cat = Catalog(config.seed, self.now_ts, sizes, config.ties)
         self.metric_family = dict(cat.metric_family)
         self.small: dict[str, dict[str, Record]] = {k: {} for k in SMALL_KINDS}
         for kind, recs in (("metric", cat.metrics), ("tag-group", cat.tag_groups),
@@ -67,14 +67,14 @@ class Account:
                            ("flow-message", cat.flow_messages)):
             for rec in recs:
                 self.small[kind][rec["id"]] = rec
-        self.profiles = Profiles(config.seed, self.now_ts, config.profiles)
+        self.profiles = Profiles(config.seed, self.now_ts, config.profiles, config.ties)
         self.profiles.list_ids = [r["id"] for r in cat.lists]
         self.metric_ids = [m["id"] for m in cat.metrics]
         self.events = Events(
             config.seed, self.now_ts, config.events, config.days, self.metric_ids,
             [cat.metric_family[m] for m in self.metric_ids],
             [cat.metric_weight[m] for m in self.metric_ids],
-            max(1, config.profiles), _sources(cat))
+            max(1, config.profiles), _sources(cat), config.ties)
         self.hidden_metrics: set[int] = set()
         # What only revisions after 2023-10-15 show (see newer_data): push campaigns,
         # attributions of conversions, events whose metric cannot be resolved.
@@ -324,11 +324,18 @@ class Account:
         group_created = to_ts(datetime.fromisoformat(rec["attributes"]["created"]))
         key = ns_key(self.seed, "member", kind, gid)
         created = self.profiles.created
+        ties = self.config.ties
+        # the `ties` knob: that share of the members was added by one bulk import, at a seeded
+        # time of the last 90 days (not before the group existed)
+        bulk_at = max(group_created, self.now_ts - 3600 - h64_int(key, -1) % (90 * 86_400))
         rows = []
         for i in range(min(self.config.profiles, len(created))):
             h = h64_int(key, i)
             if h % 100 < pct:
                 start = max(created[i], group_created)
+                if ties > 0 and (h >> 40) % 1_000_000 < ties * 1_000_000 and start <= bulk_at:
+                    rows.append((i, bulk_at))
+                    continue
                 # a group created by a mutation is newer than the account's "now": its members
                 # joined at its creation
                 rows.append((i, start + (h >> 8) % max(1, self.now_ts - start + 1)))

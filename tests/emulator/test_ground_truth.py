@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
@@ -303,3 +304,62 @@ def test_a_million_events_and_100k_profiles_stay_compact() -> None:
     # and serving the account got that much slower (e.g. no longer lazy), or the machine stalled.
     took = time.perf_counter() - t0
     assert took < 20, f"took {took:.1f} s (limit 20 s)"
+
+
+# ------------------------------------------------------------------------ the `ties` knob
+def _full_tied_pages(http: Http, path: str, params: dict, cursor: str) -> int:
+    """Full pages (a next page follows) whose records all share one cursor value."""
+    return sum(1 for doc in http.pages(path, params) if doc["links"].get("next")
+               and len({r["attributes"][cursor] for r in doc["data"]}) == 1)
+
+
+def test_the_ties_knob_serves_runs_of_one_cursor_value_over_whole_pages() -> None:
+    config = small_config(profiles=1500, events=5000, campaigns=160, flows=200, templates=60,
+                          lists=3, segments=3, ties=0.7)
+    with Emulator(config) as emu:
+        http = Http(emu)
+        events = [e["attributes"]["datetime"] for e in http.all("/api/events/", {"sort": "datetime"})]
+        runs = [n for n in Counter(events).values() if n >= 450]
+        assert len(runs) >= 2 and max(runs) >= 600  # bulk imports of 2-5 pages of 200
+        assert _full_tied_pages(http, "/api/events/", {"sort": "datetime"}, "datetime") >= 4
+        assert _full_tied_pages(http, "/api/profiles/", {"sort": "updated", "page[size]": "100"},
+                                "updated") >= 2
+        suppressed = Counter(s["timestamp"] for p in emu.account.records("profile") for s in
+                             p["attributes"]["subscriptions"]["email"]["marketing"]["suppression"])
+        assert max(suppressed.values()) > 100  # a suppression import
+        for path, params, cursor in (
+                ("/api/templates/", {"sort": "updated"}, "updated"),
+                ("/api/flows/", {"sort": "updated", "filter": "equals(archived,false)"}, "updated"),
+                ("/api/campaigns/", {"sort": "updated_at", "filter":
+                                     "and(equals(messages.channel,'email'),equals(archived,false))"},
+                 "updated_at")):
+            assert _full_tied_pages(http, path, params, cursor) >= 1, path
+        for kind in ("list", "segment"):
+            assert max(_full_tied_pages(http, f"/api/{kind}s/{gid}/profiles/", {
+                "sort": "joined_group_at", "page[size]": "100"}, "joined_group_at")
+                for gid in emu.account.small[kind]) >= 1, kind
+            updated = Counter(r["attributes"]["updated"] for r in emu.account.records(kind))
+            assert max(updated.values()) >= 2, kind
+        # a pure function of the seed: the same config serves the same account
+        assert _snapshot(Account(config)) == _snapshot(emu.account)
+    plain = Account(small_config(profiles=1500, events=5000))
+    assert max(Counter(plain.events.ts(i) for i in range(len(plain.events))).values()) < 10
+    assert max(Counter(plain.profiles.updated).values()) < 10
+
+
+def test_tied_mutations_create_records_on_the_latest_cursor_values() -> None:
+    with Emulator(small_config(seed=9, events=2000, profiles=150)) as emu:
+        acc = emu.account
+        latest_event = max(e["attributes"]["datetime"] for e in acc.records("event"))
+        latest_profile = max(p["attributes"]["updated"] for p in acc.records("profile"))
+        latest_template = max(t["attributes"]["updated"] for t in acc.records("template"))
+        changes = emu.mutate(seed=4, create={"event": 250, "profile": 3, "template": 2}, update=0,
+                             delete=0, tie=True)
+        assert not changes["campaign"]["created"] and len(changes["event"]["created"]) == 250
+        new = set(changes["event"]["created"])
+        assert {e["attributes"]["datetime"] for e in acc.records("event") if e["id"] in new} == {
+            latest_event}
+        assert {p["attributes"]["updated"] for p in acc.records("profile")
+                if p["id"] in changes["profile"]["created"]} == {latest_profile}
+        assert {t["attributes"]["updated"] for t in acc.records("template")
+                if t["id"] in changes["template"]["created"]} == {latest_template}
