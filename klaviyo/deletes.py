@@ -31,6 +31,7 @@ from dlt.common.typing import TDataItems
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltResource
 
+from .account import check_account
 from .client import KlaviyoApi
 from .errors import KlaviyoConfigError
 from .ids import read_ids
@@ -82,6 +83,7 @@ def _delete_resource(
     table = report.name
 
     def read() -> Iterator[TDataItems]:
+        check_account(api)
         pipeline = dlt.current.pipeline()
         flagged = _flag_column(pipeline, table)
         if flagged is None:

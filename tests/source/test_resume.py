@@ -181,11 +181,12 @@ def test_retries_are_bounded_and_end_with_the_endpoint_and_status(make_pipeline:
             pipeline = make_pipeline()
             with pytest.raises(Exception) as error:
                 pipeline.run(klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=["metrics"]))
-            attempts = [r for r in emu.request_log if r.path == "/api/metrics/"]
+            # the run's first request (which account the key belongs to) meets the faults
+            attempts = [r for r in emu.request_log if r.path == "/api/accounts/"]
     finally:
         del os.environ["RUNTIME__REQUEST_MAX_ATTEMPTS"]
     text = str(error.value)
-    assert "/api/metrics/" in text
+    assert "/api/accounts/" in text
     assert "after all retries" in text
     assert 1 <= len(attempts) <= 3
 
@@ -195,7 +196,8 @@ def test_a_400_is_never_retried_and_shows_klaviyos_detail(make_pipeline: Any, em
     pipeline = make_pipeline()
     with pytest.raises(Exception) as error:
         pipeline.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, revision="2031-01-01", reports=["metrics"]))
-    assert len([r for r in emulator.request_log if r.path == "/api/metrics/"]) == 1
+    # one request: the account check's (first run against this emulator) or the report's
+    assert len([r for r in emulator.request_log if r.path in ("/api/accounts/", "/api/metrics/")]) == 1
     assert "(400)" in str(error.value) and "revision" in str(error.value).lower()
 
 
