@@ -4,7 +4,9 @@
     SOURCES__KLAVIYO__API_KEY=pk_... python klaviyo_pipeline.py
     python klaviyo_pipeline.py --reports events --start 2024-01-02T23:20:49Z --end 2024-01-09T00:00:00Z
 
-Pipeline name `klaviyo`, so `dlt pipeline klaviyo info|trace|schema|show` find it.
+Pipeline name `klaviyo`, so `dlt pipeline klaviyo info|trace|schema|show` find it; the demo is
+pipeline `klaviyo_demo`, dataset `klaviyo_demo_data`, file `klaviyo_demo.duckdb` (never shared
+with a real account's).
 """
 
 import argparse
@@ -23,6 +25,7 @@ from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klavi
 from klaviyo.recovery import repair_interrupted_packages
 from klaviyo.settings import ALL_REPORT_NAMES
 
+DEFAULT_DATASET = "klaviyo_data"
 # The demo account is small: it loads every table, the opt-in ones too (not the retired v1 API).
 DEMO_REPORTS = ",".join(name for name in ALL_REPORT_NAMES if name != "campaigns_v1")
 
@@ -43,12 +46,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         description="Load Klaviyo reports into a warehouse with dlt.",
         epilog="Real use: SOURCES__KLAVIYO__API_KEY=pk_... python klaviyo_pipeline.py",
     )
-    parser.add_argument("--demo", action="store_true", help="run against the built-in Klaviyo emulator (no key needed) into klaviyo.duckdb")
+    parser.add_argument("--demo", action="store_true", help="run against the built-in Klaviyo emulator (no key needed) into klaviyo_demo.duckdb (pipeline klaviyo_demo, dataset klaviyo_demo_data)")
     parser.add_argument("--reports", help=f"comma-separated reports (default: all but campaigns_v1 and segment_profiles; --demo: all but campaigns_v1); any of {','.join(ALL_REPORT_NAMES)}")
     parser.add_argument("--start", help="custom dates start, exclusive, YYYY-MM-DDTHH:MM:SSZ (alone: first-run start)")
     parser.add_argument("--end", help="custom dates end, inclusive, YYYY-MM-DDTHH:MM:SSZ (needs --start)")
     parser.add_argument("--destination", default="duckdb", help="dlt destination (duckdb, postgres, filesystem, bigquery, snowflake, ...)")
-    parser.add_argument("--dataset", default="klaviyo_data", help="dataset (schema) name")
+    parser.add_argument("--dataset", help=f"dataset (schema) name (default {DEFAULT_DATASET}; --demo: klaviyo_demo_data)")
     parser.add_argument("--detect-deletes", action="store_true", help="re-read the ids of the dimension tables and mark rows Klaviyo no longer returns (_klaviyo_deleted)")
     parser.add_argument("--hard-deletes", action="store_true", help="like --detect-deletes, but remove those rows")
     parser.add_argument("--chunk-records", type=int, default=250_000, help="resumable backfills: commit a long range in chunks of about this many records, one run each (default 250000; 0 = one run)")
@@ -90,30 +93,37 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             "hard_deletes": args.hard_deletes,
         }
         destination: Any = duckdb_destination() if args.destination == "duckdb" else args.destination
+        dataset = args.dataset or DEFAULT_DATASET
         if args.demo:
-            from klaviyo_demo import start_demo
+            from klaviyo_demo import DEMO_DATASET, DEMO_DUCKDB, start_demo
 
+            dataset = args.dataset or DEMO_DATASET
             demo = stack.enter_context(start_demo())
             source_args.update(api_key=demo.api_key, base_url=demo.base_url)
             source_args["aggregate_queries"] = demo.aggregate_queries
             source_args["reports"] = args.reports or DEMO_REPORTS
             if args.destination == "duckdb":
-                destination = duckdb_destination(os.path.abspath("klaviyo.duckdb"))  # here, not where the pipeline first ran
+                destination = duckdb_destination(os.path.abspath(DEMO_DUCKDB))  # here, not where the pipeline first ran
         if args.aggregate_query:
             source_args["aggregate_queries"] = _merge_query_files(args.aggregate_query)
         source_args["chunk_records"] = args.chunk_records or None
         make_source = lambda: klaviyo_source(**{k: v for k, v in source_args.items() if v is not None})  # noqa: E731
         make_source()  # validates every argument before anything is written
-        # `dlt deploy` reads this call from the source: the name must be a literal, and
-        # `pipelines_dir` may only appear as a literal (so it is passed through **kwargs).
-        pipeline = dlt.pipeline(
-            pipeline_name="klaviyo",
+        settings: Dict[str, Any] = dict(
             destination=_with_file_format(destination, _file_format(args.destination)),
-            dataset_name=args.dataset,
+            dataset_name=dataset,
             **({"pipelines_dir": args.pipelines_dir} if args.pipelines_dir else {}),
             progress=_progress(args.progress),
             export_schema_path=args.export_schema_path,
         )
+        if args.demo:
+            from klaviyo_demo import demo_pipeline
+
+            pipeline = demo_pipeline(**settings)  # its own name, state and dataset
+        else:
+            # `dlt deploy` reads this call from the source: the name must be a literal, and
+            # `pipelines_dir` may only appear as a literal (so it is passed through **kwargs).
+            pipeline = dlt.pipeline(pipeline_name="klaviyo", **settings)
         started = time.monotonic()
         counts: Dict[str, int] = {}
         for load_id in repair_interrupted_packages(pipeline):

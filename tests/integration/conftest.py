@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import pytest
 
 from klaviyo.settings import CURSOR_SAFETY_MARGIN, REPORTS
+from klaviyo_demo import DEMO_DUCKDB
 from klaviyo_emulator import Emulator
 from tests.conftest import REPO
 
@@ -68,7 +69,7 @@ class CliDemo:
 
     @property
     def duckdb(self) -> Path:
-        return self.workdir / "klaviyo.duckdb"
+        return self.workdir / DEMO_DUCKDB
 
     @property
     def pipelines_dir(self) -> Path:
@@ -141,7 +142,7 @@ def run_demo(workdir: Path, args: Sequence[str], env: Optional[Mapping[str, str]
 
 @pytest.fixture(scope="session")
 def duckdb_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
-    """The demo loaded into `klaviyo.duckdb` in-process, with its emulator."""
+    """The demo loaded into `klaviyo_demo.duckdb` in-process, with its emulator."""
     workdir = tmp_path_factory.mktemp("duckdb_demo")
     yield run_demo(workdir, ["--progress", "none"])
 

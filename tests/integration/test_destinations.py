@@ -11,6 +11,7 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from klaviyo_demo import DEMO_DATASET
 from tests.integration.conftest import TABLE_KINDS, DemoRun, expected_ids, run_demo
 
 POSTGRES_URL = os.environ.get("KLAVIYO_TEST_POSTGRES", "postgresql://klaviyo:klaviyo@127.0.0.1:5432/klaviyo_test")
@@ -104,9 +105,9 @@ def test_the_demo_writes_parquet_files_to_the_filesystem_destination(tmp_path: P
     bucket = tmp_path / "bucket"
     run = run_demo(tmp_path, ["--destination", "filesystem", "--progress", "none"],
                    env={"DESTINATION__FILESYSTEM__BUCKET_URL": bucket.as_uri()})
-    assert "Loaded into filesystem dataset klaviyo_data in" in run.stdout
+    assert f"Loaded into filesystem dataset {DEMO_DATASET} in" in run.stdout
     assert f"location: {bucket.as_uri()}" in run.stdout
-    root = bucket / "klaviyo_data"
+    root = bucket / DEMO_DATASET
     tables = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_dlt") and p.name != "init")
     loaded, ids = {}, {}
     for table in tables:
