@@ -35,6 +35,28 @@ TABLE_KINDS: Dict[str, str] = {
 }
 SUMMARY_ROW = re.compile(r"^  (\S+)\s+(\d+) rows$")
 
+POSTGRES_URL = os.environ.get("KLAVIYO_TEST_POSTGRES", "postgresql://klaviyo:klaviyo@127.0.0.1:5432/klaviyo_test")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """The test server's URL; skips locally (fails under CI=true) when none answers."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(POSTGRES_URL, connect_timeout=5).close()
+    except psycopg2.Error as error:
+        shown = POSTGRES_URL.split("@")[-1]
+        reason = f"no PostgreSQL at {shown} ({str(error).strip()}); start one with `bash .ci/postgres.sh` (root) or set KLAVIYO_TEST_POSTGRES"
+        if _in_ci():
+            pytest.fail("CI=true: " + reason)
+        pytest.skip(reason)
+    yield POSTGRES_URL
+
 
 def isolated_env(workdir: Path, **extra: str) -> Dict[str, str]:
     """The environment of a command run in `workdir`: dlt's global dir and HOME kept there, and

@@ -5,36 +5,13 @@ Snowflake). Rows per table are checked against the run's summary and the emulato
 import os
 import time
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, List
 
 import duckdb
 import pyarrow.parquet as pq
-import pytest
 
 from klaviyo_demo import DEMO_DATASET
 from tests.integration.conftest import TABLE_KINDS, DemoRun, expected_ids, run_demo
-
-POSTGRES_URL = os.environ.get("KLAVIYO_TEST_POSTGRES", "postgresql://klaviyo:klaviyo@127.0.0.1:5432/klaviyo_test")
-
-
-def _in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    """The test server's URL; skips locally (fails under CI=true) when none answers."""
-    import psycopg2
-
-    try:
-        psycopg2.connect(POSTGRES_URL, connect_timeout=5).close()
-    except psycopg2.Error as error:
-        shown = POSTGRES_URL.split("@")[-1]
-        reason = f"no PostgreSQL at {shown} ({str(error).strip()}); start one with `bash .ci/postgres.sh` (root) or set KLAVIYO_TEST_POSTGRES"
-        if _in_ci():
-            pytest.fail("CI=true: " + reason)
-        pytest.skip(reason)
-    yield POSTGRES_URL
 
 
 def _check_against_truth(run: DemoRun, loaded: Dict[str, int], ids: Dict[str, List[str]]) -> None:
