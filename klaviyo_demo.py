@@ -1,6 +1,8 @@
 """The no-key demo: the local Klaviyo emulator, started in-process with its seed account.
 
 Used by `python klaviyo_pipeline.py --demo`; the source itself never imports the emulator.
+The demo has its own pipeline, dataset and DuckDB file, so that a real account loaded later
+from the same directory never continues the demo's cursors or merges into its tables.
 """
 
 from contextlib import contextmanager
@@ -8,9 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator
 
+import dlt
+
 from klaviyo_emulator import Emulator, EmulatorConfig
 
 DEMO_METRIC = "Placed Order"
+DEMO_PIPELINE = "klaviyo_demo"
+DEMO_DATASET = "klaviyo_demo_data"
+DEMO_DUCKDB = "klaviyo_demo.duckdb"  # in the current directory
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,11 @@ def demo_queries(emulator: Emulator, days: int = 30) -> Dict[str, Any]:
         "orders_daily": body(["count", "sum_value", "unique"]),
         "orders_by_flow_daily": body(["count"], ["$attributed_flow"]),
     }
+
+
+def demo_pipeline(**settings: Any) -> dlt.Pipeline:
+    """The demo's pipeline (`DEMO_PIPELINE`), with `dlt.pipeline`'s other arguments."""
+    return dlt.pipeline(pipeline_name=DEMO_PIPELINE, **settings)
 
 
 @contextmanager

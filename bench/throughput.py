@@ -55,12 +55,12 @@ import json, os, resource, sys, time
 sys.path.insert(0, {str(REPO)!r})
 import dlt
 from klaviyo import klaviyo_source
-from klaviyo_pipeline import configure_process
+from klaviyo_pipeline import configure_process, duckdb_destination
 configure_process()
 from klaviyo.ratelimit import RateLimiter
 source = klaviyo_source(api_key="pk_demo", base_url={base_url!r}, reports=[{report!r}],
                         workers={workers}, min_window_minutes={min_window_minutes!r}, start_date="2000-01-01T00:00:00Z")
-pipeline = dlt.pipeline("bench_{report}_{workers}", destination=dlt.destinations.duckdb(os.path.join({workdir!r}, "bench.duckdb")),
+pipeline = dlt.pipeline("bench_{report}_{workers}", destination=duckdb_destination(os.path.join({workdir!r}, "bench.duckdb")),
                         dataset_name="klaviyo_data", pipelines_dir=os.path.join({workdir!r}, "pipelines"))
 started = time.monotonic()
 info = pipeline.run(source, loader_file_format="parquet")
@@ -76,7 +76,8 @@ print(json.dumps(dict(wall=wall, cpu=usage.ru_utime + usage.ru_stime + children.
                       rss_mb=max(usage.ru_maxrss, children.ru_maxrss) / 1024,
                       rows=rows, distinct=distinct, new_rows=new_rows, steps=steps, throttled=limiter.throttled(), waited=limiter.waited_s)))
 """
-    # cwd = the repository, so that .dlt/config.toml applies as it does for klaviyo_pipeline.py
+    # cwd = the repository, so that .dlt/config.toml applies as it does for klaviyo_pipeline.py;
+    # the DuckDB destination is the command's own (its memory bound, DUCKDB_GLOBAL_CONFIG)
     started = time.monotonic()
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
     process_wall = time.monotonic() - started

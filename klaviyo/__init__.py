@@ -15,6 +15,7 @@ from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
+from .account import check_account
 from .aggregates import AggregateQuery, load_queries, next_cursor, request_body, split_windows, to_long_rows
 from .checkpoint import backfill_pending, checkpoint, plan_chunk, resume_window
 from .children import related_resources, with_parents
@@ -178,6 +179,7 @@ def _report_resource(
     min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.window
 
     def read(cursor: Optional[dlt.sources.incremental[Any]] = _incremental(report, options)) -> Iterator[TDataItems]:
+        check_account(api)
         full = window = _cursor_window(report, cursor, run_started)
         resumable = cursor is not None and cursor.end_value is None  # not custom dates
         state = dlt.current.resource_state()
@@ -241,6 +243,7 @@ def _as_datetime(value: Any) -> Optional[datetime]:
 
 def _read_v1_campaigns(api: KlaviyoApi) -> Iterator[TDataItems]:
     """The legacy v1 campaigns list (full read; Klaviyo retired it on 2024-06-30)."""
+    check_account(api)
     try:
         for page in api.paginate_v1(V1_CAMPAIGNS_PATH, V1_PAGE_SIZE):
             for row in page:
@@ -258,6 +261,7 @@ def _aggregates_resource(api: KlaviyoApi, queries: List[AggregateQuery]) -> DltR
     """Responses of every query window and page, turned into long rows by a transformer."""
 
     def metric_aggregate_answers() -> Iterator[Any]:
+        check_account(api)
         for query in queries:
             for start, end in split_windows(query):
                 cursor: Optional[str] = None

@@ -5,6 +5,7 @@ header, JSON:API pagination (`links.next`), dlt's retries (429 and 5xx, `Retry-A
 configured in `[runtime]`; each one said on dlt's log), pacing per rate-limit tier and the error map.
 """
 
+import hashlib
 import threading
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -116,6 +117,9 @@ class KlaviyoApi:
         self.base_url = base_url.rstrip("/")
         self.revision = revision
         self.limiter = limiter
+        # identifies the account's key in per-process caches (`account.py`); memory only, never
+        # in state, logs or errors
+        self.account_key = (self.base_url, hashlib.sha256(api_key.encode()).hexdigest())
         self._local = threading.local()
 
     def _client(self, tier: str, v1: bool = False) -> RESTClient:

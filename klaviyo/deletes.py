@@ -33,6 +33,7 @@ from dlt.common.typing import TDataItems
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltResource
 
+from .account import check_account
 from .client import KlaviyoApi
 from .errors import KlaviyoConfigError
 from .ids import read_ids
@@ -87,6 +88,7 @@ def _delete_resource(
         pipeline = _active_pipeline()
         if pipeline is None:
             return  # iterated outside a pipeline: no destination to compare with
+        check_account(api)
         flagged = _flag_column(pipeline, table)
         if flagged is None:
             return  # nothing loaded yet: nothing can have been deleted

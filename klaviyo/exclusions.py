@@ -15,6 +15,7 @@ import dlt
 from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
+from .account import check_account
 from .client import KlaviyoApi
 from .extract import plan_jobs, read_jobs
 from .options import SourceOptions
@@ -65,6 +66,7 @@ def exclusions_resource(
         )
 
     def read(suppressed: Optional[dlt.sources.incremental[Any]] = cursor) -> Iterator[TDataItems]:
+        check_account(api)
         start = _as_datetime(suppressed.start_value) if suppressed else None
         if suppressed is not None and suppressed.end_value is not None:
             window = Window(start, _as_datetime(suppressed.end_value), start_open=True, end_closed=True)

@@ -19,6 +19,7 @@ import dlt
 from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
+from .account import check_account
 from .client import KlaviyoApi
 from .extract import plan_jobs, read_jobs
 from .ids import read_ids
@@ -49,6 +50,7 @@ def member_resource(
     groups = REPORTS[child.parents[0]]
 
     def read() -> Iterator[TDataItems]:
+        check_account(api)
         cursors: Dict[str, str] = dlt.current.resource_state().setdefault(STATE_KEY, {})
         seen: Set[str] = set()
         for ids in read_ids(api, groups):

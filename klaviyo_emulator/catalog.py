@@ -1,6 +1,7 @@
 """Generates the small resources of the synthetic account.
 
-Metrics, tags (and their tag group), templates, lists, segments, campaigns with
+The account itself (one record: its id differs with the seed, as two Klaviyo accounts do),
+metrics, tags (and their tag group), templates, lists, segments, campaigns with
 campaign-messages, flows with flow-actions and flow-messages. Records are kept in the
 internal form `{"type", "id", "attributes", "rel"}` where `rel` maps a relationship name
 to an id (to-one) or a list of ids (to-many); `documents.py` renders them as JSON:API.
@@ -44,6 +45,13 @@ STANDARD_METRICS: tuple[tuple[str, str, int, str], ...] = (
 )
 
 DAY = 86_400
+
+# (city, region, two-letter country code, zip, IANA timezone) of the account's address
+ACCOUNT_ADDRESSES: tuple[tuple[str, str, str, str, str], ...] = (
+    ("Boston", "MA", "US", "02110", "America/New_York"),
+    ("München", "Bayern", "DE", "80331", "Europe/Berlin"),
+    ("Dublin", "Leinster", "IE", "D01", "Europe/Dublin"),
+)
 
 
 def spread(rng: random.Random, lo: int, hi: int) -> tuple[int, int]:
@@ -94,6 +102,7 @@ class Catalog:
         self.flows: list[Record] = []
         self.flow_actions: list[Record] = []
         self.flow_messages: list[Record] = []
+        self.accounts: list[Record] = []
         self._build()
 
     def rng(self, kind: str) -> random.Random:
@@ -113,6 +122,31 @@ class Catalog:
         self._lists_segments()
         self._campaigns()
         self._flows()
+        self._account()
+
+    # ------------------------------------------------------------------- the account
+    def _account(self) -> None:
+        """The one account the key belongs to (`GET /api/accounts/`). Its id is the 6-character
+        public API key (site id) Klaviyo shows, a function of the seed."""
+        aid = b62(h64(self.seed, "account"), 6)
+        rng = self.rng("account")
+        city, region, country, zip_code, timezone = rng.choice(ACCOUNT_ADDRESSES)
+        org = rng.choice(vocab.ORGS)
+        self.accounts.append({
+            "type": "account", "id": aid,
+            "attributes": {
+                "contact_information": {
+                    "default_sender_name": org, "default_sender_email": "hello@example.com",
+                    "website_url": "https://www.example.com", "organization_name": org,
+                    "street_address": {"address1": "1 Example Street", "address2": "",
+                                       "city": city, "region": region, "country": country,
+                                       "zip": zip_code},
+                },
+                "industry": "Apparel & Accessories", "timezone": timezone,
+                "preferred_currency": "USD", "public_api_key": aid,
+            },
+            "rel": {},
+        })
 
     # ------------------------------------------------------------------ metrics, tags
     def _metrics(self) -> None:

@@ -116,6 +116,8 @@ _SERVER_SIDE: dict[str, tuple[str, str | None, PageRule, str, bool]] = {
                                               PageRule(None, 50, 1, 100), "id", False),
     "/api/tags/": ("tag", None, PageRule(fixed=50), "id", False),
     "/api/metric-aggregates/": ("metric-aggregate", None, PageRule(fixed=500), "", False),
+    # the key's own account: one record (Klaviyo: "This will return 1 account object")
+    "/api/accounts/": ("account", None, PageRule(fixed=1), "id", False),
 }
 
 
@@ -157,6 +159,7 @@ PLURAL: dict[str, str] = {
     "tag-group": "tag-groups", "template": "templates", "profile": "profiles",
     "event": "events", "metric": "metrics", "segment": "segments", "list": "lists",
     "flow": "flows", "flow-action": "flow-actions", "flow-message": "flow-messages",
+    "account": "accounts",
 }
 """JSON:API type -> URL collection name."""
 

@@ -23,10 +23,10 @@ from klaviyo_emulator.util import fmt_ts, h64_int, ns_key, to_dt, to_ts
 
 Record = dict[str, Any]
 
-SMALL_KINDS = ("campaign", "campaign-message", "tag", "tag-group", "template", "metric",
-               "segment", "list", "flow", "flow-action", "flow-message")
-KINDS = ("campaign", "campaign-message", "tag", "template", "profile", "event", "metric",
-         "segment", "list", "flow", "flow-action", "flow-message")
+SMALL_KINDS = ("account", "campaign", "campaign-message", "tag", "tag-group", "template",
+               "metric", "segment", "list", "flow", "flow-action", "flow-message")
+KINDS = ("account", "campaign", "campaign-message", "tag", "template", "profile", "event",
+         "metric", "segment", "list", "flow", "flow-action", "flow-message")
 OLDEST_REVISION = "2023-10-15"
 NEWER_KINDS = ("attribution",)
 """Kinds only newer revisions serve (`records(kind, revision="2026-07-15")`)."""
@@ -58,7 +58,8 @@ class Account:
         cat = Catalog(config.seed, self.now_ts, sizes, config.ties)
         self.metric_family = dict(cat.metric_family)
         self.small: dict[str, dict[str, Record]] = {k: {} for k in SMALL_KINDS}
-        for kind, recs in (("metric", cat.metrics), ("tag-group", cat.tag_groups),
+        for kind, recs in (("account", cat.accounts), ("metric", cat.metrics),
+                           ("tag-group", cat.tag_groups),
                            ("tag", cat.tags), ("template", cat.templates),
                            ("list", cat.lists), ("segment", cat.segments),
                            ("campaign", cat.campaigns),
@@ -90,6 +91,11 @@ class Account:
             {m["id"]: action_flow[m["rel"]["flow-action"]] for m in cat.flow_messages})
         self._members: dict[tuple[str, str], list[tuple[int, int]]] = {}
         self.extra_members: dict[tuple[str, str], list[tuple[int, int]]] = {}
+
+    @property
+    def account_id(self) -> str:
+        """Id of the account itself (`GET /api/accounts/`), distinct per seed."""
+        return next(iter(self.small["account"]))
 
     # ------------------------------------------------------------------ lookups
     def get(self, kind: str, rid: str) -> Record | None:

@@ -34,6 +34,7 @@ COLLECTIONS = [
     ("/api/segments/", {}, "segment"),
     ("/api/templates/", {"sort": "updated"}, "template"),
     ("/api/tags/", {}, "tag"),
+    ("/api/accounts/", {}, "account"),
 ]
 
 
@@ -180,8 +181,8 @@ def test_catalog_shapes(emu: Emulator) -> None:
 # ------------------------------------------------------------------------ determinism
 def _snapshot(acc: Account) -> dict:
     return {kind: [(r["id"], r["attributes"]) for r in acc.records(kind)]
-            for kind in ("campaign", "template", "metric", "list", "flow", "flow-message",
-                         "profile", "tag")} | {
+            for kind in ("account", "campaign", "template", "metric", "list", "flow",
+                         "flow-message", "profile", "tag")} | {
         "events": [(e["id"], e["attributes"], e["relationships"]["profile"]["data"]["id"])
                    for e in list(acc.records("event"))[::37]]}
 
@@ -194,6 +195,15 @@ def test_same_seed_same_account_other_seed_differs() -> None:
         assert {x[0] for x in a[kind]}.isdisjoint({x[0] for x in b[kind]}), kind
     c = _snapshot(Account(small_config(now=NOW + timedelta(hours=1))))
     assert c["events"] != a["events"]
+
+
+def test_the_account_endpoint_serves_the_keys_one_account(emu: Emulator, http: Http) -> None:
+    served = http.ok("/api/accounts/")
+    assert [a["id"] for a in served["data"]] == [emu.account.account_id]
+    assert served["data"][0]["attributes"]["public_api_key"] == emu.account.account_id
+    assert served["links"]["next"] is None
+    others = {Account(small_config(seed=seed)).account_id for seed in range(40, 60)}
+    assert len(others) == 20, "every seed is another account"
 
 
 def test_sizes_are_honoured() -> None:

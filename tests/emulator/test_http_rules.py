@@ -85,6 +85,8 @@ def test_restricted_key_scopes(http: Http) -> None:
     assert err["code"] == "permission_denied" and "profiles:read" in err["detail"]
     r = http.get("/api/lists/", headers=limited)
     assert r.status_code == 403 and "list:read" in error_of(r)["detail"]
+    r = http.get("/api/accounts/", headers=limited)
+    assert r.status_code == 403 and "accounts:read" in error_of(r)["detail"]
 
 
 def test_list_members_need_both_scopes(emu: Emulator, http: Http) -> None:

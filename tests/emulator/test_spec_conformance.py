@@ -174,6 +174,8 @@ CASES: list[tuple[str, str, dict]] = [
      {}),
     ("/api/tags/", "/api/tags/", {}),
     ("/api/tags/", "/api/tags/", {"include": "tag-group"}),
+    ("/api/accounts/", "/api/accounts/", {}),
+    ("/api/accounts/", "/api/accounts/", {"fields[account]": "timezone,public_api_key"}),
 ]
 
 PUSH = {"filter": "equals(messages.channel,'mobile_push')"}

@@ -15,6 +15,7 @@ SERVED_GET = [
     "/api/profiles/", "/api/events/", "/api/metrics/", "/api/segments/", "/api/lists/",
     "/api/lists/{id}/profiles/", "/api/segments/{id}/profiles/", "/api/flows/",
     "/api/flows/{id}/flow-actions/", "/api/flow-actions/{id}/flow-messages/", "/api/tags/",
+    "/api/accounts/",
 ]
 
 

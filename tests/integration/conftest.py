@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import pytest
 
 from klaviyo.settings import CURSOR_SAFETY_MARGIN, REPORTS
+from klaviyo_demo import DEMO_DUCKDB
 from klaviyo_emulator import Emulator
 from tests.conftest import REPO
 
@@ -33,6 +34,28 @@ TABLE_KINDS: Dict[str, str] = {
     "flows": "flow",
 }
 SUMMARY_ROW = re.compile(r"^  (\S+)\s+(\d+) rows$")
+
+POSTGRES_URL = os.environ.get("KLAVIYO_TEST_POSTGRES", "postgresql://klaviyo:klaviyo@127.0.0.1:5432/klaviyo_test")
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """The test server's URL; skips locally (fails under CI=true) when none answers."""
+    import psycopg2
+
+    try:
+        psycopg2.connect(POSTGRES_URL, connect_timeout=5).close()
+    except psycopg2.Error as error:
+        shown = POSTGRES_URL.split("@")[-1]
+        reason = f"no PostgreSQL at {shown} ({str(error).strip()}); start one with `bash .ci/postgres.sh` (root) or set KLAVIYO_TEST_POSTGRES"
+        if _in_ci():
+            pytest.fail("CI=true: " + reason)
+        pytest.skip(reason)
+    yield POSTGRES_URL
 
 
 def isolated_env(workdir: Path, **extra: str) -> Dict[str, str]:
@@ -68,7 +91,7 @@ class CliDemo:
 
     @property
     def duckdb(self) -> Path:
-        return self.workdir / "klaviyo.duckdb"
+        return self.workdir / DEMO_DUCKDB
 
     @property
     def pipelines_dir(self) -> Path:
@@ -141,7 +164,7 @@ def run_demo(workdir: Path, args: Sequence[str], env: Optional[Mapping[str, str]
 
 @pytest.fixture(scope="session")
 def duckdb_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoRun]:
-    """The demo loaded into `klaviyo.duckdb` in-process, with its emulator."""
+    """The demo loaded into `klaviyo_demo.duckdb` in-process, with its emulator."""
     workdir = tmp_path_factory.mktemp("duckdb_demo")
     yield run_demo(workdir, ["--progress", "none"])
 

@@ -11,6 +11,7 @@ import dlt
 import duckdb
 import pytest
 
+from klaviyo_demo import DEMO_DATASET, DEMO_DUCKDB
 from tests.conftest import REPO
 from tests.integration.conftest import CliDemo, isolated_env, parse_summary
 
@@ -18,9 +19,9 @@ from tests.integration.conftest import CliDemo, isolated_env, parse_summary
 def _table_counts(path: Path) -> dict:
     with duckdb.connect(str(path), read_only=True) as db:
         tables = [r[0] for r in db.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'klaviyo_data'"
-            " AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\'").fetchall()]
-        return {t: db.execute(f'SELECT count(*) FROM klaviyo_data."{t}"').fetchone()[0] for t in tables}
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?"
+            " AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\'", [DEMO_DATASET]).fetchall()]
+        return {t: db.execute(f'SELECT count(*) FROM {DEMO_DATASET}."{t}"').fetchone()[0] for t in tables}
 
 
 def test_the_summary_lists_every_loaded_table_with_its_rows(cli_demo: CliDemo) -> None:
@@ -35,12 +36,12 @@ def test_the_summary_lists_every_loaded_table_with_its_rows(cli_demo: CliDemo) -
 def test_the_summary_says_where_the_data_went_and_how_long_it_took(cli_demo: CliDemo) -> None:
     head = re.search(r"^Loaded into (\S+) dataset (\S+) in ([0-9.]+) s:$", cli_demo.stdout, re.M)
     assert head, cli_demo.stdout[-1500:]
-    assert head.group(1, 2) == ("duckdb", "klaviyo_data")
+    assert head.group(1, 2) == ("duckdb", DEMO_DATASET)
     assert 0 < float(head.group(3)) < 600  # not load-sensitive: the fixture's subprocess may live 600 s at most
     location = re.search(r"^  location: (.+)$", cli_demo.stdout, re.M)
     assert location and Path(location.group(1)) == cli_demo.duckdb.resolve()
     assert Path(location.group(1)).is_absolute() and Path(location.group(1)).stat().st_size > 0
-    assert "Inspect: dlt pipeline --pipelines-dir pipelines klaviyo info   (or trace, schema, show)" in cli_demo.stdout
+    assert "Inspect: dlt pipeline --pipelines-dir pipelines klaviyo_demo info   (or trace, schema, show)" in cli_demo.stdout
 
 
 def test_the_log_progress_says_each_stage_and_table_in_a_few_true_lines(cli_demo: CliDemo) -> None:
@@ -132,14 +133,14 @@ def test_tqdm_progress_bars_go_to_stderr_and_the_summary_to_stdout(tmp_path: Pat
     out = _run(tmp_path, "--reports", "metrics,lists", "--progress", "tqdm")
     assert out.returncode == 0, out.stderr[-2000:]
     assert re.search(r"Load klaviyo in [0-9.]+: Jobs: 100%\|", out.stderr), out.stderr[-2000:]
-    assert parse_summary(out.stdout) == _table_counts(tmp_path / "klaviyo.duckdb")
+    assert parse_summary(out.stdout) == _table_counts(tmp_path / DEMO_DUCKDB)
     assert "Extract klaviyo" not in out.stdout
 
 
 def test_an_unknown_progress_display_is_refused_before_any_work(tmp_path: Path) -> None:
     bad = _run(tmp_path, "--progress", "fancy")
     assert bad.returncode == 2 and "invalid choice: 'fancy'" in bad.stderr
-    assert not (tmp_path / "klaviyo.duckdb").exists()
+    assert not (tmp_path / DEMO_DUCKDB).exists()
 
 
 def _closed_port() -> int:

@@ -1,4 +1,4 @@
-"""dlt's own commands on the pipeline the demo left behind: `dlt pipeline klaviyo info`,
+"""dlt's own commands on the pipeline the demo left behind: `dlt pipeline klaviyo_demo info`,
 `trace`, `schema` and `show` (the dashboard, started headless and polled over HTTP)."""
 
 import json
@@ -18,6 +18,7 @@ import duckdb
 import pytest
 import yaml
 
+from klaviyo_demo import DEMO_DATASET, DEMO_PIPELINE
 from tests.conftest import REPO
 from tests.integration.conftest import CliDemo, isolated_env, parse_summary
 
@@ -25,9 +26,9 @@ DLT = str(Path(sys.executable).with_name("dlt"))
 
 
 def dlt_pipeline(demo: CliDemo, *args: str) -> str:
-    """Output of `dlt pipeline --pipelines-dir <demo's> klaviyo <args>` (must succeed)."""
+    """Output of `dlt pipeline --pipelines-dir <demo's> klaviyo_demo <args>` (must succeed)."""
     out = subprocess.run(
-        [DLT, "--non-interactive", "pipeline", "--pipelines-dir", str(demo.pipelines_dir), "klaviyo", *args],
+        [DLT, "--non-interactive", "pipeline", "--pipelines-dir", str(demo.pipelines_dir), DEMO_PIPELINE, *args],
         cwd=demo.workdir, capture_output=True, text=True, timeout=120, env=isolated_env(demo.workdir),
     )
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
@@ -37,8 +38,8 @@ def dlt_pipeline(demo: CliDemo, *args: str) -> str:
 def _data_tables(demo: CliDemo) -> List[str]:
     with duckdb.connect(str(demo.duckdb), read_only=True) as db:
         return sorted(r[0] for r in db.execute(
-            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'klaviyo_data'"
-            " AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\'").fetchall())
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = ?"
+            " AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\'", [DEMO_DATASET]).fetchall())
 
 
 @pytest.mark.parametrize("activated", [False, True], ids=["as after README's commands", "virtualenv activated"])
@@ -58,10 +59,10 @@ def test_the_printed_inspect_command_works_as_printed(tmp_path: Path, activated:
     assert out.returncode == 0, out.stderr[-2000:]
     hint = re.search(r"^Inspect: (.+?)   \((.+)\)$", out.stdout, re.M)
     assert hint, out.stdout[-1000:]
-    assert hint.group(1) == ("dlt" if activated else ".venv/bin/dlt") + " pipeline --pipelines-dir p klaviyo info"
+    assert hint.group(1) == ("dlt" if activated else ".venv/bin/dlt") + " pipeline --pipelines-dir p klaviyo_demo info"
     info = subprocess.run(["bash", "-c", hint.group(1)], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
     assert info.returncode == 0, info.stdout[-1000:] + info.stderr[-1000:]
-    assert info.stdout.startswith("Found pipeline klaviyo in p\n") and "Has 1 completed load packages" in info.stdout
+    assert info.stdout.startswith("Found pipeline klaviyo_demo in p\n") and "Has 1 completed load packages" in info.stdout
     if activated:
         assert hint.group(2) == "or trace, schema, show"
         return
@@ -73,8 +74,8 @@ def test_the_printed_inspect_command_works_as_printed(tmp_path: Path, activated:
 
 def test_info_shows_the_dataset_the_resources_and_the_loaded_package(cli_demo: CliDemo) -> None:
     out = dlt_pipeline(cli_demo, "info")
-    assert f"Found pipeline klaviyo in {cli_demo.pipelines_dir}" in out
-    assert "dataset_name: klaviyo_data" in out and "destination_type: dlt.destinations.duckdb" in out
+    assert f"Found pipeline {DEMO_PIPELINE} in {cli_demo.pipelines_dir}" in out
+    assert f"dataset_name: {DEMO_DATASET}" in out and "destination_type: dlt.destinations.duckdb" in out
     resources = dict(re.findall(r"^(\w+) with (\d+) table\(s\)", out, re.M))
     assert {"events", "profiles", "metrics", "metric_aggregates"} <= set(resources)
     assert sum(map(int, resources.values())) == len(_data_tables(cli_demo))
@@ -86,7 +87,7 @@ def test_info_verbose_shows_the_incremental_cursor_at_the_newest_loaded_event(cl
     state = json.loads(out.split("sources:", 1)[1].split("Local state:", 1)[0])
     cursor = state["klaviyo"]["resources"]["events"]["incremental"]["datetime"]
     with duckdb.connect(str(cli_demo.duckdb), read_only=True) as db:
-        (newest,) = db.execute("SELECT max(datetime) FROM klaviyo_data.events").fetchone()
+        (newest,) = db.execute(f"SELECT max(datetime) FROM {DEMO_DATASET}.events").fetchone()
     assert datetime.fromisoformat(cursor["last_value"]) == newest
 
 
@@ -125,7 +126,7 @@ def test_show_serves_the_dashboard_over_http(cli_demo: CliDemo) -> None:
     """`show` is a blocking marimo server (port 2718, or the next free one; the command has
     no port option): read the URL it prints, poll it until HTTP 200, then stop it."""
     proc = subprocess.Popen(
-        [DLT, "--non-interactive", "pipeline", "--pipelines-dir", str(cli_demo.pipelines_dir), "klaviyo", "show"],
+        [DLT, "--non-interactive", "pipeline", "--pipelines-dir", str(cli_demo.pipelines_dir), DEMO_PIPELINE, "show"],
         cwd=cli_demo.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         text=True, env=isolated_env(cli_demo.workdir), start_new_session=True,
     )

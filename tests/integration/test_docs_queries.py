@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Set, Tuple
 import duckdb
 import pytest
 
+from klaviyo_demo import DEMO_DATASET, DEMO_DUCKDB
 from tests.conftest import REPO
 from tests.integration.conftest import DemoRun, isolated_env
 
@@ -34,8 +35,8 @@ def doc_queries() -> Dict[str, str]:
 
 def run(demo: DemoRun, sql: str) -> Tuple[datetime, List[Dict[str, Any]]]:
     """`now()` of the query's transaction and its rows as dicts (the doc's `SET`s applied)."""
-    with duckdb.connect(str(demo.workdir / "klaviyo.duckdb"), read_only=True) as db:
-        db.execute("SET search_path = 'klaviyo_data'; SET TimeZone = 'UTC'")
+    with duckdb.connect(str(demo.workdir / DEMO_DUCKDB), read_only=True) as db:
+        db.execute(f"SET search_path = '{DEMO_DATASET}'; SET TimeZone = 'UTC'")
         db.begin()
         (now,) = db.execute("SELECT now()").fetchone()
         cursor = db.execute(sql)
@@ -47,8 +48,8 @@ def run(demo: DemoRun, sql: str) -> Tuple[datetime, List[Dict[str, Any]]]:
 
 def loaded_events(demo: DemoRun) -> List[Dict[str, Any]]:
     """The emulator's records of the events the demo loaded, with their metric names."""
-    with duckdb.connect(str(demo.workdir / "klaviyo.duckdb"), read_only=True) as db:
-        ids: Set[str] = {r[0] for r in db.execute("SELECT id FROM klaviyo_data.events").fetchall()}
+    with duckdb.connect(str(demo.workdir / DEMO_DUCKDB), read_only=True) as db:
+        ids: Set[str] = {r[0] for r in db.execute(f"SELECT id FROM {DEMO_DATASET}.events").fetchall()}
     metrics = {m["id"]: m["attributes"]["name"] for m in demo.emulator.account.records("metric")}
     out = []
     for event in demo.emulator.account.records("event"):

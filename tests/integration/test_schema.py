@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from klaviyo import klaviyo_source
+from klaviyo_demo import DEMO_DATASET
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column, edit_pages, query
 from tests.integration.conftest import CliDemo, suppression_counts
@@ -95,8 +96,8 @@ EXPECTED_TYPES = {
 def test_the_demo_tables_have_warehouse_types(cli_demo: CliDemo) -> None:
     with duckdb.connect(str(cli_demo.duckdb), read_only=True) as db:
         found = {(t, c): d for t, c, d in db.execute(
-            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = 'klaviyo_data'").fetchall()}
-        (lat,) = db.execute("SELECT count(location__latitude) FROM klaviyo_data.profiles").fetchone()
+            "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE table_schema = ?", [DEMO_DATASET]).fetchall()}
+        (lat,) = db.execute(f"SELECT count(location__latitude) FROM {DEMO_DATASET}.profiles").fetchone()
     assert {key: found.get(key) for key in EXPECTED_TYPES} == EXPECTED_TYPES
     assert lat > 0, "coordinates sent as strings and as numbers all land in the double column"
 

@@ -259,9 +259,11 @@ def test_the_demo_command_loads_every_report(tmp_path: Any) -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     import duckdb
 
-    with duckdb.connect(str(tmp_path / "klaviyo.duckdb")) as db:
+    from klaviyo_demo import DEMO_DATASET, DEMO_DUCKDB
+
+    with duckdb.connect(str(tmp_path / DEMO_DUCKDB), read_only=True) as db:
         for report in [*KINDS, "metric_aggregates", "tags", "campaign_messages", "campaign_tags", "flow_actions",
                        "flow_messages", "list_profiles", "segment_profiles", "global_exclusions"]:
-            (rows,) = db.execute(f"SELECT count(*) FROM klaviyo_data.{report}").fetchone()
+            (rows,) = db.execute(f"SELECT count(*) FROM {DEMO_DATASET}.{report}").fetchone()
             assert rows > 0, report
             assert report in out.stdout
