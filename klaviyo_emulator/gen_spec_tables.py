@@ -40,6 +40,7 @@ SERVED: tuple[tuple[str, str], ...] = (
     ("GET", "/api/flow-actions/{id}/flow-messages/"),
     ("GET", "/api/tags/"),
     ("POST", "/api/metric-aggregates/"),
+    ("GET", "/api/accounts/"),
 )
 """Served operations, written as in 2023-10-15 (newer specs drop the trailing slash)."""
 

@@ -97,6 +97,8 @@ def attributes(acc: "Account", rec: Record) -> dict[str, Any]:
         return {**attrs, "opt_in_process": "double_opt_in" if h % 3 == 0 else "single_opt_in"}
     if kind == "template":
         return {**attrs, "amp": None}
+    if kind == "account":  # required since 2024: a production account, English
+        return {**attrs, "test_account": False, "locale": "en-US"}
     return attrs
 
 

@@ -1184,7 +1184,36 @@ SPEC_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {('GET', '/api/campaign
                                       'sort': (),
                                       'page_size': None,
                                       'page_cursor': False,
-                                      'filter': None}}
+                                      'filter': None},
+ ('GET', '/api/accounts'): {'operation_id': 'get_accounts',
+                            'scopes': ('accounts:read',),
+                            'burst': '1/s',
+                            'steady': '15/m',
+                            'fields': {'account': ('contact_information',
+                                                   'contact_information.default_sender_email',
+                                                   'contact_information.default_sender_name',
+                                                   'contact_information.organization_name',
+                                                   'contact_information.street_address',
+                                                   'contact_information.street_address.address1',
+                                                   'contact_information.street_address.address2',
+                                                   'contact_information.street_address.city',
+                                                   'contact_information.street_address.country',
+                                                   'contact_information.street_address.region',
+                                                   'contact_information.street_address.zip',
+                                                   'contact_information.website_url',
+                                                   'id',
+                                                   'industry',
+                                                   'locale',
+                                                   'preferred_currency',
+                                                   'public_api_key',
+                                                   'test_account',
+                                                   'timezone')},
+                            'additional_fields': {},
+                            'include': (),
+                            'sort': (),
+                            'page_size': None,
+                            'page_cursor': False,
+                            'filter': None}}
 """(method, path template) -> operation_id, scopes, burst, steady, fields[type] enums,
 additional_fields, include, sort, page_size (default, min, max) or None, page_cursor, filter."""
 
@@ -1320,6 +1349,7 @@ FILTER_OPS: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {('GET', '/api/c
                                                                'greater-than',
                                                                'less-or-equal',
                                                                'less-than')},
- ('GET', '/api/tags'): {'name': ('contains', 'ends-with', 'equals', 'starts-with')}}
+ ('GET', '/api/tags'): {'name': ('contains', 'ends-with', 'equals', 'starts-with')},
+ ('GET', '/api/accounts'): {}}
 """(method, path template) -> filterable field -> allowed operators, as the spec's `filter`
 description lists them ("Allowed field(s)/operator(s): ...")."""

@@ -224,6 +224,8 @@ CASES_2026: list[tuple[str, str, dict]] = [
      {"page[size]": "50"}),
     ("/api/tags", "/api/tags", {}),
     ("/api/tags", "/api/tags", {"include": "tag-group", "page[size]": "3"}),
+    ("/api/accounts", "/api/accounts", {}),
+    ("/api/accounts", "/api/accounts/", {"fields[account]": "timezone,public_api_key"}),
 ]
 CASES_BY_REVISION = {"2023-10-15": CASES, "2026-07-15": CASES_2026}
 ALL_CASES = [(rev, *case) for rev, cases in CASES_BY_REVISION.items() for case in cases]
