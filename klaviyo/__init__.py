@@ -26,18 +26,14 @@ from .options import SourceOptions, validate_options
 from .ratelimit import RateLimiter
 from .records import parse_datetime, with_load_id
 from .settings import (
-    AGGREGATES_PATH,
     ARROW_BATCH_ROWS,
-    AGGREGATES_TIER,
     CURSOR_SAFETY_MARGIN,
     DEFAULT_BASE_URL,
     DEFAULT_REVISION,
+    OTHER_REPORTS,
     REPORTS,
     SOURCE_NAME,
     STAGE_DEDUPLICATED,
-    V1_CAMPAIGNS_PATH,
-    V1_PAGE_SIZE,
-    V1_RETIRED_MESSAGE,
     Report,
 )
 from .windows import UTC, Window
@@ -134,13 +130,10 @@ def klaviyo_source(
             report = report_for_run(REPORTS[name], predictive_analytics, flatten_properties)
             parents[name] = _report_resource(api, report, options, run_started)
             yield parents[name]
-        elif name == "campaigns_v1":
-            yield dlt.resource(
-                _read_v1_campaigns, name="campaigns_v1", primary_key="id", write_disposition="merge",
-                columns={"created": {"data_type": "timestamp"}, "updated": {"data_type": "timestamp"}},
-            )(api)
-        elif name == "metric_aggregates" and queries:
-            yield _aggregates_resource(api, queries)
+        elif name in OTHER_REPORTS and OTHER_REPORTS[name].pagination == "v1":
+            yield _v1_resource(api, OTHER_REPORTS[name])
+        elif name in OTHER_REPORTS and OTHER_REPORTS[name].pagination == "post" and queries:
+            yield _aggregates_resource(api, OTHER_REPORTS[name], queries)
     yield from related_resources(api, options, parents, run_started)
     yield from delete_resources(api, with_parents(options.reports), detect_deletes, hard_deletes, run_started, options.workers)
 
@@ -193,7 +186,7 @@ def _report_resource(
     resource = dlt.resource(
         read,
         name=report.name,
-        primary_key="id",
+        primary_key=list(report.primary_key),
         write_disposition="merge",
         columns=report_columns(report),
     )()
@@ -222,22 +215,30 @@ def _as_datetime(value: Any) -> Optional[datetime]:
     return parse_datetime(str(value))
 
 
-def _read_v1_campaigns(api: KlaviyoApi) -> Iterator[TDataItems]:
+def _v1_resource(api: KlaviyoApi, report: Report) -> DltResource:
+    """A legacy v1 list (full read), merged on its key."""
+    return dlt.resource(
+        _read_v1_campaigns, name=report.name, primary_key=list(report.primary_key), write_disposition="merge",
+        columns=report_columns(report, keys=()),
+    )(api, report)
+
+
+def _read_v1_campaigns(api: KlaviyoApi, report: Report) -> Iterator[TDataItems]:
     """The legacy v1 campaigns list (full read; Klaviyo retired it on 2024-06-30)."""
     try:
-        for page in api.paginate_v1(V1_CAMPAIGNS_PATH, V1_PAGE_SIZE):
+        for page in api.paginate_v1(report.path, report.page_size, report.tier, report.name):
             for row in page:
-                for column in ("created", "updated", "sent_at", "send_time"):
+                for column in report.timestamps:
                     if row.get(column):
                         row[column] = parse_datetime(row[column])
             yield page
     except KlaviyoApiError as error:
-        if error.status == 410:
-            raise KlaviyoApiError(V1_RETIRED_MESSAGE, error.response, 410, error.endpoint) from None
+        if error.status == 410 and report.retired:
+            raise KlaviyoApiError(report.retired, error.response, 410, error.endpoint) from None
         raise
 
 
-def _aggregates_resource(api: KlaviyoApi, queries: List[AggregateQuery]) -> DltResource:
+def _aggregates_resource(api: KlaviyoApi, report: Report, queries: List[AggregateQuery]) -> DltResource:
     """Responses of every query window and page, turned into long rows by a transformer."""
 
     def metric_aggregate_answers() -> Iterator[Any]:
@@ -246,8 +247,8 @@ def _aggregates_resource(api: KlaviyoApi, queries: List[AggregateQuery]) -> DltR
                 cursor: Optional[str] = None
                 while True:
                     document = api.post(
-                        AGGREGATES_PATH, request_body(query, start, end, cursor),
-                        AGGREGATES_TIER, "metrics:read", "metric_aggregates",
+                        report.path, request_body(query, start, end, cursor),
+                        report.tier, report.scope, report.name,
                     )
                     yield {"query": query, "document": document}
                     cursor = next_cursor(document)
@@ -260,11 +261,11 @@ def _aggregates_resource(api: KlaviyoApi, queries: List[AggregateQuery]) -> DltR
     answers = dlt.resource(metric_aggregate_answers, name="metric_aggregate_answers", selected=False)
     return answers | dlt.transformer(
         metric_aggregates,
-        name="metric_aggregates",
-        primary_key=("query_name", "metric_id", "date", "dimension_key", "measurement"),
+        name=report.name,
+        primary_key=report.primary_key,
         write_disposition="merge",
         columns={
-            "date": {"data_type": "timestamp"}, "value": {"data_type": "double"},
+            **report_columns(report, keys=()),
             **dimension_columns(dim for query in queries for dim in query.by),
         },
     )

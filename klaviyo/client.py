@@ -143,17 +143,24 @@ class KlaviyoApi:
         for page in _unreachable_as_error(pages, path):
             yield page.response.json()
 
-    def paginate_v1(self, path: str, page_size: int) -> Iterator[List[Dict[str, Any]]]:
-        """Yields the `data` of each page of a legacy v1 `$list` collection (page/count)."""
+    def paginate_v1(self, path: str, page_size: Optional[int], tier: str, report: str) -> Iterator[List[Dict[str, Any]]]:
+        """Yields the `data` of each page of a legacy v1 `$list` collection (page/count).
+
+        Args:
+            path: Collection path, e.g. `/api/v1/campaigns`.
+            page_size: `count` sent with every page (None: the API's default).
+            tier: Rate-limit tier the requests are paced at.
+            report: Report name (named in a 403 error).
+        """
         paginator: BasePaginator = PageNumberPaginator(
             base_page=0, page_param="page", total_path=None, stop_after_empty_page=True
         )
-        pages = self._client("M", v1=True).paginate(
+        pages = self._client(tier, v1=True).paginate(
             path,
-            params={"count": page_size},
+            params={"count": page_size} if page_size else {},
             paginator=paginator,
             data_selector=DATA_PATH,
-            hooks={"response": [_response_hook(None, "campaigns_v1")]},
+            hooks={"response": [_response_hook(None, report)]},
         )
         for page in _unreachable_as_error(pages, path):
             yield list(page)

@@ -1,7 +1,9 @@
 """The reports of the Klaviyo source as data: one row per report, read by the code.
 
-Adding a report is adding a `Report` row to `REPORTS`; the HTTP client, the window
-planner, the rate limiter and the error map serve every report alike.
+Adding a report is adding a `Report` row: to `REPORTS` (JSON:API collections, windowed by
+their cursor), `CHILD_REPORTS` (tables that belong to other reports) or `OTHER_REPORTS` (the
+legacy v1 list and the metric-aggregate queries); the HTTP client, the window planner, the
+rate limiter and the error map serve every report alike.
 
 All datetimes are timezone-aware UTC. Durations are `timedelta`s.
 """
@@ -43,6 +45,8 @@ TIERS: Dict[str, Tier] = {
 }
 
 RowFormat = Literal["dict", "arrow"]
+# How a report's pages are requested (see `Report.pagination`).
+Pagination = Literal["jsonapi", "v1", "post"]
 # dlt's table hint that a load's rows are unique on the primary key (no staging dedup).
 STAGE_DEDUPLICATED = "x-stage-data-deduplicated"
 # Arrow pages are handed to dlt in tables of at least this many rows (many pages each): dlt's
@@ -60,8 +64,14 @@ class Report:
     Attributes:
         name: Resource and table name.
         path: API path, relative to the base URL (JSON:API collection).
-        scope: API key scope the endpoint needs (named in 403 errors).
+        scope: API key scope the endpoint needs (named in 403 errors); "" where the endpoint
+            has no scopes (the legacy v1 API).
         tier: Rate-limit tier key in `TIERS`.
+        pagination: How pages are requested: "jsonapi" GETs a JSON:API collection and follows
+            `links.next` (windowed by the cursor); "v1" GETs a legacy v1 `$list` page by page
+            (`page`/`count`, the key in the query string); "post" POSTs a query body per
+            window of the user's queries and follows the answer's page cursor.
+        primary_key: Columns the table merges on.
         cursor: Attribute the incremental load follows; None means a full read, merged on `id`.
         cursor_ops: Filter operators the API allows on the cursor (from the spec); bounds the
             API cannot express are applied client-side, so every window is exact.
@@ -89,12 +99,16 @@ class Report:
             dedup of the merge (5 of the 8 s of a 1M-event DuckDB load). Mutable reports keep
             it: a record updated mid-read can come twice (old and new `updated`).
         default: Whether the report is in the default selection.
+        retired: The one-line message that replaces Klaviyo's 410 Gone for an endpoint
+            Klaviyo retired (naming what to load instead); None for live endpoints.
     """
 
     name: str
     path: str
     scope: str
     tier: str
+    pagination: Pagination = "jsonapi"
+    primary_key: Tuple[str, ...] = ("id",)
     cursor: Optional[str] = None
     cursor_ops: Tuple[str, ...] = ()
     sort: Optional[str] = None
@@ -113,6 +127,7 @@ class Report:
     dlt_ids: bool = False
     immutable: bool = False
     default: bool = True
+    retired: Optional[str] = None
 
 
 _ALL_COMPARISONS = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
@@ -254,17 +269,40 @@ REPORTS: Dict[str, Report] = {
 # Profiles with predictive analytics drop from tier L to M (Klaviyo's docs; REFERENCE.md).
 PREDICTIVE_TIER = "M"
 
-# The legacy v1 campaigns API (retired by Klaviyo on 2024-06-30; it answers 410 since).
-V1_CAMPAIGNS_PATH = "/api/v1/campaigns"
-V1_PAGE_SIZE = 100
-V1_RETIRED_MESSAGE = (
-    "Klaviyo retired the v1 API on 2024-06-30 and answers 410 Gone for /api/v1/campaigns; "
-    "load the reports campaigns_email and campaigns_sms instead"
-)
+# Reports not read as windowed JSON:API collections (`pagination` other than "jsonapi"): no
+# cursor, and custom dates do not apply to them (the aggregate queries carry their own range).
+OTHER_REPORTS: Dict[str, Report] = {
+    r.name: r
+    for r in (
+        # The legacy v1 campaigns list (retired by Klaviyo on 2024-06-30; it answers 410 since).
+        Report(
+            name="campaigns_v1",
+            path="/api/v1/campaigns",
+            scope="",
+            tier="M",
+            pagination="v1",
+            page_size=100,
+            timestamps=("created", "updated", "sent_at", "send_time"),
+            default=False,
+            retired=(
+                "Klaviyo retired the v1 API on 2024-06-30 and answers 410 Gone for /api/v1/campaigns; "
+                "load the reports campaigns_email and campaigns_sms instead"
+            ),
+        ),
+        # Query Metric Aggregates: the user's queries (`aggregates.py`), long rows.
+        Report(
+            name="metric_aggregates",
+            path="/api/metric-aggregates/",
+            scope="metrics:read",
+            tier="S",
+            pagination="post",
+            primary_key=("query_name", "metric_id", "date", "dimension_key", "measurement"),
+            timestamps=("date",),
+            column_types={"value": "double"},
+        ),
+    )
+}
 
-# Query Metric Aggregates (POST /api/metric-aggregates/), tier S.
-AGGREGATES_PATH = "/api/metric-aggregates/"
-AGGREGATES_TIER = "S"
 AGGREGATE_MEASUREMENTS = ("count", "sum_value", "unique")
 AGGREGATE_INTERVALS = ("hour", "day", "week", "month")
 AGGREGATE_DIMENSIONS = (
@@ -303,7 +341,6 @@ class ChildReport:
         parent_key: Column holding the parent's id ("" for "suppressed").
         include: The relationship (and `include` value) of the parents, for "include".
         id_column: Column that receives the child's own `id`.
-        primary_key: Columns the table merges on.
         skip: Parent attribute -> values of parents that have no children (no request).
         default: Whether the table is in the default selection.
     """
@@ -314,7 +351,6 @@ class ChildReport:
     parent_key: str
     include: Optional[str] = None
     id_column: str = "id"
-    primary_key: Tuple[str, ...] = ("id",)
     skip: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
     default: bool = True
 
@@ -323,12 +359,19 @@ class ChildReport:
         """Table (and report) name."""
         return self.read.name
 
+    @property
+    def primary_key(self) -> Tuple[str, ...]:
+        """Columns the table merges on (its report's)."""
+        return self.read.primary_key
 
-def _members(name: str, path: str, scope: str) -> Report:
+
+def _members(name: str, path: str, scope: str, group_key: str) -> Report:
     """A group's members, 100 a page (the most the endpoint gives with `joined_group_at`), with
-    only `joined_group_at` (sparse fieldset), filtered and sorted on it."""
+    only `joined_group_at` (sparse fieldset), filtered and sorted on it; merged on (group id,
+    profile id)."""
     return Report(
-        name=name, path=path, scope=scope, tier="L", cursor="joined_group_at",
+        name=name, path=path, scope=scope, tier="L", primary_key=(group_key, "profile_id"),
+        cursor="joined_group_at",
         cursor_ops=_ALL_COMPARISONS, sort="joined_group_at", page_size=100,
         params={"fields[profile]": "joined_group_at"}, timestamps=("joined_group_at",),
     )
@@ -354,11 +397,10 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
         ChildReport(
             read=Report(
                 name="campaign_tags", path="/api/campaigns/", scope="campaigns:read", tier="M",
-                timestamps=(),
+                primary_key=("campaign_id", "tag_id"), timestamps=(),
             ),
             via="include", parents=("campaigns_email", "campaigns_sms"),
             parent_key="campaign_id", include="tags", id_column="tag_id",
-            primary_key=("campaign_id", "tag_id"),
         ),
         ChildReport(
             read=Report(
@@ -380,18 +422,17 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
         ),
         ChildReport(
             read=_members(
-                "list_profiles", "/api/lists/{id}/profiles/", "list:read and profiles:read"
+                "list_profiles", "/api/lists/{id}/profiles/", "list:read and profiles:read", "list_id"
             ),
             via="members", parents=("lists",), parent_key="list_id", id_column="profile_id",
-            primary_key=("list_id", "profile_id"),
         ),
         ChildReport(
             read=_members(
                 "segment_profiles", "/api/segments/{id}/profiles/",
-                "segments:read and profiles:read",
+                "segments:read and profiles:read", "segment_id",
             ),
             via="members", parents=("segments",), parent_key="segment_id", id_column="profile_id",
-            primary_key=("segment_id", "profile_id"), default=False,
+            default=False,
         ),
         ChildReport(
             read=Report(
@@ -424,12 +465,11 @@ ID_SCANS: Dict[str, Mapping[str, str]] = {
     "global_exclusions": {"fields[profile]": "created", "sort": "id"},
 }
 
-SPECIAL_REPORTS = ("campaigns_v1", "metric_aggregates")
-ALL_REPORT_NAMES = tuple(REPORTS) + tuple(CHILD_REPORTS) + SPECIAL_REPORTS
+ALL_REPORT_NAMES = tuple(REPORTS) + tuple(CHILD_REPORTS) + tuple(OTHER_REPORTS)
 DEFAULT_REPORTS = (
     tuple(name for name, r in REPORTS.items() if r.default)
     + tuple(name for name, c in CHILD_REPORTS.items() if c.default)
-    + ("metric_aggregates",)
+    + tuple(name for name, r in OTHER_REPORTS.items() if r.default)
 )
 
 # The custom-dates format of `start_date`/`end_date` (e.g. 2024-01-02T23:20:49Z).
