@@ -58,6 +58,23 @@ SPLIT_MIN_PAGES = 8
 
 
 @dataclass(frozen=True)
+class OptionalFields:
+    """Attributes a report reads only when the user asks for them (Klaviyo's
+    `additional-fields[...]`), e.g. profiles' predictive analytics.
+
+    Attributes:
+        params: Query values appended (comma-separated) to the report's `params`.
+        column_types: dlt data types of the (flattened) columns they add.
+        tier: Rate-limit tier key the endpoint is served at when they are asked for; None
+            keeps the report's.
+    """
+
+    params: Mapping[str, str]
+    column_types: Mapping[str, str] = field(default_factory=dict)
+    tier: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Report:
     """How one report is read from Klaviyo and loaded into its table.
 
@@ -91,6 +108,10 @@ class Report:
             for the rest.
         column_types: dlt data types of (flattened) attributes whose inference would be
             wrong or unstable; Arrow pages are cast to them, and they are the columns' hints.
+        flat_column_types: Further column types that apply once free-form properties are
+            flattened into columns (`flatten_properties`), e.g. money in events' properties.
+        predictive: The predictive analytics the report reads with `predictive_analytics`
+            (fields, their column types and the endpoint's tier then); None: it has none.
         dlt_ids: Arrow pages carry dlt's `_dlt_id` row key (random, as dlt gives root rows):
             tables first loaded from row dicts have it as a NOT NULL column.
         immutable: Records never change once created (events), so none moves between
@@ -124,6 +145,8 @@ class Report:
     window: timedelta = timedelta(days=1)
     row_format: RowFormat = "dict"
     column_types: Mapping[str, str] = field(default_factory=dict)
+    flat_column_types: Mapping[str, str] = field(default_factory=dict)
+    predictive: Optional[OptionalFields] = None
     dlt_ids: bool = False
     immutable: bool = False
     default: bool = True
@@ -144,6 +167,29 @@ _SUBSCRIPTION_TIMESTAMPS = tuple(
     f"subscriptions__{channel}__marketing__{name}"
     for channel in ("email", "sms") for name in ("consent_timestamp", "last_updated")
 )
+# `additional-fields[profile]=predictive_analytics`, flattened; with them profiles drop from
+# tier L to M (Klaviyo's docs; REFERENCE.md).
+_PREDICTIVE_ANALYTICS = OptionalFields(
+    params={"additional-fields[profile]": "predictive_analytics"},
+    column_types={
+        "predictive_analytics__historic_clv": "decimal",
+        "predictive_analytics__predicted_clv": "decimal",
+        "predictive_analytics__total_clv": "decimal",
+        "predictive_analytics__average_order_value": "decimal",
+        "predictive_analytics__historic_number_of_orders": "bigint",
+        "predictive_analytics__predicted_number_of_orders": "double",
+        "predictive_analytics__average_days_between_orders": "double",
+        "predictive_analytics__churn_probability": "double",
+        "predictive_analytics__expected_date_of_next_order": "timestamp",
+    },
+    tier="M",
+)
+# Klaviyo's reserved money properties once `event_properties` is flattened
+# (`$value` normalizes to `_value`; `Price` is set on product events).
+_FLAT_EVENT_MONEY = {
+    "event_properties___value": "decimal",
+    "event_properties__price": "decimal",
+}
 # Profiles' suppression lists: JSON columns (arrays of {reason, timestamp[, list_id]}).
 SUPPRESSION_LISTS = (
     "subscriptions__email__marketing__suppression",
@@ -198,6 +244,7 @@ REPORTS: Dict[str, Report] = {
             timestamps=("created", "updated", "last_event_date", *_SUBSCRIPTION_TIMESTAMPS),
             json_columns=("properties", *SUPPRESSION_LISTS),
             column_types={"location__latitude": "double", "location__longitude": "double"},
+            predictive=_PREDICTIVE_ANALYTICS,
             window=timedelta(hours=1),
             row_format="arrow",
             dlt_ids=True,
@@ -213,6 +260,7 @@ REPORTS: Dict[str, Report] = {
             backfill=timedelta(days=30),
             timestamps=("datetime",),
             json_columns=("event_properties",),
+            flat_column_types=_FLAT_EVENT_MONEY,
             to_one={"metric": "metric_id", "profile": "profile_id"},
             window=timedelta(minutes=5),
             row_format="arrow",
@@ -265,9 +313,6 @@ REPORTS: Dict[str, Report] = {
         ),
     )
 }
-
-# Profiles with predictive analytics drop from tier L to M (Klaviyo's docs; REFERENCE.md).
-PREDICTIVE_TIER = "M"
 
 # Reports not read as windowed JSON:API collections (`pagination` other than "jsonapi"): no
 # cursor, and custom dates do not apply to them (the aggregate queries carry their own range).
