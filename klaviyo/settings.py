@@ -119,6 +119,11 @@ class Report:
             deduplicated to dlt (`x-stage-data-deduplicated`), which skips the staging
             dedup of the merge (5 of the 8 s of a 1M-event DuckDB load). Mutable reports keep
             it: a record updated mid-read can come twice (old and new `updated`).
+        id_scan: How to list every id of the report cheaply, for delete detection
+            (`detect_deletes`) and to find every list and segment for the membership tables:
+            the query parameters sent instead of `params` (one short attribute per record as a
+            sparse fieldset, sorted by id where the endpoint can, so that a record updated
+            during the scan keeps its place); empty: the report has no id scan.
         default: Whether the report is in the default selection.
         retired: The one-line message that replaces Klaviyo's 410 Gone for an endpoint
             Klaviyo retired (naming what to load instead); None for live endpoints.
@@ -149,6 +154,7 @@ class Report:
     predictive: Optional[OptionalFields] = None
     dlt_ids: bool = False
     immutable: bool = False
+    id_scan: Mapping[str, str] = field(default_factory=dict)
     default: bool = True
     retired: Optional[str] = None
 
@@ -213,6 +219,7 @@ def _campaigns(channel: str) -> Report:
         timestamps=_CAMPAIGN_TIMESTAMPS,
         json_columns=_CAMPAIGN_JSON,
         to_many=_CAMPAIGN_RELATIONS,
+        id_scan={"fields[campaign]": "created_at", "sort": "id"},
     )
 
 
@@ -229,6 +236,7 @@ REPORTS: Dict[str, Report] = {
             cursor_ops=_ALL_COMPARISONS,
             sort="updated",
             backfill=_TWO_YEARS,
+            id_scan={"fields[template]": "created", "sort": "id"},
         ),
         Report(
             name="profiles",
@@ -248,6 +256,7 @@ REPORTS: Dict[str, Report] = {
             window=timedelta(hours=1),
             row_format="arrow",
             dlt_ids=True,
+            id_scan={"fields[profile]": "created", "sort": "id"},
         ),
         Report(
             name="events",
@@ -272,6 +281,7 @@ REPORTS: Dict[str, Report] = {
             scope="metrics:read",
             tier="M",
             json_columns=("integration",),
+            id_scan={"fields[metric]": "created"},
         ),
         Report(
             name="segments",
@@ -281,6 +291,7 @@ REPORTS: Dict[str, Report] = {
             cursor="updated",
             cursor_ops=("greater-than",),
             backfill=_TWO_YEARS,
+            id_scan={"fields[segment]": "created"},
         ),
         Report(
             name="lists",
@@ -290,6 +301,7 @@ REPORTS: Dict[str, Report] = {
             cursor="updated",
             cursor_ops=("greater-than",),
             backfill=_TWO_YEARS,
+            id_scan={"fields[list]": "created"},
         ),
         Report(
             name="flows",
@@ -302,6 +314,7 @@ REPORTS: Dict[str, Report] = {
             page_size=50,
             variants=_ARCHIVED,
             to_many={"flow-actions": "flow_action_ids", "tags": "tag_ids"},
+            id_scan={"fields[flow]": "created", "sort": "id"},
         ),
         Report(
             name="tags",
@@ -377,7 +390,7 @@ class ChildReport:
             "parent": one collection per parent row read in this run; parents the
                 incremental run skips (unchanged) are not re-read.
             "members": one collection per parent id, every run (all ids are listed cheaply,
-                see `ID_SCANS`), each from its own cursor kept in the resource state.
+                see `Report.id_scan`), each from its own cursor kept in the resource state.
             "suppressed": the parent collection filtered by `read.filters`, one row per record
                 with the cursor's attribute as a top-level column.
         parents: Reports the rows belong to. For "include" and "parent" selecting the child
@@ -489,26 +502,21 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
                     "fields[profile]": "email,phone_number,external_id,created,updated,"
                     "subscriptions.email.marketing.suppression",
                 },
+                id_scan={"fields[profile]": "created", "sort": "id"},
             ),
             via="suppressed", parents=("profiles",), parent_key="",
         ),
     )
 }  # fmt: skip
 
-# How to list every id of a report cheaply: one short attribute per record, sorted by id where
-# the endpoint can (a record updated during the scan keeps its place). Used by delete
-# detection (`detect_deletes`) and to list every list and segment for the membership tables.
-ID_SCANS: Dict[str, Mapping[str, str]] = {
-    "profiles": {"fields[profile]": "created", "sort": "id"},
-    "campaigns_email": {"fields[campaign]": "created_at", "sort": "id"},
-    "campaigns_sms": {"fields[campaign]": "created_at", "sort": "id"},
-    "flows": {"fields[flow]": "created", "sort": "id"},
-    "templates": {"fields[template]": "created", "sort": "id"},
-    "lists": {"fields[list]": "created"},
-    "segments": {"fields[segment]": "created"},
-    "metrics": {"fields[metric]": "created"},
-    "global_exclusions": {"fields[profile]": "created", "sort": "id"},
-}
+
+
+def table_report(name: str) -> Report:
+    """The row of any report or child table by its name (KeyError for an unknown name)."""
+    if name in CHILD_REPORTS:
+        return CHILD_REPORTS[name].read
+    return REPORTS[name] if name in REPORTS else OTHER_REPORTS[name]
+
 
 ALL_REPORT_NAMES = tuple(REPORTS) + tuple(CHILD_REPORTS) + tuple(OTHER_REPORTS)
 DEFAULT_REPORTS = (
