@@ -20,11 +20,12 @@ from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
 from .client import KlaviyoApi
+from .cursors import cursor_window
 from .extract import plan_jobs, read_jobs
 from .ids import read_ids
 from .options import SourceOptions
 from .records import parse_datetime
-from .settings import CURSOR_SAFETY_MARGIN, REPORTS, ChildReport
+from .settings import REPORTS, ChildReport
 from .windows import Window
 
 STATE_KEY = "joined_group_at"  # resource state: {group id: last joined_group_at read (ISO 8601)}
@@ -33,13 +34,11 @@ STATE_KEY = "joined_group_at"  # resource state: {group id: last joined_group_at
 def member_window(options: SourceOptions, last: Optional[str], run_started: datetime) -> Window:
     """The `joined_group_at` range one group is read over in this run: custom dates as given
     (start exclusive, end inclusive); otherwise from the group's cursor (or `start_date`, or
-    all time for a new group), minus the lookback, to the run's start minus the margin."""
-    if options.custom_dates:
-        return Window(options.start, options.end, start_open=True, end_closed=True)
-    start = parse_datetime(last) if last else options.start
-    if start is not None and last and options.lookback_seconds:
-        start -= timedelta(seconds=options.lookback_seconds)
-    return Window(start, run_started - CURSOR_SAFETY_MARGIN)
+    all time for a new group), minus the lookback, to the run's start minus the margin
+    (`cursors.cursor_window`, the rule of every report)."""
+    stored = None if options.custom_dates else parse_datetime(last)
+    start = stored - timedelta(seconds=options.lookback_seconds) if stored else options.start
+    return cursor_window(start, options.end, run_started)
 
 
 def member_resource(
