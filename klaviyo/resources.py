@@ -16,7 +16,7 @@ import dlt
 from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
-from .aggregates import AggregateQuery, next_cursor, request_body, split_windows, to_long_rows
+from .aggregates import AggregateQuery, request_body, split_windows, to_long_rows
 from .checkpoint import checkpoint, plan_chunk, resume_window
 from .client import KlaviyoApi
 from .cursors import cursor_window, incremental_cursor
@@ -108,16 +108,9 @@ def aggregates_resource(api: KlaviyoApi, report: Report, queries: List[Aggregate
     def metric_aggregate_answers() -> Iterator[Any]:
         for query in queries:
             for start, end in split_windows(query):
-                cursor: Optional[str] = None
-                while True:
-                    document = api.post(
-                        report.path, request_body(query, start, end, cursor),
-                        report.tier, report.scope, report.name,
-                    )
+                body = request_body(query, start, end)
+                for document in api.paginate_post(report.path, body, report.tier, report.scope, report.name):
                     yield {"query": query, "document": document}
-                    cursor = next_cursor(document)
-                    if not cursor:
-                        break
 
     def metric_aggregates(answer: Dict[str, Any]) -> Iterator[TDataItems]:
         yield list(to_long_rows(answer["query"], answer["document"]))
