@@ -54,7 +54,7 @@ def exclusions_resource(
     The first run reads every suppression (or from `start_date`); custom dates read their
     range and leave the cursor alone, as for every report.
     """
-    report = child.read
+    report = child.report
     cursor = incremental_cursor(CURSOR_COLUMN, options, options.start or EPOCH, options.lookback_seconds)
 
     def read(suppressed: dlt.sources.incremental[Any] = cursor) -> Iterator[TDataItems]:

@@ -79,10 +79,10 @@ def _read_group(
     api: KlaviyoApi, child: ChildReport, options: SourceOptions, group_id: str, window: Window
 ) -> Generator[TDataItems, None, Optional[datetime]]:
     """Yields one group's member pages over `window`; returns the newest `joined_group_at`."""
-    report = replace(child.read, path=child.read.path.format(id=quote(group_id, safe="")))
+    report = replace(child.report, path=child.report.path.format(id=quote(group_id, safe="")))
     jobs = plan_jobs(report, [window])
     newest: Optional[datetime] = None
-    for page in read_jobs(api, report, jobs, report.tier, options.workers, min_window=report.window):
+    for page in read_jobs(api, report, jobs, report.tier, options.workers, min_window=report.min_split):
         rows = []
         for row in page:
             joined = row.get("joined_group_at")

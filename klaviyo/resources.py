@@ -44,7 +44,7 @@ def report_resource(
     api: KlaviyoApi, report: Report, options: SourceOptions, run_started: datetime
 ) -> DltResource:
     """The resource of a JSON:API collection report, merged on its primary key."""
-    min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.window
+    min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.min_split
 
     def read(cursor: Optional[dlt.sources.incremental[Any]] = _incremental(report, options)) -> Iterator[TDataItems]:
         full = window = (

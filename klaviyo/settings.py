@@ -102,8 +102,8 @@ class Report:
         json_columns: Attributes kept as one JSON column instead of being flattened.
         to_one: Relationship name -> column holding the related id.
         to_many: Relationship name -> JSON column holding the list of related ids.
-        window: Smallest window worth splitting a range into for parallel reads (windows
-            adapt to the data's density above it; see `extract.py`).
+        min_split: Smallest window a range is split into for parallel reads (windows adapt to
+            the data's density above it; see `extract.py`); `min_window_minutes` overrides it.
         row_format: "arrow" for the high-volume reports (pages become Arrow tables), "dict"
             for the rest.
         column_types: dlt data types of (flattened) attributes whose inference would be
@@ -147,7 +147,7 @@ class Report:
     json_columns: Tuple[str, ...] = ()
     to_one: Mapping[str, str] = field(default_factory=dict)
     to_many: Mapping[str, str] = field(default_factory=dict)
-    window: timedelta = timedelta(days=1)
+    min_split: timedelta = timedelta(days=1)
     row_format: RowFormat = "dict"
     column_types: Mapping[str, str] = field(default_factory=dict)
     flat_column_types: Mapping[str, str] = field(default_factory=dict)
@@ -253,7 +253,7 @@ REPORTS: Dict[str, Report] = {
             json_columns=("properties", *SUPPRESSION_LISTS),
             column_types={"location__latitude": "double", "location__longitude": "double"},
             predictive=_PREDICTIVE_ANALYTICS,
-            window=timedelta(hours=1),
+            min_split=timedelta(hours=1),
             row_format="arrow",
             dlt_ids=True,
             id_scan={"fields[profile]": "created", "sort": "id"},
@@ -271,7 +271,7 @@ REPORTS: Dict[str, Report] = {
             json_columns=("event_properties",),
             flat_column_types=_FLAT_EVENT_MONEY,
             to_one={"metric": "metric_id", "profile": "profile_id"},
-            window=timedelta(minutes=5),
+            min_split=timedelta(minutes=5),
             row_format="arrow",
             immutable=True,
         ),
@@ -374,7 +374,7 @@ AGGREGATE_DIMENSIONS = (
 AGGREGATE_MAX_WINDOW_DAYS = 365
 AGGREGATE_MAX_HISTORY_DAYS = 5 * 365  # Klaviyo serves aggregate ranges at most 5 years back
 
-ChildVia = Literal["include", "parent", "members", "suppressed"]
+ChildSource = Literal["include", "parent", "members", "suppressed"]
 
 
 @dataclass(frozen=True)
@@ -382,16 +382,16 @@ class ChildReport:
     """A table that belongs to other reports, read through the same client, limiter and reader.
 
     Attributes:
-        read: How its pages are requested and turned into rows (`read.name` is the table;
-            `{id}` in `read.path` stands for the parent's id).
-        via: Where its rows come from:
+        report: How its pages are requested and turned into rows (`report.name` is the table;
+            `{id}` in `report.path` stands for the parent's id).
+        source: Where its rows come from:
             "include": `included[]` of the parents' own pages (their requests carry
                 `include=<include>`); no request of its own.
             "parent": one collection per parent row read in this run; parents the
                 incremental run skips (unchanged) are not re-read.
             "members": one collection per parent id, every run (all ids are listed cheaply,
                 see `Report.id_scan`), each from its own cursor kept in the resource state.
-            "suppressed": the parent collection filtered by `read.filters`, one row per record
+            "suppressed": the parent collection filtered by `report.filters`, one row per record
                 with the cursor's attribute as a top-level column.
         parents: Reports the rows belong to. For "include" and "parent" selecting the child
             selects them too (the child follows their incremental runs); for "members" and
@@ -403,8 +403,8 @@ class ChildReport:
         default: Whether the table is in the default selection.
     """
 
-    read: Report
-    via: ChildVia
+    report: Report
+    source: ChildSource
     parents: Tuple[str, ...]
     parent_key: str
     include: Optional[str] = None
@@ -415,12 +415,12 @@ class ChildReport:
     @property
     def name(self) -> str:
         """Table (and report) name."""
-        return self.read.name
+        return self.report.name
 
     @property
     def primary_key(self) -> Tuple[str, ...]:
         """Columns the table merges on (its report's)."""
-        return self.read.primary_key
+        return self.report.primary_key
 
 
 def _members(name: str, path: str, scope: str, group_key: str) -> Report:
@@ -444,56 +444,56 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
     c.name: c
     for c in (
         ChildReport(
-            read=Report(
+            report=Report(
                 name="campaign_messages", path="/api/campaigns/", scope="campaigns:read", tier="M",
                 timestamps=("created_at", "updated_at"), json_columns=("send_times",),
                 to_one={"template": "template_id"},
             ),
-            via="include", parents=("campaigns_email", "campaigns_sms"),
+            source="include", parents=("campaigns_email", "campaigns_sms"),
             parent_key="campaign_id", include="campaign-messages",
         ),
         ChildReport(
-            read=Report(
+            report=Report(
                 name="campaign_tags", path="/api/campaigns/", scope="campaigns:read", tier="M",
                 primary_key=("campaign_id", "tag_id"), timestamps=(),
             ),
-            via="include", parents=("campaigns_email", "campaigns_sms"),
+            source="include", parents=("campaigns_email", "campaigns_sms"),
             parent_key="campaign_id", include="tags", id_column="tag_id",
         ),
         ChildReport(
-            read=Report(
+            report=Report(
                 name="flow_actions", path="/api/flows/{id}/flow-actions/", scope="flows:read",
                 tier="S", page_size=50, json_columns=("settings", "tracking_options"),
                 to_many={"flow-messages": "flow_message_ids"},
             ),
-            via="parent", parents=("flows",), parent_key="flow_id",
+            source="parent", parents=("flows",), parent_key="flow_id",
         ),
         ChildReport(
             # No `page[cursor]` in the spec: one page of up to 100 messages per action.
-            read=Report(
+            report=Report(
                 name="flow_messages", path="/api/flow-actions/{id}/flow-messages/",
                 scope="flows:read", tier="S", page_size=100, to_one={"template": "template_id"},
             ),
-            via="parent", parents=("flow_actions",), parent_key="flow_action_id",
+            source="parent", parents=("flow_actions",), parent_key="flow_action_id",
             # Actions that send nothing (UNCONFIRMED names: the spec has no action_type enum).
             skip={"action_type": _SILENT_ACTIONS},
         ),
         ChildReport(
-            read=_members(
+            report=_members(
                 "list_profiles", "/api/lists/{id}/profiles/", "list:read and profiles:read", "list_id"
             ),
-            via="members", parents=("lists",), parent_key="list_id", id_column="profile_id",
+            source="members", parents=("lists",), parent_key="list_id", id_column="profile_id",
         ),
         ChildReport(
-            read=_members(
+            report=_members(
                 "segment_profiles", "/api/segments/{id}/profiles/",
                 "segments:read and profiles:read", "segment_id",
             ),
-            via="members", parents=("segments",), parent_key="segment_id", id_column="profile_id",
+            source="members", parents=("segments",), parent_key="segment_id", id_column="profile_id",
             default=False,
         ),
         ChildReport(
-            read=Report(
+            report=Report(
                 name="global_exclusions", path="/api/profiles/", scope="profiles:read", tier="L",
                 cursor=_SUPPRESSION, cursor_ops=_ALL_COMPARISONS, sort=_SUPPRESSION, page_size=100,
                 filters=(f"greater-than({_SUPPRESSION},1970-01-01T00:00:00Z)",),
@@ -504,7 +504,7 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
                 },
                 id_scan={"fields[profile]": "created", "sort": "id"},
             ),
-            via="suppressed", parents=("profiles",), parent_key="",
+            source="suppressed", parents=("profiles",), parent_key="",
         ),
     )
 }  # fmt: skip
@@ -514,7 +514,7 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
 def table_report(name: str) -> Report:
     """The row of any report or child table by its name (KeyError for an unknown name)."""
     if name in CHILD_REPORTS:
-        return CHILD_REPORTS[name].read
+        return CHILD_REPORTS[name].report
     return REPORTS[name] if name in REPORTS else OTHER_REPORTS[name]
 
 
