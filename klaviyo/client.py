@@ -95,6 +95,10 @@ class KlaviyoApi:
         self.limiter = limiter
         self._local = threading.local()
 
+    def __repr__(self) -> str:
+        """Names the account's URL and revision, never the key."""
+        return f"KlaviyoApi(base_url={self.base_url!r}, revision={self.revision!r})"
+
     def _client(self, tier: str, v1: bool = False) -> RESTClient:
         """Returns this thread's RESTClient for a tier (sessions are not shared by threads)."""
         key = (tier, v1)

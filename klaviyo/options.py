@@ -2,7 +2,7 @@
 problem and the fix, raised before any request is sent and anything is written."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
@@ -16,9 +16,9 @@ _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")
 
 @dataclass(frozen=True)
 class SourceOptions:
-    """The source's arguments, validated and parsed."""
+    """The source's arguments, validated and parsed (the key is left out of the repr)."""
 
-    api_key: str
+    api_key: str = field(repr=False)
     base_url: str
     revision: str
     reports: Tuple[str, ...]

@@ -24,7 +24,7 @@ from .errors import KlaviyoApiError
 from .extract import batched_tables, plan_jobs, read_jobs
 from .hints import dimension_columns, report_columns
 from .options import SourceOptions
-from .records import parse_datetime, with_load_id
+from .records import parse_datetime, quiet_arrow_json_hints, with_load_id
 from .settings import ARROW_BATCH_ROWS, STAGE_DEDUPLICATED, Report
 from .windows import UTC, Window
 
@@ -76,6 +76,8 @@ def report_resource(
     )()
     if report.immutable:
         resource.apply_hints(additional_table_hints={STAGE_DEDUPLICATED: True})
+    if report.row_format == "arrow":
+        quiet_arrow_json_hints(report.name)
     return resource
 
 
