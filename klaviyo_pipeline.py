@@ -9,14 +9,20 @@ Pipeline name `klaviyo`, so `dlt pipeline klaviyo info|trace|schema|show` find i
 
 import argparse
 import os
+import shlex
+import shutil
 import sys
 import time
 from contextlib import ExitStack
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import Destination
+from dlt.common.destination.exceptions import UnknownDestinationModule
+from dlt.common.exceptions import MissingDependencyException
+from dlt.common.pipeline import get_dlt_pipelines_dir
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klaviyo_source
@@ -43,8 +49,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--hard-deletes", action="store_true", help="like --detect-deletes, but remove those rows")
     parser.add_argument("--chunk-records", type=int, default=250_000, help="resumable backfills: commit a long range in chunks of about this many records, one run each (default 250000; 0 = one run)")
     parser.add_argument("--aggregate-query", action="append", default=[], metavar="FILE", help="JSON file with named metric-aggregate queries (repeatable)")
-    parser.add_argument("--pipelines-dir", help="dlt pipelines working directory (default ~/.dlt/pipelines)")
-    parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES, help="dlt progress display (default auto: tqdm bars on a terminal, periodic log lines otherwise; enlighten and alive_progress need their package)")
+    parser.add_argument("--pipelines-dir", help=f"dlt pipelines working directory (default dlt's, here {get_dlt_pipelines_dir()})")
+    parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES, help="dlt progress display (default auto: tqdm bars on a terminal, log lines otherwise: one per step every 10 s and one per table when a step ends; enlighten and alive_progress need their package)")
     parser.add_argument("--export-schema-path", metavar="DIR", help="write the dlt schema as DIR/klaviyo.schema.yaml after the run (the repository keeps schemas/export)")
     return parser.parse_args(argv)
 
@@ -52,10 +58,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 PROGRESS_CHOICES = ("auto", "log", "tqdm", "enlighten", "alive_progress", "none")
 
 
-def _progress(choice: str) -> Optional[str]:
-    """dlt's progress collector name for `--progress` (None = no progress display)."""
+def _progress(choice: str) -> Any:
+    """dlt's progress collector for `--progress`: a name dlt knows, None (no display), or for
+    `log` the command's own `ProgressLog` (a few true lines per step; see klaviyo_progress.py)."""
     if choice == "auto":
-        return "tqdm" if sys.stderr.isatty() else "log"
+        choice = "tqdm" if sys.stderr.isatty() else "log"
+    if choice == "log":
+        from klaviyo_progress import ProgressLog
+
+        return ProgressLog()
     return None if choice == "none" else choice
 
 
@@ -165,14 +176,45 @@ def _with_file_format(destination: Any, file_format: Optional[str]) -> Any:
     """The destination with `file_format` as its preferred format: `run(loader_file_format=)`
     reaches only the resources' own tables, while child tables a resource routes by name
     would otherwise get the destination's default (jsonl on filesystem). The staging format
-    too, for BigQuery or Snowflake loading through a bucket (`staging_type = "filesystem"`)."""
-    if file_format is None:
-        return destination
-    preferred = {"preferred_loader_file_format": file_format, "preferred_staging_file_format": file_format}
+    too, for BigQuery or Snowflake loading through a bucket (`staging_type = "filesystem"`).
+    A name is resolved (and checked) here."""
+    preferred = {"preferred_loader_file_format": file_format, "preferred_staging_file_format": file_format} if file_format else {}
     if isinstance(destination, str):
-        return Destination.from_reference(destination, **preferred)
+        return _destination(destination, preferred)
     destination.caps_params.update(preferred)
     return destination
+
+
+def _destination(name: str, options: Dict[str, Any]) -> Destination:
+    """dlt's destination for `--destination` (a type like `postgres`, or a named destination
+    configured with `destination_type`). An unknown name, or a destination whose packages are
+    not installed, is bad input: one line naming the fix (dlt says it in a traceback, later)."""
+    try:
+        destination = Destination.from_reference(name, **options)
+    except UnknownDestinationModule:
+        raise KlaviyoConfigError(
+            f"--destination {name!r} is not a dlt destination; use one of: {', '.join(_destination_names())}"
+            f" (or a named destination with destination_type set in .dlt/config.toml)"
+        ) from None
+    assert destination is not None  # dlt returns None only for a None reference
+    try:
+        _ = destination.client_class  # imports the destination's client and its packages
+    except (ModuleNotFoundError, MissingDependencyException) as error:
+        extra = destination.destination_type.rsplit(".", 1)[-1]
+        missing = f" ({error.name} is missing)" if isinstance(error, ModuleNotFoundError) and error.name else ""
+        raise KlaviyoConfigError(
+            f"--destination {name} needs packages that are not installed{missing};"
+            f' install them with: pip install "dlt[{extra}]=={dlt.__version__}"'
+        ) from None
+    return destination
+
+
+def _destination_names() -> List[str]:
+    """Names of the destination types dlt knows (its registry; `destination`, the decorator
+    for custom sinks, is left out: it needs code, not a name)."""
+    from dlt.common.destination.reference import DestinationReference
+
+    return sorted({ref.rsplit(".", 1)[-1] for ref in DestinationReference.DESTINATIONS} - {"destination"})
 
 
 def _location(pipeline: dlt.Pipeline, info: Any) -> str:
@@ -198,8 +240,31 @@ def _print_summary(pipeline: dlt.Pipeline, counts: Dict[str, int], elapsed: floa
         print(f"  {'total':<{width}} {sum(tables.values()):>10} rows")
     else:
         print("  nothing new")
-    where = f" --pipelines-dir {pipelines_dir}" if pipelines_dir else ""
-    print(f"Inspect: dlt pipeline{where} {pipeline.pipeline_name} info | trace | schema | show")
+    print(_inspect_hint(pipeline.pipeline_name, pipelines_dir))
+
+
+def _inspect_hint(pipeline_name: str, pipelines_dir: Optional[str]) -> str:
+    """The closing `Inspect:` line, a command that works as printed (from the same directory):
+    `dlt` when PATH finds this Python's dlt (an activated virtualenv), else that script's path
+    (`.venv/bin/dlt`). `show` also needs the virtualenv's bin on PATH (dlt starts `marimo` by
+    name), so without it the line says to activate the virtualenv first."""
+    bin_dir = Path(sys.executable).parent
+    script = shutil.which("dlt", path=str(bin_dir))
+    found = shutil.which("dlt")
+    where = f" --pipelines-dir {shlex.quote(pipelines_dir)}" if pipelines_dir else ""
+    args = f"pipeline{where} {pipeline_name} info"
+    if script and found and os.path.samefile(script, found):
+        return f"Inspect: dlt {args}   (or trace, schema, show)"
+    command = _shell_path(script) if script else f"{_shell_path(sys.executable)} -m dlt"
+    activate = bin_dir / "activate"
+    show = f"; for show, the dashboard, first activate the virtualenv: . {_shell_path(str(activate))}" if activate.exists() else ""
+    return f"Inspect: {command} {args}   (or trace, schema{show})"
+
+
+def _shell_path(path: str) -> str:
+    """`path` for a shell command: relative to the current directory when inside it."""
+    relative = os.path.relpath(path)
+    return shlex.quote(path if relative.startswith("..") else relative)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -208,16 +273,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         run(args)
     except (KlaviyoConfigError, KlaviyoApiError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_said(error)}", file=sys.stderr)
         return 1
     except ConfigFieldMissingException as error:
         print(f"error: missing configuration {', '.join(error.fields)}; set SOURCES__KLAVIYO__API_KEY or [sources.klaviyo] api_key in .dlt/secrets.toml, or try --demo", file=sys.stderr)
         return 1
     except PipelineStepFailed as error:
         cause = _root_cause(error)
-        print(f"error: {cause}", file=sys.stderr)
+        print(f"error: {_said(cause)}", file=sys.stderr)
         return 1
     return 0
+
+
+# The flags that set the source's arguments: errors name what the user typed.
+FLAGS = {"start_date": "--start", "end_date": "--end", "chunk_records": "--chunk-records"}
+
+
+def _said(error: BaseException) -> str:
+    """The error's one line, arguments called by the command's flags."""
+    return error.worded(FLAGS) if isinstance(error, KlaviyoConfigError) else str(error)
 
 
 def _root_cause(error: BaseException) -> BaseException:

@@ -41,7 +41,7 @@ def klaviyo_source(
     end_date: Optional[str] = None,
     aggregate_queries: Optional[Any] = None,
     predictive_analytics: bool = False,
-    lookback_hours: float = 0.0,
+    lookback_hours: Optional[float] = None,
     workers: int = 16,
     min_window_minutes: Optional[float] = None,
     chunk_records: Optional[int] = None,
@@ -67,8 +67,11 @@ def klaviyo_source(
             POST /api/metric-aggregates/, a JSON text of one, or a JSON file's path.
         predictive_analytics: Also read profiles' predictive analytics (Klaviyo then limits the
             profiles endpoint to 10 requests/s instead of 75/s).
-        lookback_hours: Hours re-read before each cursor on incremental runs (Klaviyo keeps
-            revising attribution for days); re-read rows are merged, not duplicated.
+        lookback_hours: Hours re-read before each cursor on incremental runs, for every report;
+            None uses each report's default: `events` 168 (7 days: Klaviyo lists events
+            late, see `settings.EVENTS_LOOKBACK`; each run then re-reads the last 7 days of
+            events, one request per 200), the others 0. Re-read rows are merged, not
+            duplicated; custom dates have no lookback.
         workers: Windows of one report read at the same time (the rate limiter sets the pace).
         min_window_minutes: Smallest window a report's range is split into for parallel reads
             (minutes); None uses each report's default (events 5 min, profiles 1 h). Windows
@@ -126,4 +129,3 @@ def klaviyo_source(
             yield aggregates_resource(api, OTHER_REPORTS[name], queries)
     yield from related_resources(api, options, parents, run_started)
     yield from delete_resources(api, with_parents(options.reports), detect_deletes, hard_deletes, run_started, options.workers)
-

@@ -26,7 +26,8 @@ from .settings import (
 )
 from .windows import UTC, format_datetime
 
-_BOUND = re.compile(r"^\s*(greater-or-equal|less-than)\(\s*datetime\s*,\s*([^)]+?)\s*\)\s*$")
+_BOUND = re.compile(r"^(greater-or-equal|less-than)\s*\(\s*datetime\s*,\s*(.+?)\s*\)$")
+_AND = re.compile(r"^and\s*\(")
 
 
 @dataclass(frozen=True)
@@ -137,28 +138,88 @@ def parse_query(name: str, body: Any) -> AggregateQuery:
 
 
 def _split_filter(name: str, conditions: Any) -> Tuple[datetime, datetime, List[str]]:
-    """Finds the datetime bounds in a query's `filter` list; returns (start, end, others)."""
-    if not isinstance(conditions, list):
+    """Finds the datetime bounds in a query's `filter` list; returns (start, end, others).
+
+    Klaviyo ANDs every condition of the list, of a comma-joined string and of `and(...)`, so
+    the bounds may sit anywhere in any of these forms; the other conditions come back one a
+    string, as written, and are sent with every window."""
+    if not isinstance(conditions, list) or not conditions:
         raise _fail(name, "filter", "is missing; give [\"greater-or-equal(datetime,START)\", \"less-than(datetime,END)\"]")
     bounds: Dict[str, datetime] = {}
     others: List[str] = []
-    for condition in conditions:
-        match = _BOUND.match(str(condition))
-        if not match:
-            others.append(str(condition))
-            continue
-        operator, value = match.groups()
-        try:
-            parsed = parse_datetime(value.strip())
-        except ValueError:
-            parsed = None
-        if parsed is None or value.strip()[:1] in "'\"":
-            raise _fail(name, "filter", f"has a malformed datetime {value!r}; write it unquoted, e.g. 2024-01-01T00:00:00")
-        bounds[operator] = parsed.astimezone(UTC)
+    for item in conditions:
+        if not isinstance(item, str):
+            raise _fail(name, "filter", f"holds {item!r}, not a string; write each condition as a string, e.g. \"equals($flow,'X')\"")
+        for condition in and_conditions(item, name):
+            match = _BOUND.match(condition)
+            if not match:
+                others.append(condition)
+                continue
+            operator, value = match.groups()
+            try:
+                parsed = parse_datetime(value)
+            except ValueError:
+                parsed = None
+            if parsed is None or value[:1] in "'\"":
+                raise _fail(name, "filter", f"has a malformed datetime {value!r}; write it unquoted, e.g. 2024-01-01T00:00:00")
+            if operator in bounds:
+                raise _fail(name, "filter", f"has more than one {operator}(datetime,...) bound; keep one")
+            bounds[operator] = parsed.astimezone(UTC)
     for operator in ("greater-or-equal", "less-than"):
         if operator not in bounds:
             raise _fail(name, "filter", f"lacks a {operator}(datetime,...) bound; a query needs both datetime bounds")
     return bounds["greater-or-equal"], bounds["less-than"], others
+
+
+def and_conditions(text: str, name: str = "query") -> List[str]:
+    """The conditions one filter string ANDs: its top-level comma list, with every `and(...)`
+    opened (nested ones too); `or(...)`, `not(...)` and field conditions stay whole.
+
+    No package parses Klaviyo's filter grammar (the SDK passes filters as plain strings), so
+    this splits on the commas outside quotes, parentheses and brackets itself.
+
+    Raises:
+        KlaviyoConfigError: Unbalanced quotes, parentheses or brackets, or an empty condition.
+    """
+    out: List[str] = []
+    for part in _top_level(text, name):
+        if _AND.match(part) and part.endswith(")"):
+            out.extend(and_conditions(part[part.index("(") + 1 : -1], name))
+        else:
+            out.append(part)
+    return out
+
+
+def _top_level(text: str, name: str) -> List[str]:
+    """`text` cut at its commas outside quotes ('..' or "..", backslash escapes) and outside
+    parentheses and brackets; each part stripped."""
+    parts: List[str] = []
+    depth, quote, escaped, begin = 0, "", False, 0
+    for index, char in enumerate(text):
+        if quote:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+            if depth < 0:
+                break
+        elif char == "," and depth == 0:
+            parts.append(text[begin:index].strip())
+            begin = index + 1
+    if quote or depth != 0:
+        raise _fail(name, "filter", f"has unbalanced quotes, parentheses or brackets in {text!r}")
+    parts.append(text[begin:].strip())
+    if not all(parts):
+        raise _fail(name, "filter", f"has an empty condition in {text!r}; separate conditions with single commas")
+    return parts
 
 
 def _align(moment: datetime, interval: str, zone: ZoneInfo) -> datetime:

@@ -2,8 +2,8 @@
 
 Every request of every report goes through `KlaviyoApi`: authentication, the `revision`
 header, pagination (JSON:API `links.next`, the legacy v1 pages, the page cursor of POST
-queries), dlt's retries (429 and 5xx, `Retry-After` first,
-configured in `[runtime]`), pacing per rate-limit tier and the error map.
+queries), dlt's retries (429 and 5xx, `Retry-After` first, configured in `[runtime]`; each
+one said on dlt's log), pacing per rate-limit tier and the error map.
 """
 
 import re
@@ -17,7 +17,8 @@ from requests.adapters import HTTPAdapter
 from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client, _make_retry
 from dlt.sources.helpers.requests.session import Session
 from requests.exceptions import RequestException
-from tenacity import wait_random
+from tenacity import RetryCallState, wait_random
+from dlt.common import logger
 from dlt.common.jsonpath import compile_path
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
@@ -40,7 +41,8 @@ class _JitteredClient(Client):
     """dlt's retrying HTTP client (429, 5xx, connection errors, truncated bodies; Retry-After
     first, then exponential backoff; attempts and delays from `[runtime]`), with jitter added
     to each wait: many workers failing on the same fault would otherwise retry in lockstep.
-    dlt builds its tenacity policy in `_make_retry` and offers no jitter knob, hence this."""
+    dlt builds its tenacity policy in `_make_retry` and offers no jitter knob, hence this; it
+    also gets a `before_sleep` that says each retry (dlt's retries are silent)."""
 
     def _make_session(self) -> Session:
         session = Session(**self._session_kwargs)  # type: ignore[arg-type]
@@ -48,8 +50,31 @@ class _JitteredClient(Client):
             setattr(session, key, value)
         retry = _make_retry(**self._retry_kwargs)
         retry.wait = retry.wait + wait_random(0, RETRY_JITTER_S)  # type: ignore[has-type,operator]
+        retry.before_sleep = _log_retry
         session.send = retry.wraps(session.send)  # type: ignore[method-assign]
         return session
+
+
+def _log_retry(state: RetryCallState) -> None:
+    """Tells dlt's log (stderr, WARNING) that a request failed and when it is tried again:
+    without it a run against an unreachable host is silent for minutes of retries. Names the
+    endpoint by its path and the failure by its status or exception type, never by the URL or
+    the exception's text (the v1 API carries the key in the query string)."""
+    request = state.args[0] if state.args and isinstance(state.args[0], PreparedRequest) else None
+    where = f"{request.method} {endpoint_of(request.url or '')}" if request is not None else "a request"
+    error = state.outcome.exception() if state.outcome is not None else None
+    if isinstance(error, KlaviyoApiError):
+        what = f"HTTP {error.status}"
+    elif error is not None:
+        what = type(error).__name__
+    else:
+        result = state.outcome.result() if state.outcome is not None else None
+        what = f"HTTP {result.status_code}" if isinstance(result, Response) else "no answer"
+    attempts = getattr(state.retry_object.stop, "max_attempt_number", "?")
+    logger.warning(
+        f"Klaviyo {where} failed ({what}), attempt {state.attempt_number} of {attempts};"
+        f" next try in {state.upcoming_sleep:.1f} s"
+    )
 
 
 class _PacedAdapter(HTTPAdapter):

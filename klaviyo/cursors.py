@@ -9,7 +9,7 @@ membership tables one timestamp per group in their resource state (`members.py`)
 them read the window `cursor_window` gives.
 """
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Optional
 
 import dlt
@@ -21,7 +21,7 @@ from .windows import Window
 
 
 def incremental_cursor(
-    column: str, options: SourceOptions, initial: Optional[datetime], lag_seconds: float
+    column: str, options: SourceOptions, initial: Optional[datetime], lag: timedelta
 ) -> dlt.sources.incremental[Any]:
     """dlt's cursor on `column`: with custom dates stateless over (start, end]; otherwise
     incremental from the stored cursor, or from `initial` on the first run.
@@ -30,7 +30,9 @@ def incremental_cursor(
         column: The column the cursor follows (a top-level column of the rows).
         options: The validated source options (custom dates).
         initial: First-run start (inclusive, aware UTC); None reads all time.
-        lag_seconds: Seconds re-read before the stored cursor (dlt's `lag`); 0 for none.
+        lag: How far before the stored cursor a run starts (the lookback, as dlt's `lag`:
+            never before the initial value, and with no boundary hashes kept, so the merge
+            on the primary key replaces what is read again); zero for none.
     """
     if options.custom_dates:
         return dlt.sources.incremental(
@@ -40,7 +42,7 @@ def incremental_cursor(
             range_start="open",
             range_end="closed",
         )
-    return dlt.sources.incremental(column, initial_value=initial, lag=lag_seconds or None)
+    return dlt.sources.incremental(column, initial_value=initial, lag=lag.total_seconds() or None)
 
 
 def cursor_window(start: Any, end: Any, run_started: datetime) -> Window:

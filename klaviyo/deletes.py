@@ -22,11 +22,13 @@ destination must support merge (SQL destinations do; plain files do not).
 
 import logging
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, cast
 
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.configuration.container import Container
+from dlt.common.pipeline import PipelineContext
 from dlt.common.typing import TDataItems
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 from dlt.sources import DltResource
@@ -82,7 +84,9 @@ def _delete_resource(
     table = report.name
 
     def read() -> Iterator[TDataItems]:
-        pipeline = dlt.current.pipeline()
+        pipeline = _active_pipeline()
+        if pipeline is None:
+            return  # iterated outside a pipeline: no destination to compare with
         flagged = _flag_column(pipeline, table)
         if flagged is None:
             return  # nothing loaded yet: nothing can have been deleted
@@ -109,6 +113,14 @@ def _delete_resource(
             DELETED_AT: {"data_type": "timestamp"},
         },
     )()
+
+
+def _active_pipeline() -> Optional[dlt.Pipeline]:
+    """The pipeline running this extraction (or, when the source is iterated outside a
+    pipeline, the one last activated in this thread, whose destination is compared); None
+    when no pipeline is active. `dlt.current.pipeline()` would create a default pipeline then."""
+    context = Container()[PipelineContext]
+    return cast(dlt.Pipeline, context.pipeline()) if context.is_active() else None
 
 
 def _flag_column(pipeline: dlt.Pipeline, table: str) -> Optional[bool]:

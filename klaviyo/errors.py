@@ -4,14 +4,30 @@ Every message names the problem and the fix. None of them ever contains the API 
 reduced to their path (the v1 API carries the key in the query string).
 """
 
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import urlsplit
 
 from requests import HTTPError, Response
 
 
 class KlaviyoConfigError(ValueError):
-    """Bad input to the source, raised before any request is sent and anything is written."""
+    """Bad input to the source, raised before any request is sent and anything is written.
+
+    A message naming arguments the caller gave writes them as `{name}` placeholders, listed in
+    `arguments`: `str()` shows the source's argument names (`start_date`), `worded(names)` the
+    caller's own (the command's flags: `--start`), so the error names what the user typed."""
+
+    def __init__(self, message: str, arguments: Sequence[str] = ()) -> None:
+        self.template = message
+        self.arguments = tuple(arguments)
+        super().__init__(self.worded({}))
+
+    def worded(self, names: Mapping[str, str]) -> str:
+        """The message with each argument called by `names` (by default: its own name)."""
+        message = self.template
+        for argument in self.arguments:
+            message = message.replace(f"{{{argument}}}", names.get(argument, argument))
+        return message
 
 
 class KlaviyoApiError(HTTPError):

@@ -55,7 +55,7 @@ def exclusions_resource(
     range and leave the cursor alone, as for every report.
     """
     report = child.report
-    cursor = incremental_cursor(CURSOR_COLUMN, options, options.start or EPOCH, options.lookback_seconds)
+    cursor = incremental_cursor(CURSOR_COLUMN, options, options.start or EPOCH, options.lookback(report))
 
     def read(suppressed: dlt.sources.incremental[Any] = cursor) -> Iterator[TDataItems]:
         window = cursor_window(suppressed.start_value, suppressed.end_value, run_started)

@@ -15,8 +15,16 @@ stretches thus cost one request, dense ones are read in parallel with full pages
 request is spent on empty windows. Each window ends on a partial page, so splits stop while
 the tier's steady budget is spent (more windows would only wait) and parts are kept to
 `SPLIT_MIN_PAGES` pages or more, judged by the density of the page just read.
+
+Ties: a bulk import or edit gives whole pages (thousands of records) one cursor value, and no
+filter can cut inside such a run. A page whose records all share one value keeps that value
+with its job: the job reads the rest of the run and stops after the first page that passes
+it, and what lies after the value (exclusive: asked with `greater-than`, which every sorted
+endpoint has) goes to the idle workers. A window that starts on a run reads it whole before
+it may split. Every value thus stays in exactly one window, however many pages it fills.
 """
 
+import math
 import queue
 import threading
 from dataclasses import dataclass, replace
@@ -76,16 +84,30 @@ class _Splitter:
         Args:
             job: The job being read.
             at: Cursor value the rest of the window starts at.
-            pages_left: Estimated pages from `at` to the window's end.
+            pages_left: Estimated pages from `at` to the window's end (inf: unknown).
         """
+        return self._hand_out(job, at, after=False, pages_left=pages_left)
+
+    def try_hand_off(self, job: ReadJob, after: datetime) -> bool:
+        """Hands what lies after `after` (exclusive) to the window's end to the idle workers,
+        while the caller keeps reading the records on `after` (a run of ties); returns False
+        when that is not worth it. The density beyond a page of one value is unknown, so only
+        the idle workers and the smallest window bound the parts."""
+        return self._hand_out(job, after, after=True, pages_left=float("inf"))
+
+    def _hand_out(self, job: ReadJob, at: datetime, after: bool, pages_left: float) -> bool:
         window = job.window
         idle = self.idle_workers()
         if idle <= 0 or window.end is None or window.end - at < self.min_window * 2:
             return False
-        parts = min(idle + 1, int((window.end - at) / self.min_window), int(pages_left // self.min_pages))
-        if parts < 2 or self.saturated():
+        # The caller takes one part back from the queue when it stops, not when it goes on.
+        parts = min(idle if after else idle + 1, int((window.end - at) / self.min_window))
+        if math.isfinite(pages_left):
+            parts = min(parts, int(pages_left // self.min_pages))
+        if parts < (1 if after else 2) or self.saturated():
             return False
-        for sub in split_into(Window(at, window.end, end_closed=window.end_closed), parts):
+        rest = Window(at, window.end, start_open=after, end_closed=window.end_closed)
+        for sub in split_into(rest, parts):
             self.pending.put(replace(job, window=sub))
         return True
 
@@ -113,12 +135,19 @@ def _cursor_at(document: Dict[str, Any], cursor: str, index: int) -> Optional[da
     return parse_datetime((data[index].get("attributes") or {}).get(cursor)) if data else None
 
 
-def _pages_left(document: Dict[str, Any], cursor: str, at: datetime, end: Optional[datetime]) -> float:
-    """Pages from `at` to `end` if the data stays as dense as on this (full) page."""
-    first = _cursor_at(document, cursor, 0)
-    if end is None or first is None or at <= first:
+def _pages_left(first: datetime, at: datetime, end: Optional[datetime]) -> float:
+    """Pages from `at` to `end` if the data stays as dense as on this (full) page, which
+    spans `first` to `at` (first < at)."""
+    if end is None:
         return float("inf")
     return (end - at) / (at - first)
+
+
+def _beyond(value: Optional[datetime], window: Window) -> bool:
+    """Whether a cursor value lies after the window's end."""
+    return value is not None and window.end is not None and (
+        value > window.end or (value == window.end and not window.end_closed)
+    )
 
 
 def read_job(
@@ -129,9 +158,10 @@ def read_job(
     splitter: Optional[_Splitter] = None,
 ) -> Iterator[PageItems]:
     """Yields the converted pages of one job (empty pages left out); hands the rest of the
-    window to idle workers when the splitter allows it."""
+    window to idle workers when the splitter allows it (see the module's docstring)."""
     convert: Callable[..., Any] = to_arrow if report.row_format == "arrow" else to_rows
-    splittable = splitter is not None and report.cursor is not None and report.sort == report.cursor
+    cursor = report.cursor or ""
+    sorted_by_cursor = bool(cursor) and report.sort == cursor
     previous_ids: frozenset = frozenset()
     for document in api.paginate(
         report.path, request_params(report, job), tier, report.scope, report.name
@@ -139,18 +169,21 @@ def read_job(
         document, previous_ids = _without_repeats(document, previous_ids)
         window = job.window
         has_next = bool((document.get("links") or {}).get("next"))
-        at = _cursor_at(document, report.cursor, -1) if (splittable and has_next) else None
-        split = (
-            at is not None
-            and (window.start is None or at > window.start)
-            and splitter.try_split(job, at, _pages_left(document, report.cursor, at, window.end))  # type: ignore[union-attr]
-        )
-        if split:
-            window = Window(window.start, at, start_open=window.start_open)
+        last = _cursor_at(document, cursor, -1) if sorted_by_cursor else None
+        split = False
+        if splitter is not None and has_next and last is not None and (window.start is None or last > window.start):
+            first = _cursor_at(document, cursor, 0)
+            if first is not None and first < last:
+                split = splitter.try_split(job, last, _pages_left(first, last, window.end))
+                if split:  # this job keeps the values before `last`
+                    window = Window(window.start, last, start_open=window.start_open)
+            elif splitter.try_hand_off(job, last):  # a page of one value: this job keeps it
+                window = Window(window.start, last, start_open=window.start_open, end_closed=True)
+                job = replace(job, window=window)  # what is left of it, for later pages
         items = convert(document, report, window)
         if items is not None and len(items):
             yield items
-        if split:
+        if split or _beyond(last, window):  # sorted: every later page lies beyond too
             return
 
 

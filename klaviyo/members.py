@@ -25,19 +25,19 @@ from .extract import plan_jobs, read_jobs
 from .ids import read_ids
 from .options import SourceOptions
 from .records import parse_datetime
-from .settings import REPORTS, ChildReport
+from .settings import REPORTS, ChildReport, Report
 from .windows import Window
 
 STATE_KEY = "joined_group_at"  # resource state: {group id: last joined_group_at read (ISO 8601)}
 
 
-def member_window(options: SourceOptions, last: Optional[str], run_started: datetime) -> Window:
+def member_window(options: SourceOptions, report: Report, last: Optional[str], run_started: datetime) -> Window:
     """The `joined_group_at` range one group is read over in this run: custom dates as given
     (start exclusive, end inclusive); otherwise from the group's cursor (or `start_date`, or
     all time for a new group), minus the lookback, to the run's start minus the margin
     (`cursors.cursor_window`, the rule of every report)."""
     stored = None if options.custom_dates else parse_datetime(last)
-    start = stored - timedelta(seconds=options.lookback_seconds) if stored else options.start
+    start = stored - options.lookback(report) if stored else options.start
     return cursor_window(start, options.end, run_started)
 
 
@@ -54,7 +54,7 @@ def member_resource(
             for group_id in ids:
                 seen.add(group_id)
                 last = cursors.get(group_id)
-                window = member_window(options, last, run_started)
+                window = member_window(options, child.report, last, run_started)
                 newest = yield from _read_group(api, child, options, group_id, window)
                 if newest is not None and not options.custom_dates:
                     cursors[group_id] = max(newest, parse_datetime(last) or newest).isoformat()
@@ -82,7 +82,8 @@ def _read_group(
     report = replace(child.report, path=child.report.path.format(id=quote(group_id, safe="")))
     jobs = plan_jobs(report, [window])
     newest: Optional[datetime] = None
-    for page in read_jobs(api, report, jobs, report.tier, options.workers, min_window=report.min_split):
+    min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.min_split
+    for page in read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window):
         rows = []
         for row in page:
             joined = row.get("joined_group_at")

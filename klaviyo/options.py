@@ -3,15 +3,20 @@ problem and the fix, raised before any request is sent and anything is written."
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from .errors import KlaviyoConfigError
-from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS, REPORTS
+from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS, REPORTS, Report
 from .windows import UTC
 
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")
+# A private API key: `pk_` then (in Klaviyo's keys) 34 hex digits. Lenient on purpose, so that
+# no real key is refused: letters, digits, `_` and `-`, at least 4 (the emulator's `pk_demo`).
+_API_KEY = re.compile(r"pk_[A-Za-z0-9_-]{4,}")
+# The public key (site ID) is 6 letters and digits; it cannot read the /api endpoints.
+_PUBLIC_KEY = re.compile(r"[A-Za-z0-9]{6}")
 
 
 @dataclass(frozen=True)
@@ -24,7 +29,7 @@ class SourceOptions:
     reports: Tuple[str, ...]
     start: Optional[datetime]
     end: Optional[datetime]
-    lookback_seconds: float
+    lookback_seconds: Optional[float]  # None: each report's own `lookback`
     workers: int
     min_window_minutes: Optional[float]
     chunk_records: Optional[int] = None
@@ -34,15 +39,24 @@ class SourceOptions:
         """Both start and end given: a stateless custom-dates run."""
         return self.start is not None and self.end is not None
 
+    def lookback(self, report: Report) -> timedelta:
+        """How far before its cursor an incremental run of `report` starts: `lookback_hours`
+        if given, else the report's own default (`Report.lookback`)."""
+        if self.lookback_seconds is None:
+            return report.lookback
+        return timedelta(seconds=self.lookback_seconds)
+
 
 def parse_custom_date(value: str, name: str) -> datetime:
-    """Parses `YYYY-MM-DDTHH:MM:SSZ` (e.g. 2024-01-02T23:20:49Z) as aware UTC."""
+    """Parses `YYYY-MM-DDTHH:MM:SSZ` (e.g. 2024-01-02T23:20:49Z) as aware UTC; `name` is the
+    argument's name (a `KlaviyoConfigError` placeholder)."""
     try:
         return datetime.strptime(value, CUSTOM_DATE_FORMAT).replace(tzinfo=UTC)
     except (TypeError, ValueError):
         raise KlaviyoConfigError(
-            f"{name} {value!r} is not a datetime in the format YYYY-MM-DDTHH:MM:SSZ;"
-            " write it like 2024-01-02T23:20:49Z"
+            f"{{{name}}} {value!r} is not a datetime in the format YYYY-MM-DDTHH:MM:SSZ;"
+            " write it like 2024-01-02T23:20:49Z",
+            [name],
         ) from None
 
 
@@ -86,6 +100,18 @@ def validate_options(
         raise KlaviyoConfigError(
             "The Klaviyo API key contains white space; paste the private key (pk_...) alone"
         )
+    if key[0] in "'\"" and key[-1] == key[0]:
+        raise KlaviyoConfigError("The Klaviyo API key is wrapped in quotes; set it without them (pk_...)")
+    create = "(Klaviyo: Settings > API keys > Create Private API Key)"
+    if _PUBLIC_KEY.fullmatch(key):
+        raise KlaviyoConfigError(f"The Klaviyo API key looks like the public key (site ID); use a private API key, pk_... {create}")
+    if not key.startswith("pk_"):
+        raise KlaviyoConfigError(f"The Klaviyo API key does not start with pk_; use a private API key {create}")
+    if not _API_KEY.fullmatch(key):
+        raise KlaviyoConfigError(
+            "The Klaviyo API key is malformed: after pk_ come letters and digits (34 in Klaviyo's keys);"
+            " paste the whole private key"
+        )
     url = str(base_url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -99,26 +125,28 @@ def validate_options(
         )
     start = parse_custom_date(start_date, "start_date") if start_date else None
     end = parse_custom_date(end_date, "end_date") if end_date else None
+    dates = ("start_date", "end_date")
     if end is not None and start is None:
         raise KlaviyoConfigError(
-            "end_date needs start_date; give both (custom dates) or neither"
+            "{end_date} needs {start_date}; give both (custom dates) or neither", dates
         )
     if start is not None and end is not None and start >= end:
         raise KlaviyoConfigError(
-            f"start_date {start_date} is not before end_date {end_date}; swap them or widen the range"
+            f"{{start_date}} {start_date} is not before {{end_date}} {end_date}; swap them or widen the range", dates
         )
     if start is not None and start > datetime.now(tz=UTC):
         raise KlaviyoConfigError(
-            f"start_date {start_date} lies in the future; Klaviyo has no data there yet"
+            f"{{start_date}} {start_date} lies in the future; Klaviyo has no data there yet", dates
         )
     if start is not None and end is not None and reports is not None:
         undated = [n for n in _report_names(reports) if n in REPORTS and not REPORTS[n].cursor]
         if undated:
             raise KlaviyoConfigError(
                 f"Custom dates cannot be served for {undated[0]}: Klaviyo cannot filter it by date;"
-                " drop it from the reports or run it without --start/--end"
+                " drop it from the reports or run it without {start_date}/{end_date}",
+                dates,
             )
-    lookback = _number(lookback_hours, "lookback_hours", minimum=0.0)
+    lookback = None if lookback_hours in (None, "") else _number(lookback_hours, "lookback_hours", minimum=0.0)
     worker_count = int(_number(workers, "workers", minimum=1.0))
     window = None if min_window_minutes in (None, "") else _number(min_window_minutes, "min_window_minutes", minimum=1 / 60)
     return SourceOptions(
@@ -128,7 +156,7 @@ def validate_options(
         reports=_report_names(reports),
         start=start,
         end=end,
-        lookback_seconds=lookback * 3600.0,
+        lookback_seconds=None if lookback is None else lookback * 3600.0,
         workers=worker_count,
         min_window_minutes=window,
         chunk_records=None if chunk_records in (None, "", 0) else int(_number(chunk_records, "chunk_records", minimum=100.0)),
@@ -139,7 +167,7 @@ def _number(value: Any, name: str, minimum: float) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise KlaviyoConfigError(f"{name} {value!r} is not a number; set a number (e.g. in [sources.klaviyo])") from None
+        raise KlaviyoConfigError(f"{{{name}}} {value!r} is not a number; set a number (e.g. in [sources.klaviyo])", [name]) from None
     if number < minimum:
-        raise KlaviyoConfigError(f"{name} {value!r} is below its minimum {minimum:g}; set it to {minimum:g} or more")
+        raise KlaviyoConfigError(f"{{{name}}} {value!r} is below its minimum {minimum:g}; set it to {minimum:g} or more", [name])
     return number

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any, Dict, Iterator, List, Optional
 
 import dlt
+from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
@@ -37,7 +38,7 @@ def _incremental(report: Report, options: SourceOptions) -> Optional[dlt.sources
     initial = options.start
     if initial is None and report.backfill is not None:
         initial = datetime.now(tz=UTC) - report.backfill
-    return incremental_cursor(report.cursor, options, initial, options.lookback_seconds)
+    return incremental_cursor(report.cursor, options, initial, options.lookback(report))
 
 
 def report_resource(
@@ -60,8 +61,9 @@ def report_resource(
             jobs = plan_jobs(report, [window])
             pages = read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window)
             if report.row_format == "arrow":
-                load_id = dlt.current.load_package_state()["load_id"]
-                yield from (with_load_id(t, load_id) for t in batched_tables(pages, ARROW_BATCH_ROWS))
+                load_id = _load_id()
+                tables = batched_tables(pages, ARROW_BATCH_ROWS)
+                yield from (with_load_id(t, load_id) for t in tables) if load_id else tables
             else:
                 yield from pages
         if resumable:
@@ -79,6 +81,16 @@ def report_resource(
     if report.row_format == "arrow":
         quiet_arrow_json_hints(report.name)
     return resource
+
+
+def _load_id() -> Optional[str]:
+    """The id of the load package being extracted; None when the resource is iterated outside
+    a pipeline (e.g. `list(source.with_resources("events").add_limit(2))` to peek), where no
+    package exists: the rows then come without `_dlt_load_id`."""
+    try:
+        return str(dlt.current.load_package_state()["load_id"])
+    except CurrentLoadPackageStateNotAvailable:
+        return None
 
 
 def v1_resource(api: KlaviyoApi, report: Report) -> DltResource:

@@ -21,6 +21,14 @@ SOURCE_NAME = "klaviyo"
 # past "now"; it is loaded by a later run once its time has come.
 CURSOR_SAFETY_MARGIN = timedelta(seconds=5)
 
+# Events reach Klaviyo's listing late: it is eventually consistent, and Create Event accepts a
+# past `time`. A peer connector (Estuary, in production) first held its cursor 110 min behind
+# now, then re-read 4 days, then 7 days after missing events that appeared more than 4 days
+# late; Klaviyo's attribution window is 5 days. Each incremental run of `events` therefore
+# re-reads this much before its cursor, merged on `id` (cost: the events of these 7 days, at
+# 200 a request, per run; `lookback_hours` overrides it for every report).
+EVENTS_LOOKBACK = timedelta(days=7)
+
 # Klaviyo filters only on whole datetimes; where an endpoint offers only `greater-than` for the
 # lower bound, the request asks for `greater-than(start - GT_WIDEN)` and rows before `start`
 # are dropped client-side, so the lower bound is inclusive everywhere.
@@ -95,6 +103,9 @@ class Report:
         sort: `sort` query value, None when the endpoint has no sort.
         page_size: `page[size]` sent; None where the endpoint's page size is fixed.
         backfill: Default first-run window back from now; None means all time.
+        lookback: How far before its cursor each incremental run starts reading again, for
+            records that reach the listing late (re-read rows are merged, not duplicated);
+            `lookback_hours` overrides it for every report; custom dates have none.
         filters: Conditions always sent (e.g. the campaigns channel).
         variants: One pass per extra condition (e.g. archived false and true); "" = none.
         params: Extra query parameters (include, additional-fields, ...).
@@ -118,7 +129,9 @@ class Report:
             windows during a read and one run meets each id once: its loads are declared
             deduplicated to dlt (`x-stage-data-deduplicated`), which skips the staging
             dedup of the merge (5 of the 8 s of a 1M-event DuckDB load). Mutable reports keep
-            it: a record updated mid-read can come twice (old and new `updated`).
+            it: a record updated mid-read can come twice (old and new `updated`). Ids loaded
+            by an earlier run (the lookback reads them again) are still replaced by the merge:
+            the hint skips only the dedup within the run's own rows.
         id_scan: How to list every id of the report cheaply, for delete detection
             (`detect_deletes`) and to find every list and segment for the membership tables:
             the query parameters sent instead of `params` (one short attribute per record as a
@@ -140,6 +153,7 @@ class Report:
     sort: Optional[str] = None
     page_size: Optional[int] = None
     backfill: Optional[timedelta] = None
+    lookback: timedelta = timedelta(0)
     filters: Tuple[str, ...] = ()
     variants: Tuple[str, ...] = ("",)
     params: Mapping[str, str] = field(default_factory=dict)
@@ -267,6 +281,7 @@ REPORTS: Dict[str, Report] = {
             cursor_ops=_ALL_COMPARISONS,
             sort="datetime",
             backfill=timedelta(days=30),
+            lookback=EVENTS_LOOKBACK,
             timestamps=("datetime",),
             json_columns=("event_properties",),
             flat_column_types=_FLAT_EVENT_MONEY,

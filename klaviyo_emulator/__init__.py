@@ -1,4 +1,7 @@
-"""A faithful local emulator of the Klaviyo REST API, revision 2023-10-15.
+"""A faithful local emulator of the Klaviyo REST API, revisions 2023-10-15 and 2026-07-15.
+
+The `revision` header picks the revision (see `revisions.py`); each is served from the
+tables generated from its own spec (`specs/`, `gen_spec_tables.py`).
 
 Typical use::
 

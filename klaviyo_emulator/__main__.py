@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
     """The CLI parser (every EmulatorConfig knob)."""
     p = argparse.ArgumentParser(
         prog="python -m klaviyo_emulator",
-        description="Local emulator of the Klaviyo REST API (revision 2023-10-15) over a "
+        description="Local emulator of the Klaviyo REST API (revisions 2023-10-15 and 2026-07-15) over a "
                     "deterministic synthetic account. Binds 127.0.0.1 only and prints "
                     "'Klaviyo emulator listening on http://127.0.0.1:PORT' when ready.",
         epilog=ADMIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -39,7 +39,7 @@ def parser() -> argparse.ArgumentParser:
     a("--seed", type=int, default=DEFAULTS.seed, help="seed of the synthetic account, the "
       "fault sequence and mutations (default %(default)s)")
     a("--now", type=_now, default=None, help="the account's 'now' as ISO 8601 (default: "
-      "current UTC time at start); data is a pure function of seed, now and sizes")
+      "current UTC time at start); data is a pure function of seed, now, sizes and --ties")
     a("--profiles", type=int, default=DEFAULTS.profiles, help="profiles (default %(default)s)")
     a("--events", type=int, default=DEFAULTS.events, help="events (default %(default)s)")
     a("--days", type=int, default=DEFAULTS.days, help="days of events ending at now "
@@ -62,6 +62,11 @@ def parser() -> argparse.ArgumentParser:
     a("--latency-ms", type=float, default=0, help="sleep added to every /api response, ms")
     a("--fault-rate", type=float, default=0.0, help="share 0..1 of /api requests failing "
       "with a seeded mix of 500, 503, connection reset and truncated body (default 0)")
+    a("--ties", type=float, default=0.0, metavar="SHARE", help="share 0..1 of records "
+      "from bulk imports and edits, sharing one cursor value over whole pages: events' "
+      "datetime in runs of 450-1000, profiles' updated (and suppression timestamps) in "
+      "batches of ~250, members' joined_group_at, and the updated/updated_at of "
+      "templates, lists, segments, flows and campaigns (default 0)")
     a("--v1", choices=("retired", "live"), default="retired", help="legacy GET "
       "/api/v1/campaigns: 'retired' answers 410 Gone (default), 'live' serves the $list "
       "envelope")
@@ -81,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         rate_limits=args.rate_limits == "klaviyo", latency_ms=args.latency_ms,
         fault_rate=args.fault_rate, v1=args.v1, log_file=args.log_file, now=args.now,
         port=args.port, throttle_every=args.throttle_every,
-        throttle_retry_after=args.throttle_retry_after)
+        throttle_retry_after=args.throttle_retry_after, ties=args.ties)
     try:
         emu = Emulator(cfg).start()
     except (ValueError, OSError) as exc:

@@ -1,7 +1,9 @@
 """Request handling for /api routes, independent of the HTTP transport.
 
 Order of checks (as Klaviyo answers): route (404) -> method (405) -> key (401) ->
-revision (400) -> scopes (403) -> rate limit (429) -> parameters (400) -> answer.
+revision (400 missing/malformed, 404 undocumented) -> scopes (403) -> rate limit (429) ->
+parameters (400) -> answer. The revision picks the endpoint table and the shapes
+(`revisions.py`, `revision_endpoints.py`); paths match with and without the trailing slash.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 from urllib.parse import quote
 
@@ -20,17 +21,20 @@ import orjson
 from klaviyo_emulator import documents, v1
 from klaviyo_emulator.config import EmulatorConfig
 from klaviyo_emulator.cursors import CursorError, Cursors
-from klaviyo_emulator.endpoints import (PREDICTIVE_TIER, TIER_LIMITS, Endpoint,
-                                        allowed_methods, route)
-from klaviyo_emulator.filters import FilterError, parse_endpoint_filter
+from klaviyo_emulator.endpoints import PREDICTIVE_TIER, Endpoint
+from klaviyo_emulator.filters import (Condition, FilterError, check_required, parse_endpoint_filter,
+                                      parse_filter)
 from klaviyo_emulator.listing import Lister, NotFound, Request
 from klaviyo_emulator.ratelimit import RateLimiter
+from klaviyo_emulator.revision_endpoints import (FILTER_REQUIRED_BY_REVISION,
+                                                 TIER_LIMITS_BY_REVISION, allowed_methods, route)
+from klaviyo_emulator.revisions import HELD, OLDEST, RevisionError, resolve
 from klaviyo_emulator.store import Account
 from klaviyo_emulator.util import h64
 
 JSONAPI = "application/vnd.api+json"
-REVISION = "2023-10-15"
-_REVISION_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(\.[A-Za-z0-9_-]+)?$")
+REVISION = OLDEST
+"""The revision the emulator was first written for (every held one: `revisions.HELD`)."""
 _KEY_RE = re.compile(r"^Klaviyo-API-Key\s+(\S+)\s*$")
 PAGE_CACHE_BYTES = 64 * 1024 * 1024
 """Budget of the LRU cache of serialized GET pages (key: path, raw query, data version)."""
@@ -107,16 +111,20 @@ class Api:
 
     def _handle(self, method: str, path: str, raw_query: str, query: list[tuple[str, str]],
                 headers: Mapping[str, str], body: bytes) -> Response:
-        ep, path_id, known = route(method, path)
-        if ep is None:
-            if known:
-                allow = ", ".join(allowed_methods(path))
+        routes = {rev: route(rev, method, path) for rev in HELD}
+        if not any(r[0] is not None for r in routes.values()):
+            if any(r[2] for r in routes.values()):
+                allow = ", ".join(sorted({m for rev in HELD for m in allowed_methods(rev, path)}))
                 raise ApiError(405, "method_not_allowed", "Method not allowed.",
                                f'Method "{method}" not allowed.', None, [("Allow", allow)])
             raise ApiError(404, "not_found", "Not found.",
                            f"The path {path} could not be found.")
         key = self._authenticate(headers)
-        self._check_revision(headers)
+        revision = self._check_revision(headers)
+        ep, path_id, _ = routes[revision]
+        if ep is None:
+            raise ApiError(404, "not_found", "Not found.",
+                           f"The path {path} could not be found in revision {revision}.")
         self._check_scopes(ep, key)
         params = _single_params(query)
         rate_headers = self._rate_limit(ep, key, params)
@@ -146,25 +154,15 @@ class Api:
                            "Missing or invalid private key.")
         return key
 
-    def _check_revision(self, headers: Mapping[str, str]) -> None:
-        value = headers.get("revision")
-        if value is None:
-            raise invalid("The 'revision' header is required (e.g. revision: 2023-10-15).",
-                          "revision")
-        m = _REVISION_RE.match(value.strip())
-        valid_date = False
-        if m:
-            try:
-                date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
-                valid_date = True
-            except ValueError:
-                pass
-        if not valid_date:
-            raise invalid(f"Invalid revision '{value}': expected YYYY-MM-DD[.suffix].",
-                          "revision")
-        if value.strip().split(".")[0] != REVISION:
-            raise invalid(f"Revision '{value}' is not supported by this API "
-                          f"(this server speaks {REVISION}).", "revision")
+    def _check_revision(self, headers: Mapping[str, str]) -> str:
+        """The held revision answering the request (400 missing/malformed, 404 unknown)."""
+        try:
+            return resolve(headers.get("revision"))
+        except RevisionError as err:
+            if err.status == 404:
+                raise ApiError(404, "not_found", "Not found.", err.detail,
+                               {"parameter": "revision"}) from None
+            raise invalid(err.detail, "revision") from None
 
     def _check_scopes(self, ep: Endpoint, key: str) -> None:
         if key == self.config.api_key:
@@ -191,10 +189,11 @@ class Api:
         tier = ep.tier
         if "predictive_analytics" in params.get("additional-fields[profile]", ""):
             tier = PREDICTIVE_TIER
-        burst, steady = TIER_LIMITS[tier]
+        burst, steady = TIER_LIMITS_BY_REVISION[ep.revision][tier]
         # Private keys share the account's quota (Klaviyo docs), so buckets are per
-        # account (one per emulator) and per endpoint, not per key.
-        d = self.limiter.check("account", f"{ep.method} {ep.path} {tier}", burst, steady)
+        # account (one per emulator) and per endpoint, not per key nor per revision.
+        d = self.limiter.check("account", f"{ep.method} {ep.path.rstrip('/')} {tier}", burst,
+                               steady)
         if not d.allowed:
             raise throttled(d.retry_after)
         return [("RateLimit-Limit", str(d.limit)), ("RateLimit-Remaining", str(d.remaining)),
@@ -204,7 +203,7 @@ class Api:
     def _get(self, ep: Endpoint, path: str, path_id: str | None, raw_query: str,
              query: list[tuple[str, str]], params: dict[str, str]) -> Response:
         acc = self.account
-        cache_key = (path, raw_query, acc.version, acc.base_url)
+        cache_key = (path, raw_query, acc.version, acc.base_url, ep.revision)
         with self._cache_lock:
             hit = self._cache.get(cache_key)
             if hit is not None:
@@ -221,7 +220,8 @@ class Api:
         self_url = base + path + ("?" + raw_query if raw_query else "")
         next_url = None
         if page.next_after is not None and ep.cursor:
-            sig = self.cursors.query_signature(path, filter_text, req.sort, req.size)
+            sig = self.cursors.query_signature(_signed_path(ep, path), filter_text, req.sort,
+                                               req.size)
             cursor = self.cursors.issue(sig, page.next_after)
             kept = [(k, v) for k, v in query if k != "page[cursor]"]
             kept.append(("page[cursor]", cursor))
@@ -295,19 +295,37 @@ class Api:
                 raise invalid(f"'{name}' is not a valid query parameter for {ep.method} "
                               f"{ep.path}.", name)
         try:
-            conditions = parse_endpoint_filter(ep.path, filter_text) if (
+            conditions = _endpoint_filter(ep, filter_text) if (
                 ep.filter_rules is not None) else []
         except FilterError as err:
             raise invalid(err.detail, "filter") from None
         after = None
         if cursor_text is not None:
-            sig = self.cursors.query_signature(path, filter_text, sort, size)
+            sig = self.cursors.query_signature(_signed_path(ep, path), filter_text, sort, size)
             try:
                 after = self.cursors.check(cursor_text, sig)
             except CursorError as err:
                 raise invalid(f"Invalid page cursor: {err}.", "page[cursor]") from None
         return Request(ep, path_id, conditions, sort, size, after, fields, include,
                        additional), filter_text
+
+
+def _signed_path(ep: Endpoint, path: str) -> str:
+    """What a cursor is bound to besides the query: the path (and a newer revision)."""
+    return path if ep.revision == OLDEST else f"{path}@{ep.revision}"
+
+
+def _endpoint_filter(ep: Endpoint, text: str | None) -> list[Condition]:
+    """Parses `?filter=` with the endpoint's own rules and its revision's required conditions."""
+    if ep.revision == OLDEST:
+        return parse_endpoint_filter(ep.path, text)
+    required = FILTER_REQUIRED_BY_REVISION[ep.revision]
+    if text is None:
+        check_required([], ep.path, required)
+        return []
+    conditions = parse_filter(text, ep.filter_rules or {})
+    check_required(conditions, ep.path, required)
+    return conditions
 
 
 def throttled(retry_after: int) -> ApiError:

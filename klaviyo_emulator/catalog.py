@@ -8,6 +8,7 @@ to an id (to-one) or a list of ids (to-many); `documents.py` renders them as JSO
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -60,13 +61,25 @@ def share_some(records: list[Record], rng: random.Random, created: str, updated:
             b[updated] = a[updated]
 
 
-class Catalog:
-    """The small collections of one account, generated from (seed, now, sizes)."""
+def bulk_edit(records: list[Record], share: float, at: int, created: str, updated: str) -> None:
+    """A bulk edit at `at`: `share` of the records (spread evenly, those created by then)
+    get `at` as their `updated` value (the `ties` knob: runs of one value over pages)."""
+    if share <= 0:
+        return
+    for i, rec in enumerate(records):
+        attrs = rec["attributes"]
+        if math.ceil((i + 1) * share) > math.ceil(i * share) and attrs[created] <= at:
+            attrs[updated] = at
 
-    def __init__(self, seed: int, now_ts: int, sizes: dict[str, int]) -> None:
+
+class Catalog:
+    """The small collections of one account, generated from (seed, now, sizes, ties)."""
+
+    def __init__(self, seed: int, now_ts: int, sizes: dict[str, int], ties: float = 0.0) -> None:
         self.seed = seed
         self.now = now_ts
         self.sizes = sizes
+        self.ties = ties
         self.history_start = now_ts - 400 * DAY
         self.metrics: list[Record] = []
         self.metric_family: dict[str, str] = {}
@@ -86,6 +99,12 @@ class Catalog:
     def rng(self, kind: str) -> random.Random:
         """A private RNG per collection so sizes of one kind do not shift another."""
         return random.Random(h64(self.seed, "catalog", kind))
+
+    def bulk_edit(self, kind: str, records: list[Record], created: str, updated: str) -> None:
+        """The `ties` knob's bulk edit of one kind, at a seeded time of the last 60 days."""
+        if self.ties > 0:
+            at = self.now - DAY - h64(self.seed, "catalog-ties", kind) % (59 * DAY)
+            bulk_edit(records, self.ties, at, created, updated)
 
     def _build(self) -> None:
         self._metrics()
@@ -142,6 +161,7 @@ class Catalog:
             created, updated = spread(rng, self.history_start, self.now)
             self.templates.append(make_template(rng, tid, i, created, updated))
         share_some(self.templates, rng, "created", "updated")
+        self.bulk_edit("template", self.templates, "created", "updated")
         for rec in self.templates:
             fmt_times(rec, ("created", "updated"))
 
@@ -160,6 +180,7 @@ class Catalog:
                     "member_pct": rng.choice((5, 10, 20, 35, 60)),
                 })
             share_some(out, rng, "created", "updated")
+            self.bulk_edit(kind, out, "created", "updated")
             for rec in out:
                 fmt_times(rec, ("created", "updated"))
 
@@ -176,6 +197,7 @@ class Catalog:
             self.campaigns.append(campaign)
             self.campaign_messages.append(message)
         share_some(self.campaigns, rng, "created_at", "updated_at")
+        self.bulk_edit("campaign", self.campaigns, "created_at", "updated_at")
         for rec in self.campaigns:
             fmt_times(rec, ("created_at", "updated_at", "scheduled_at", "send_time"))
             opts = rec["attributes"]["send_strategy"]["options_static"]
@@ -200,6 +222,7 @@ class Catalog:
                 self.flow_actions.append(action)
                 self.flow_messages.extend(messages)
         share_some(self.flows, rng, "created", "updated")
+        self.bulk_edit("flow", self.flows, "created", "updated")
         for rec in self.flows + self.flow_actions + self.flow_messages:
             fmt_times(rec, ("created", "updated"))
 

@@ -12,7 +12,7 @@ UTC = timezone.utc
 class EmulatorConfig:
     """Everything that shapes one emulator instance.
 
-    The synthetic account is a pure function of (seed, now, sizes).
+    The synthetic account is a pure function of (seed, now, sizes, ties).
 
     Attributes:
         seed: Seed of the synthetic account, of fault injection and of mutations.
@@ -39,6 +39,15 @@ class EmulatorConfig:
         host: Bind address (127.0.0.1 only, by design).
         throttle_every: If > 0, every Nth /api request is answered 429 (test knob).
         throttle_retry_after: Retry-After seconds used by `throttle_every`.
+        ties: Share (0..1) of records that come from bulk imports and bulk edits, whose
+            cursor values are then shared over whole pages (0 = none beyond the few
+            neighbours that share a second anyway). About this share of past events comes
+            in runs of 450-1000 events with one `datetime` (2-5 pages); of profiles in
+            import batches of ~250 sharing one `updated` (every other batch a suppression
+            import, sharing one suppression timestamp too); of list and segment members
+            sharing one `joined_group_at` per group; and of templates, lists, segments,
+            flows and campaigns sharing one `updated` / `updated_at` per kind. Mutations
+            with `tie=True` create records on the latest existing cursor values.
     """
 
     seed: int = 42
@@ -64,6 +73,7 @@ class EmulatorConfig:
     host: str = "127.0.0.1"
     throttle_every: int = 0
     throttle_retry_after: int = 1
+    ties: float = 0.0
 
     def resolved_now(self) -> datetime:
         """`now` as an aware UTC datetime truncated to the second."""
@@ -86,6 +96,8 @@ class EmulatorConfig:
             raise ValueError("days must be >= 1")
         if not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("fault_rate must be within 0..1")
+        if not 0.0 <= self.ties <= 1.0:
+            raise ValueError("ties must be within 0..1")
         if self.v1 not in ("retired", "live"):
             raise ValueError("v1 must be 'retired' or 'live'")
         if self.host not in ("127.0.0.1", "localhost"):

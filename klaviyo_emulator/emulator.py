@@ -20,13 +20,15 @@ admin routes (no Klaviyo key needed; not under /api):
   GET  /__admin/health        {"ok": true}
   GET  /__admin/log           the request log as a JSON array (keys redacted)
   POST /__admin/clear-log     forget the in-memory log
-  POST /__admin/mutate        body {"seed":1,"create":10,"update":10,"delete":3}
+  POST /__admin/mutate        body {"seed":1,"create":10,"update":10,"delete":3,"tie":false}
+                              ("create" may be {"event":600,...}; "tie": created records
+                              take the latest cursor value of their kind)
   POST /__admin/rate-limits   body {"enabled": true|false}
   POST /__admin/force-429     body {"count": 3, "retry_after": 2}"""
 
 
 class Emulator:
-    """A local Klaviyo API (revision 2023-10-15) over a synthetic account.
+    """A local Klaviyo API (revisions 2023-10-15 and 2026-07-15) over a synthetic account.
 
     Use as `Emulator(cfg).start()` ... `.stop()`, or as a context manager.
     """
@@ -108,10 +110,15 @@ class Emulator:
         self.log.clear()
 
     # -------------------------------------------------------------- controls
-    def mutate(self, seed: int = 1, create: int = 10, update: int = 10,
-               delete: int = 3) -> dict[str, Any]:
-        """Creates/updates/deletes records (see mutations.mutate); returns affected ids."""
-        return mutate(self.account, seed=seed, create=create, update=update, delete=delete)
+    def mutate(self, seed: int = 1, create: int | dict[str, int] = 10, update: int = 10,
+               delete: int = 3, tie: bool = False, late: int = 0,
+               late_seconds: int = 3600) -> dict[str, Any]:
+        """Creates/updates/deletes records and adds events dated in the past (see
+        mutations.mutate); returns affected ids. `create` is a count per kind or
+        {kind: count}; with `tie`, created records take the latest existing cursor value of
+        their kind."""
+        return mutate(self.account, seed=seed, create=create, update=update, delete=delete,
+                      tie=tie, late=late, late_seconds=late_seconds)
 
     def set_rate_limits(self, enabled: bool) -> None:
         """Turns Klaviyo rate limiting on or off."""
@@ -141,9 +148,14 @@ class Emulator:
                 self.clear_log()
                 return _json(200, {"ok": True})
             if route == ("POST", "/__admin/mutate"):
-                allowed = {"seed", "create", "update", "delete"}
-                if set(args) - allowed or not all(isinstance(v, int) for v in args.values()):
-                    return _json(400, {"error": f"integer arguments only: {sorted(allowed)}"})
+                allowed = {"seed", "create", "update", "delete", "tie", "late", "late_seconds"}
+                create = args.get("create", 0)
+                counts = create.values() if isinstance(create, dict) else [create]
+                if set(args) - allowed or not all(
+                        isinstance(v, int) for k, v in args.items() if k != "create") or not all(
+                        isinstance(v, int) for v in counts):
+                    return _json(400, {"error": f"integer arguments only (create: also "
+                                                f"{{kind: count}}, tie: boolean): {sorted(allowed)}"})
                 return _json(200, self.mutate(**args))
             if route == ("POST", "/__admin/rate-limits"):
                 self.set_rate_limits(bool(args.get("enabled", True)))

@@ -69,6 +69,7 @@ class Endpoint:
         filter_rules: Allowed filter fields/operators (None: no `filter` param).
         cursor: Whether `page[cursor]` is a declared parameter.
         archived_default: Hide archived records unless the filter names `archived`.
+        revision: The API revision whose spec this row follows.
     """
 
     method: str
@@ -86,6 +87,7 @@ class Endpoint:
     filter_rules: dict | None = None
     cursor: bool = True
     archived_default: bool = False
+    revision: str = "2023-10-15"
 
     @cached_property
     def pattern(self) -> re.Pattern[str]:

@@ -3,25 +3,35 @@
 Event datetimes are a non-decreasing function of the index, so a datetime range maps
 to an index range by binary search, and "sort=datetime" is index order. Many
 neighbours share the exact same second (boundary cases). A few events lie up to a day
-after `now`. Events created by mutations are appended after every existing one.
+after `now`. Events created by mutations are appended after every existing one; "late" events
+(written with a past datetime, or seen late as Klaviyo's eventually consistent listing does)
+are slotted in among the others by datetime: a position is then a virtual index over both,
+so the base events keep their ids and the order stays the datetime order.
+
+With `ties` > 0 (bulk imports), past events are grouped in blocks of `TIE_BLOCK` indexes and
+that share of the blocks begins with a run of 450-1000 events sharing the block's first
+datetime: whole pages of one `datetime`. Runs stay in index order, so datetimes stay
+non-decreasing.
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 import struct
 from hashlib import blake2b
 from dataclasses import dataclass
 from typing import Any
 
 from klaviyo_emulator import vocab
-from klaviyo_emulator.util import b62, fmt_ts, ns_key
+from klaviyo_emulator.util import b62, fmt_ts, h64_int, ns_key
 
 _PACK = struct.Struct("<qq")
 _B62 = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _B62_TABLE = bytes(_B62[b % 62] for b in range(256))
 
 DAY = 86_400
+TIE_BLOCK = 1000  # events per block of the `ties` knob (a run of one datetime starts a block)
 
 
 @dataclass(frozen=True)
@@ -59,13 +69,14 @@ class Events:
     Attributes:
         n: Number of generated (base) events.
         extra: Events appended by mutations (datetimes after every base event).
+        late: Events a mutation dated in the past, sorted by datetime (see `add_late`).
         metric_ids: Metric id per metric index.
         families: Event-property family per metric index.
     """
 
     def __init__(self, seed: int, now_ts: int, n: int, days: int, metric_ids: list[str],
                  families: list[str], weights: list[int], profile_count: int,
-                 sources: Sources) -> None:
+                 sources: Sources, ties: float = 0.0) -> None:
         self.key = ns_key(seed, "event")
         self.now = now_ts
         self.n = n
@@ -84,29 +95,86 @@ class Events:
         self.profile_count = profile_count
         self.sources = sources
         self.extra: list[ExtraEvent] = []
+        self.late: list[ExtraEvent] = []
+        self._late_pos: list[int] = []  # position of each late event, ascending
+        self.tie_runs = self._tie_runs(seed, ties)
+
+    def _tie_runs(self, seed: int, ties: float) -> list[int]:
+        """Length of the run of one datetime that begins each block of past events (0 =
+        none): `ties` of the blocks, spread evenly from the first, 450-1000 events each."""
+        if ties <= 0:
+            return []
+        key = ns_key(seed, "event-ties")
+        runs = []
+        for b in range(-(-self.past // TIE_BLOCK)):
+            bulk = math.ceil((b + 1) * ties) > math.ceil(b * ties)
+            runs.append(450 + h64_int(key, b) % 551 if bulk else 0)
+        return runs
 
     def __len__(self) -> int:
-        return self.n + len(self.extra)
+        return self.n + len(self.extra) + len(self.late)
+
+    def _at(self, i: int) -> int | ExtraEvent:
+        """Position i -> the base event's index, or the mutation's event standing there."""
+        if self._late_pos:
+            k = bisect.bisect_left(self._late_pos, i)
+            if k < len(self._late_pos) and self._late_pos[k] == i:
+                return self.late[k]
+            i -= k
+        return i if i < self.n else self.extra[i - self.n]
+
+    def add_late(self, event: ExtraEvent) -> int:
+        """Slots an event dated in the past in after the events of its second; returns its
+        position. Positions after it move up by one (a page cursor taken before then
+        repeats one event, as a listing that changed under a reader may)."""
+        self.late.append(event)
+        self.late.sort(key=lambda x: x.ts)  # stable: equal datetimes keep their order
+        self._late_pos = []
+        for k, x in enumerate(self.late):
+            lo, hi = 0, self.n + len(self.extra)  # base and appended events dated <= x.ts
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if self._main_ts(mid) <= x.ts:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            self._late_pos.append(lo + k)
+        return self._late_pos[self.late.index(event)]
 
     # ----------------------------------------------------------------- positions
     def digest(self, i: int) -> bytes:
         """32 pseudo-random bytes of event i, the source of all its attributes."""
-        salt = self.extra[i - self.n].salt if i >= self.n else i
+        at = self._at(i) if self._late_pos or i >= self.n else i  # (hot path: a base event)
+        salt = at.salt if isinstance(at, ExtraEvent) else at
         return blake2b(_PACK.pack(self.key, salt), digest_size=32).digest()
 
     def ts(self, i: int) -> int:
         """Epoch seconds of event i (non-decreasing in i)."""
+        at = self._at(i) if self._late_pos or i >= self.n else i
+        return at.ts if isinstance(at, ExtraEvent) else self._main_ts(at)
+
+    def _main_ts(self, i: int) -> int:
+        """Epoch seconds of the i-th base or appended event (late ones not counted)."""
         if i >= self.n:
             return self.extra[i - self.n].ts
         if i >= self.past:
             j = i - self.past
             return self.now + 60 + (j * (DAY - 120)) // self.future
-        return self._past_ts(i, self.digest(i))
+        return self._past_ts(i, self._base_digest(i))
 
     def _past_ts(self, i: int, d: bytes) -> int:
-        """Datetime of a past base event; 1 in 4 shares the previous event's second."""
+        """Datetime of a past base event; 1 in 4 shares the previous event's second, and
+        events of a bulk-import run share their block's first datetime."""
+        if self.tie_runs:
+            block, offset = divmod(i, TIE_BLOCK)
+            if offset < self.tie_runs[block]:
+                return self.start + (block * TIE_BLOCK * self.span) // self.past
         k = i - 1 if i > 0 and d[31] & 3 == 0 else i
         return self.start + (k * self.span) // self.past
+
+    def _base_digest(self, i: int) -> bytes:
+        """`digest` of the i-th base event."""
+        return blake2b(_PACK.pack(self.key, i), digest_size=32).digest()
 
     def first_at_or_after(self, ts: int) -> int:
         """Smallest index whose datetime is >= ts (len(self) if none)."""
@@ -125,17 +193,23 @@ class Events:
 
     def metric_index(self, i: int, d: bytes | None = None) -> int:
         """Index (into metric_ids) of the metric of event i."""
-        if i >= self.n:
-            return self.extra[i - self.n].metric
-        d = d or self.digest(i)
+        if self._late_pos or i >= self.n:
+            at = self._at(i)
+            if isinstance(at, ExtraEvent):
+                return at.metric
+            i = at
+        d = d or self._base_digest(i)
         r = int.from_bytes(d[:8], "little") % self.total_weight
         return bisect.bisect_right(self.cum, r)
 
     def profile_index(self, i: int, d: bytes | None = None) -> int:
         """Profile index of event i."""
-        if i >= self.n:
-            return self.extra[i - self.n].profile
-        d = d or self.digest(i)
+        if self._late_pos or i >= self.n:
+            at = self._at(i)
+            if isinstance(at, ExtraEvent):
+                return at.profile
+            i = at
+        d = d or self._base_digest(i)
         return int.from_bytes(d[8:14], "little") % self.profile_count
 
     # ------------------------------------------------------------------ rendering
@@ -146,12 +220,14 @@ class Events:
 
     def parts(self, i: int) -> tuple[str, int, dict[str, Any], str, int, int]:
         """(id, timestamp, event_properties, uuid, metric index, profile index) of event i."""
-        d = self.digest(i)
-        if i >= self.n:
-            x = self.extra[i - self.n]
-            ts, m, p, salt = x.ts, x.metric, x.profile, x.salt
+        at = self._at(i) if self._late_pos or i >= self.n else i  # (hot path: a base event)
+        if isinstance(at, ExtraEvent):
+            d = blake2b(_PACK.pack(self.key, at.salt), digest_size=32).digest()
+            ts, m, p, salt = at.ts, at.metric, at.profile, at.salt
         else:
-            ts = self._past_ts(i, d) if i < self.past else self.ts(i)
+            i = at
+            d = blake2b(_PACK.pack(self.key, i), digest_size=32).digest()
+            ts = self._past_ts(i, d) if i < self.past else self._main_ts(i)
             salt = i
             m = bisect.bisect_right(self.cum, int.from_bytes(d[:8], "little") % self.total_weight)
             p = int.from_bytes(d[8:14], "little") % self.profile_count

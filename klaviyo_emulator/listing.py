@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from klaviyo_emulator import render_2026
 from klaviyo_emulator.endpoints import INCLUDE_KIND, Endpoint
 from klaviyo_emulator.filters import Condition, compile_conditions, datetime_bounds
 from klaviyo_emulator.profiles import ADDITIONAL
-from klaviyo_emulator.store import Account
+from klaviyo_emulator.store import OLDEST_REVISION, Account
 from klaviyo_emulator.util import fmt_ts, to_dt
 
 Record = dict[str, Any]
@@ -137,12 +138,12 @@ class Lister:
             if parent_id not in acc.small[ep.parent]:
                 raise NotFound(parent_id)
             return acc.members(ep.parent, parent_id)
-        recs = acc.small[ep.kind]
+        recs = acc.scope(ep.kind, ep.revision)
         if ep.parent is None:
-            return list(recs.values())
-        if parent_id not in acc.small[ep.parent]:
+            return recs
+        if parent_id not in {r["id"] for r in acc.scope(ep.parent, ep.revision)}:
             raise NotFound(parent_id)
-        return [r for r in recs.values() if r["rel"].get(ep.parent) == parent_id]
+        return [r for r in recs if r["rel"].get(ep.parent) == parent_id]
 
     def _ordered(self, req: Request) -> tuple[list[tuple[str, str, Any]],
                                               list[tuple[str, str]]]:
@@ -214,31 +215,42 @@ class Lister:
             def get_member(row: tuple[int, int], field: str) -> Any:
                 if field == "joined_group_at":
                     return to_dt(row[1])
+                if field == "profile_id":
+                    return prof.ids[row[0]]
                 if field in ("push_token", "_kx"):
                     return None
                 return dig(prof.attributes(row[0]), field)
             return get_member
+
+        newer = ep.revision != OLDEST_REVISION
 
         def get_record(rec: Record, field: str) -> Any:
             if field == "id":
                 return rec["id"]
             if field == "messages.channel":
                 return rec.get("channel")
-            return dig(rec["attributes"], field)
+            value = dig(rec["attributes"], field)
+            if value is None and newer:  # a field only the newer shape has (is_active, ...)
+                value = dig(render_2026.attributes(acc, rec), field)
+            return value
         return get_record
 
     # ------------------------------------------------------------- rendering
     def _render(self, ep: Endpoint, handle: Any, req: Request) -> Record:
         acc = self.account
         fields = req.fields.get(ep.kind)
+        newer = ep.revision != OLDEST_REVISION
+        profile = (lambda *a, **k: render_2026.profile_resource(acc, *a, **k)) if newer else (
+            acc.profile_resource)
         if ep.kind == "profile" and ep.parent is None:
-            return acc.profile_resource(handle, req.additional, fields)
+            return profile(handle, req.additional, fields)
         if ep.kind == "profile":
             extra = {"joined_group_at": fmt_ts(handle[1])}
             if fields is not None and "joined_group_at" not in fields:
                 extra = {}
-            return acc.profile_resource(handle[0], req.additional, fields, extra,
-                                        relationships=False)
+            return profile(handle[0], req.additional, fields, extra, relationships=False)
+        if newer:
+            return render_2026.resource(acc, handle, fields)
         return acc.small_resource(handle, fields)
 
     def _included(self, ep: Endpoint, handles: list[Any], req: Request) -> list[Record]:
@@ -246,11 +258,18 @@ class Lister:
         if not req.include:
             return []
         acc = self.account
+        newer = ep.revision != OLDEST_REVISION
+        if ep.kind == "profile":
+            return []  # push tokens and conversations (2026-07-15 includes): the account has none
+        render = ((lambda rec, f: render_2026.resource(acc, rec, f)) if newer
+                  else acc.small_resource)
         out: list[Record] = []
         seen: set[tuple[str, str]] = set()
         for rec in handles:
             for name in req.include:
-                kind = INCLUDE_KIND[name]
+                kind = INCLUDE_KIND.get(name)
+                if kind is None:  # flow-triggers, image: the account holds none
+                    continue
                 target = rec["rel"].get(name)
                 ids = target if isinstance(target, list) else [target] if target else []
                 for rid in ids:
@@ -260,7 +279,7 @@ class Lister:
                     if other is None:
                         continue
                     seen.add((kind, rid))
-                    out.append(acc.small_resource(other, req.fields.get(kind)))
+                    out.append(render(other, req.fields.get(kind)))
         return out
 
     # ----------------------------------------------------------------- events
@@ -282,11 +301,15 @@ class Lister:
         rest = [c for c in conds if c.field not in ("datetime", "timestamp")]
         test = compile_conditions(rest)
         metric_ids, profile_ids = acc.metric_ids, acc.profiles.ids
+        revision = req.endpoint.revision
+        newer = revision != OLDEST_REVISION
+        resolved = render_2026.metric_resolved
 
         def get(i: int, field: str) -> Any:
-            if field == "metric_id":
-                return metric_ids[ev.metric_index(i)]
-            if field == "profile_id":
+            if field in ("metric_id", "metric"):
+                m = ev.metric_index(i)
+                return metric_ids[m] if not newer or resolved(acc, i, m) else None
+            if field in ("profile_id", "profile"):
                 return profile_ids[ev.profile_index(i)]
             return None
 
@@ -304,7 +327,7 @@ class Lister:
         for i in indexes:
             if check and not test(lambda f, i=i: get(i, f)):
                 continue
-            if not visible(i):
+            if not visible(i, revision):
                 continue
             if len(chosen) == req.size:
                 more = True
@@ -312,6 +335,8 @@ class Lister:
             chosen.append(i)
         fields = req.fields.get("event")
         raw = fields is None
+        if newer:
+            return self._events_newer(req, chosen, more, fields)
         data = ([acc.event_json(i) for i in chosen] if raw
                 else [acc.event_resource(i, fields) for i in chosen])
         included: list[Record] = []
@@ -330,6 +355,35 @@ class Lister:
                     if ("p" + pid) not in seen and p not in acc.profiles.deleted:
                         seen.add("p" + pid)
                         included.append(acc.profile_resource(p, (), req.fields.get("profile")))
+        return Page(data, included, chosen[-1] if more else None, raw)
+
+    def _events_newer(self, req: Request, chosen: list[int], more: bool,
+                      fields: tuple[str, ...] | None) -> Page:
+        """An events page in 2026-07-15's shapes (attributions, unresolved metrics)."""
+        acc = self.account
+        raw = fields is None
+        data: list[Any] = ([render_2026.event_json(acc, i) for i in chosen] if raw
+                           else [render_2026.event_resource(acc, i, fields) for i in chosen])
+        included: list[Record] = []
+        seen: set[str] = set()
+        for i in chosen if req.include else ():
+            m = acc.events.metric_index(i)
+            if "metric" in req.include and render_2026.metric_resolved(acc, i, m):
+                mid = acc.metric_ids[m]
+                if ("m" + mid) not in seen and mid in acc.small["metric"]:
+                    seen.add("m" + mid)
+                    included.append(render_2026.resource(acc, acc.small["metric"][mid],
+                                                         req.fields.get("metric")))
+            if "profile" in req.include:
+                p = acc.events.profile_index(i)
+                pid = acc.profiles.ids[p]
+                if ("p" + pid) not in seen and p not in acc.profiles.deleted:
+                    seen.add("p" + pid)
+                    included.append(render_2026.profile_resource(acc, p, (),
+                                                                 req.fields.get("profile")))
+            if "attributions" in req.include:
+                eid, *_, found = render_2026.event_parts(acc, i)
+                included += [render_2026.attribution_resource(acc, eid, a) for a in found]
         return Page(data, included, chosen[-1] if more else None, raw)
 
 

@@ -2,12 +2,18 @@
 
 Every mutation happens at one "mutation time" strictly later than every `updated` /
 `updated_at` value in the account; new events are dated after the latest existing event.
+With `tie=True`, created records instead take the latest existing cursor value of their kind
+(events' `datetime`, profiles' `updated`, campaigns' `updated_at` per channel, the `updated`
+of the other kinds, the first list's `joined_group_at`; new profiles are also suppressed on
+the latest suppression timestamp): new records that tie with what an incremental load
+stored as its cursor.
 """
 
 from __future__ import annotations
 
 import random
 import time
+from collections.abc import Mapping
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,23 +39,37 @@ def _max_updated(acc: Account) -> int:
     return best
 
 
-def mutate(acc: Account, seed: int = 1, create: int = 10, update: int = 10,
-           delete: int = 3) -> dict[str, Any]:
+def mutate(acc: Account, seed: int = 1, create: int | Mapping[str, int] = 10, update: int = 10,
+           delete: int = 3, tie: bool = False, late: int = 0,
+           late_seconds: int = 3600) -> dict[str, Any]:
     """Applies one batch of mutations; returns the affected ids per kind and action.
 
     Args:
         acc: The account.
         seed: Seed of this batch (same seed and state -> same changes).
-        create: Records to create per kind (events included).
+        create: Records to create per kind (events included), or kind -> count (kinds left
+            out: none), e.g. {"event": 600}.
         update: Records to update per kind (events excluded).
         delete: Records to delete per kind (events excluded).
+        tie: Created records take the latest existing cursor value of their kind instead of
+            the mutation time (see the module's docstring).
+        late: Events written with a past datetime (as Klaviyo's Create Event accepts, and as
+            its eventually consistent listing shows events that appear after their datetime):
+            listed from now on, among the events of their datetime (`out["event"]["late"]`).
+        late_seconds: How long before the mutation time the late events are dated (one second
+            apart from there on).
     """
+    counts = create if isinstance(create, Mapping) else dict.fromkeys((*MUTABLE, "event"), create)
+    unknown = set(counts) - {*MUTABLE, "event"}
+    if unknown:
+        raise ValueError(f"cannot create {sorted(unknown)}; kinds: {[*MUTABLE, 'event']}")
     with acc.lock:
         at = max(acc.now_ts, acc.last_mutation_ts, _max_updated(acc)) + 1
         if acc.config.now is None:
             at = max(at, int(time.time()))
         acc.last_mutation_ts = at
         rng = random.Random(h64(acc.seed, "mutate", seed, acc.version))
+        latest = _latest_values(acc) if tie else {}
         out: dict[str, Any] = {"mutated_at": fmt_ts(at)}
         for kind in MUTABLE:
             out[kind] = {"created": [], "updated": [], "deleted": []}
@@ -59,10 +79,38 @@ def mutate(acc: Account, seed: int = 1, create: int = 10, update: int = 10,
             out[kind]["updated"] = _update(acc, kind, rng.sample(rest, min(update, len(rest))),
                                            at, rng)
             out[kind]["deleted"] = _delete(acc, kind, gone)
-            out[kind]["created"] = [_create(acc, kind, at, rng) for _ in range(create)]
-        out["event"] = {"created": _create_events(acc, create, at, rng)}
+            out[kind]["created"] = [_create(acc, kind, at, rng, latest)
+                                    for _ in range(counts.get(kind, 0))]
+        out["event"] = {"created": _create_events(acc, counts.get("event", 0), at, rng,
+                                                  latest.get("event")),
+                        "late": _late_events(acc, late, at - late_seconds, rng)}
         acc.version += 1
         return out
+
+
+def _latest_values(acc: Account) -> dict[str, Any]:
+    """The latest cursor value (epoch seconds) of each kind, before a mutation: what a
+    complete incremental load stored as its cursor. Keys: kinds, `campaign-email` and
+    `campaign-sms`, `joined` (the first list's members) and `suppressed`."""
+    from datetime import datetime
+
+    def stamp(value: Any) -> int | None:
+        return to_ts(datetime.fromisoformat(value)) if isinstance(value, str) else None
+
+    latest: dict[str, Any] = {"event": acc.events.max_ts()}
+    alive = acc.profiles.alive()
+    latest["profile"] = max((acc.profiles.updated[i] for i in alive), default=None)
+    for kind in ("template", "flow", "list", "segment"):
+        latest[kind] = max((stamp(r["attributes"]["updated"]) or 0 for r in acc.small[kind].values()), default=None)
+    for channel in ("email", "sms"):
+        latest[f"campaign-{channel}"] = max((stamp(r["attributes"]["updated_at"]) or 0 for r in acc.small["campaign"].values()
+                                             if r.get("channel") == channel), default=None)
+    lists = list(acc.small["list"])
+    latest["joined"] = max((ts for _, ts in acc.members("list", lists[0])), default=None) if lists else None
+    suppressions = (stamp(s.get("timestamp")) for i in alive for s in
+                    acc.profiles.attributes(i, ("subscriptions",))["subscriptions"]["email"]["marketing"]["suppression"])
+    latest["suppressed"] = max((s for s in suppressions if s is not None), default=None)
+    return latest
 
 
 def _live_ids(acc: Account, kind: str) -> list[str]:
@@ -84,20 +132,28 @@ def _shim(acc: Account, at: int) -> SimpleNamespace:
                            pick_tags=pick_tags, tags=tags)
 
 
-def _create(acc: Account, kind: str, at: int, rng: random.Random) -> str:
+def _create(acc: Account, kind: str, at: int, rng: random.Random,
+            latest: Mapping[str, Any] | None = None) -> str:
+    """Creates one record at `at`, or on the latest values of `latest` (tied mutations)."""
+    latest = latest or {}
     salt = rng.getrandbits(62)
     if kind == "profile":
-        idx = acc.profiles.add(ulid(at * 1000 + rng.randint(0, 999), salt), at, at)
+        when = latest.get("profile") or at
+        idx = acc.profiles.add(ulid(when * 1000 + rng.randint(0, 999), salt), when, when)
+        if latest.get("suppressed"):  # suppressed on the latest suppression timestamp
+            acc.profiles.suppressed_at[idx] = latest["suppressed"]
         lists = list(acc.small["list"])
         if lists:
-            acc.extra_members.setdefault(("list", lists[0]), []).append((idx, at))
+            acc.extra_members.setdefault(("list", lists[0]), []).append((idx, latest.get("joined") or at))
         return acc.profiles.ids[idx]
-    shim = _shim(acc, at)
     if kind == "campaign":
-        cid = ulid(at * 1000 + rng.randint(0, 999), salt)
+        ms = rng.randint(0, 999)
+        channel = rng.choice(("email", "sms"))
+        at = latest.get(f"campaign-{channel}") or at
+        shim = _shim(acc, at)
+        cid = ulid(at * 1000 + ms, salt)
         audiences = list(acc.small["list"]) + list(acc.small["segment"])
-        camp, msg = catalog.make_campaign(rng, shim, cid, salt % 10_000, rng.choice(
-            ("email", "sms")), at, at, audiences)
+        camp, msg = catalog.make_campaign(rng, shim, cid, salt % 10_000, channel, at, at, audiences)
         camp["attributes"]["scheduled_at"] = camp["attributes"]["send_time"] = at
         camp["attributes"]["send_strategy"]["options_static"]["datetime"] = fmt_ts(at)
         msg["attributes"]["send_times"][0]["datetime"] = fmt_ts(at)
@@ -106,6 +162,8 @@ def _create(acc: Account, kind: str, at: int, rng: random.Random) -> str:
         acc.small["campaign"][cid] = camp
         acc.small["campaign-message"][msg["id"]] = msg
         return cid
+    at = latest.get(kind) or at
+    shim = _shim(acc, at)
     if kind == "template":
         rec = catalog.make_template(rng, b62(salt, 6), salt % 1000, at, at)
     elif kind == "flow":
@@ -181,7 +239,9 @@ def _delete(acc: Account, kind: str, ids: list[str]) -> list[str]:
     return ids
 
 
-def _create_events(acc: Account, count: int, at: int, rng: random.Random) -> list[str]:
+def _create_events(acc: Account, count: int, at: int, rng: random.Random,
+                   tie: int | None = None) -> list[str]:
+    """Creates `count` events after the latest one (or all on `tie`, the latest datetime)."""
     ev = acc.events
     last = ev.max_ts()
     start = (last if last is not None else acc.now_ts - 60) + 1
@@ -192,7 +252,23 @@ def _create_events(acc: Account, count: int, at: int, rng: random.Random) -> lis
     ids = []
     for k in range(count):
         ts = start + (k * max(0, at - start)) // count if at > start else start + k
+        if tie is not None:
+            ts = tie
         extra = ExtraEvent(ts, rng.choice(live_metrics), rng.choice(alive), rng.getrandbits(62))
         ev.extra.append(extra)
         ids.append(ev.event_id(len(ev) - 1))
+    return ids
+
+
+def _late_events(acc: Account, count: int, start: int, rng: random.Random) -> list[str]:
+    """`count` events dated `start`, `start` + 1 s, ... slotted in among the existing ones."""
+    ev = acc.events
+    live_metrics = [m for m, mid in enumerate(acc.metric_ids) if mid in acc.small["metric"]]
+    alive = acc.profiles.alive()
+    if not live_metrics or not alive:
+        return []
+    ids = []
+    for k in range(count):
+        late = ExtraEvent(start + k, rng.choice(live_metrics), rng.choice(alive), rng.getrandbits(62))
+        ids.append(ev.event_id(ev.add_late(late)))
     return ids

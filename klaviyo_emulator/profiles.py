@@ -2,6 +2,10 @@
 
 Only ids and created/updated epochs are stored per profile; every other attribute is a
 pure function of (seed, index) rendered on demand, plus mutation overrides.
+
+With `ties` > 0, about that share of profiles belongs to bulk-import batches of ~`TIE_BATCH`:
+each batch gives its profiles (those created before it) one `updated`, and every other batch
+is a suppression import that also gives them one suppression timestamp.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from klaviyo_emulator import vocab
 from klaviyo_emulator.util import fmt_ts, h64_int, ns_key, ulid
 
 DAY = 86_400
+TIE_BATCH = 250  # profiles per bulk-import batch of the `ties` knob (before the created filter)
 ADDITIONAL = ("subscriptions", "predictive_analytics")
 
 
@@ -32,9 +37,11 @@ class Profiles:
         updated: Last-update epoch seconds per index (>= created).
         deleted: Indexes deleted by mutations.
         overrides: Attribute overrides per index from mutations.
+        suppressed_at: Email suppression epoch seconds per index of the profiles a
+            suppression import (or a tied mutation) suppressed.
     """
 
-    def __init__(self, seed: int, now_ts: int, count: int) -> None:
+    def __init__(self, seed: int, now_ts: int, count: int, ties: float = 0.0) -> None:
         self.seed = seed
         self.now = now_ts
         self.key = ns_key(seed, "profile")
@@ -43,6 +50,7 @@ class Profiles:
         self.updated = array("q")
         self.deleted: set[int] = set()
         self.overrides: dict[int, dict[str, Any]] = {}
+        self.suppressed_at: dict[int, int] = {}
         self.index: dict[str, int] = {}
         self.list_ids: list[str] = []
         lo = now_ts - 730 * DAY
@@ -57,6 +65,24 @@ class Profiles:
                 updated = self.updated[i - 1]  # ties on `updated` across records
             self.add(ulid(created * 1000 + (h >> 8) % 1000, h64_int(self.key, -i - 1) << 16 | i),
                      created, updated)
+        if ties > 0 and count:
+            self._bulk_imports(ns_key(seed, "profile-ties"), ties)
+
+    def _bulk_imports(self, key: int, ties: float) -> None:
+        """Gives about `ties` of the profiles one `updated` per import batch (batch b at a
+        seeded time within the last 180 days; odd batches also suppress their profiles)."""
+        batches = max(1, round(ties * len(self.ids) / TIE_BATCH))
+        times = [self.now - 3600 - h64_int(key, -b - 1) % (180 * DAY) for b in range(batches)]
+        for i in range(len(self.ids)):
+            h = h64_int(key, i)
+            if h % 1_000_000 >= ties * 1_000_000:
+                continue
+            batch = (h >> 20) % batches
+            at = times[batch]
+            if self.created[i] <= at:
+                self.updated[i] = at
+                if batch % 2:
+                    self.suppressed_at[i] = at
 
     def add(self, pid: str, created: int, updated: int) -> int:
         """Appends a profile; returns its index."""
@@ -167,6 +193,12 @@ class Profiles:
         if not subscribed and (h2 >> 14) & 1:
             email["suppression"] = [{"reason": ("HARD_BOUNCE", "USER_SUPPRESSED", "SPAM_REPORT")[
                 (h2 >> 15) % 3], "timestamp": consent_ts}]
+        suppressed = self.suppressed_at.get(i)
+        if suppressed is not None:  # a suppression import
+            stamp = fmt_ts(suppressed)
+            email.update(can_receive_email_marketing=False, consent="UNSUBSCRIBED",
+                         consent_timestamp=stamp, method="IMPORT",
+                         suppression=[{"reason": "USER_SUPPRESSED", "timestamp": stamp}])
         if (h2 >> 17) % 8 == 0 and self.list_ids:
             list_id = self.list_ids[(h2 >> 18) % len(self.list_ids)]
             email["list_suppressions"] = [{"list_id": list_id, "reason": "UNSUBSCRIBE",

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from klaviyo_emulator import documents
+from klaviyo_emulator import documents, newer_data, render_2026
 from klaviyo_emulator.catalog import Catalog
 from klaviyo_emulator.config import EmulatorConfig
 from klaviyo_emulator.events import Events, Sources
@@ -27,6 +27,9 @@ SMALL_KINDS = ("campaign", "campaign-message", "tag", "tag-group", "template", "
                "segment", "list", "flow", "flow-action", "flow-message")
 KINDS = ("campaign", "campaign-message", "tag", "template", "profile", "event", "metric",
          "segment", "list", "flow", "flow-action", "flow-message")
+OLDEST_REVISION = "2023-10-15"
+NEWER_KINDS = ("attribution",)
+"""Kinds only newer revisions serve (`records(kind, revision="2026-07-15")`)."""
 
 
 class Account:
@@ -52,7 +55,7 @@ class Account:
         self.last_mutation_ts = 0
         sizes = {k: getattr(config, k) for k in ("campaigns", "flows", "lists", "segments",
                                                   "templates", "metrics", "tags")}
-        cat = Catalog(config.seed, self.now_ts, sizes)
+        cat = Catalog(config.seed, self.now_ts, sizes, config.ties)
         self.metric_family = dict(cat.metric_family)
         self.small: dict[str, dict[str, Record]] = {k: {} for k in SMALL_KINDS}
         for kind, recs in (("metric", cat.metrics), ("tag-group", cat.tag_groups),
@@ -64,22 +67,42 @@ class Account:
                            ("flow-message", cat.flow_messages)):
             for rec in recs:
                 self.small[kind][rec["id"]] = rec
-        self.profiles = Profiles(config.seed, self.now_ts, config.profiles)
+        self.profiles = Profiles(config.seed, self.now_ts, config.profiles, config.ties)
         self.profiles.list_ids = [r["id"] for r in cat.lists]
         self.metric_ids = [m["id"] for m in cat.metrics]
         self.events = Events(
             config.seed, self.now_ts, config.events, config.days, self.metric_ids,
             [cat.metric_family[m] for m in self.metric_ids],
             [cat.metric_weight[m] for m in self.metric_ids],
-            max(1, config.profiles), _sources(cat))
+            max(1, config.profiles), _sources(cat), config.ties)
         self.hidden_metrics: set[int] = set()
+        # What only revisions after 2023-10-15 show (see newer_data): push campaigns,
+        # attributions of conversions, events whose metric cannot be resolved.
+        push, push_messages = newer_data.push_campaigns(cat, config.campaigns)
+        action_flow = {a["id"]: a["rel"]["flow"] for a in cat.flow_actions}
+        self.newer: dict[str, dict[str, Record]] = {
+            "campaign": {r["id"]: r for r in push},
+            "campaign-message": {r["id"]: r for r in push_messages}}
+        self.unresolved = newer_data.unresolved_events(config.seed, self.events)
+        self.attributions = newer_data.Attributions(
+            config.seed, self.events.families,
+            sorted((m["id"], m["rel"]["campaign"]) for m in cat.campaign_messages + push_messages),
+            {m["id"]: action_flow[m["rel"]["flow-action"]] for m in cat.flow_messages})
         self._members: dict[tuple[str, str], list[tuple[int, int]]] = {}
         self.extra_members: dict[tuple[str, str], list[tuple[int, int]]] = {}
 
     # ------------------------------------------------------------------ lookups
     def get(self, kind: str, rid: str) -> Record | None:
-        """Internal record of a small kind, or None."""
-        return self.small.get(kind, {}).get(rid)
+        """Internal record of a small kind (push campaigns included), or None."""
+        rec = self.small.get(kind, {}).get(rid)
+        return rec if rec is not None else self.newer.get(kind, {}).get(rid)
+
+    def scope(self, kind: str, revision: str = OLDEST_REVISION) -> list[Record]:
+        """Internal records of a small kind that a revision serves (2023-10-15: no push)."""
+        recs = list(self.small[kind].values())
+        if revision != OLDEST_REVISION and kind in self.newer:
+            recs += list(self.newer[kind].values())
+        return recs
 
     def profile_index(self, pid: str) -> int | None:
         """Index of a live profile id, or None."""
@@ -88,9 +111,15 @@ class Account:
             return None
         return idx
 
-    def event_visible(self, i: int) -> bool:
-        """False for events whose metric or profile was deleted (Klaviyo drops them)."""
+    def event_visible(self, i: int, revision: str = OLDEST_REVISION) -> bool:
+        """False for events whose metric or profile was deleted (Klaviyo drops them).
+
+        From 2026-07-15 on, events of a deleted metric are served without a metric (as
+        the events of `unresolved` are); 2023-10-15 leaves them out.
+        """
         ev = self.events
+        if revision != OLDEST_REVISION:
+            return not (self.profiles.deleted and ev.profile_index(i) in self.profiles.deleted)
         if self.hidden_metrics and ev.metric_index(i) in self.hidden_metrics:
             return False
         if self.profiles.deleted and ev.profile_index(i) in self.profiles.deleted:
@@ -157,55 +186,103 @@ class Account:
         )
 
     # ------------------------------------------------------------ ground truth
-    def records(self, kind: str, **filters: Any) -> Iterator[Record]:
+    def records(self, kind: str, revision: str = OLDEST_REVISION,
+                **filters: Any) -> Iterator[Record]:
         """Resources of one kind exactly as served (all attributes, incl. additional fields).
 
         Args:
-            kind: One of KINDS.
+            kind: One of KINDS (or NEWER_KINDS with a newer revision: "attribution", the
+                attributions of every served event, as `include=attributions` serves them).
+            revision: The revision whose shapes (and visible records: push campaigns,
+                events whose metric cannot be resolved) to render; default 2023-10-15.
             **filters: Equality filters on `id`, an attribute name, a relationship as
                 `<name>_id` (e.g. campaign_id=, metric_id=, profile_id=, flow_id=), or
-                `channel` ("email"/"sms") for campaigns.
+                `channel` ("email"/"sms"/"mobile_push") for campaigns.
         """
-        if kind not in KINDS:
+        newer = revision != OLDEST_REVISION
+        if kind not in KINDS and not (newer and kind in NEWER_KINDS):
             raise ValueError(f"unknown kind {kind!r}; one of {KINDS}")
-        if kind == "event":
+        if kind in ("event", "attribution"):
             with self.lock:
                 count = len(self.events)
-            out: Iterator[Record] = self._event_chunks(0, count)
+            out: Iterator[Record] = self._event_chunks(0, count, revision=revision,
+                                                       attributions=kind == "attribution")
         elif kind == "profile":
             with self.lock:
                 alive = self.profiles.alive()
-            out = self._profile_chunks(alive)
+            out = self._profile_chunks(alive, revision=revision)
         else:
             channel = filters.pop("channel", None) if kind == "campaign" else None
+            render = ((lambda r: render_2026.resource(self, r)) if newer
+                      else self.small_resource)
             with self.lock:
-                out = iter([orjson.loads(orjson.dumps(self.small_resource(r)))  # copies
-                            for r in self.small[kind].values()
+                out = iter([orjson.loads(orjson.dumps(render(r)))  # copies
+                            for r in self.scope(kind, revision)
                             if channel is None or r.get("channel") == channel])
         for res in out:
             if _matches(res, filters):
                 yield res
 
-    def events_between(self, start: datetime | None, end: datetime | None) -> Iterator[Record]:
+    def attribution_rows(self) -> list[dict[str, str | None]]:
+        """Every attribution of the served events (2026-07-15), flat and ascending by event:
+        `attribution_id`, `event_id`, `campaign_id`, `campaign_message_id`, `flow_id`,
+        `flow_message_id` (None where it does not apply)."""
+        rows = []
+        for res in self.records("attribution", revision="2026-07-15"):
+            rel = res["relationships"]
+            row: dict[str, str | None] = {"attribution_id": res["id"]}
+            for name in ("event", "campaign", "campaign-message", "flow", "flow-message"):
+                row[name.replace("-", "_") + "_id"] = rel[name]["data"]["id"] if name in rel else None
+            rows.append(row)
+        return rows
+
+    def unresolved_event_ids(self) -> set[str]:
+        """Ids of the events 2026-07-15 serves without a metric (see newer_data)."""
+        with self.lock:
+            found = set(self.unresolved)
+            if self.hidden_metrics:
+                found |= {i for i in range(len(self.events))
+                          if self.events.metric_index(i) in self.hidden_metrics}
+            return {self.events.event_id(i) for i in found
+                    if self.event_visible(i, "2026-07-15")}
+
+    def events_between(self, start: datetime | None, end: datetime | None,
+                       revision: str = OLDEST_REVISION) -> Iterator[Record]:
         """Events with start <= datetime < end (aware datetimes; None = open), ascending."""
         with self.lock:
             lo, hi = self.event_range(start, end)
-        yield from self._event_chunks(lo, hi)
+        yield from self._event_chunks(lo, hi, revision=revision)
 
-    def _event_chunks(self, lo: int, hi: int, chunk: int = 2000) -> Iterator[Record]:
-        """Visible events of [lo, hi), rendered lazily (1M events need no list in memory)."""
+    def _event_chunks(self, lo: int, hi: int, chunk: int = 2000,
+                      revision: str = OLDEST_REVISION,
+                      attributions: bool = False) -> Iterator[Record]:
+        """Visible events of [lo, hi) (or their attributions), rendered lazily (1M events
+        need no list in memory)."""
+        newer = revision != OLDEST_REVISION
         for start in range(lo, hi, chunk):
             with self.lock:
-                out = [self.event_resource(i) for i in range(start, min(hi, start + chunk))
-                       if self.event_visible(i)]
+                visible = [i for i in range(start, min(hi, start + chunk))
+                           if self.event_visible(i, revision)]
+                if attributions:
+                    out = []
+                    for i in visible:
+                        eid, *_, found = render_2026.event_parts(self, i)
+                        out += [render_2026.attribution_resource(self, eid, a) for a in found]
+                elif newer:
+                    out = [render_2026.event_resource(self, i) for i in visible]
+                else:
+                    out = [self.event_resource(i) for i in visible]
             yield from out
 
-    def _profile_chunks(self, indexes: list[int], chunk: int = 1000) -> Iterator[Record]:
+    def _profile_chunks(self, indexes: list[int], chunk: int = 1000,
+                        revision: str = OLDEST_REVISION) -> Iterator[Record]:
         """Profiles (with every additional field), rendered lazily."""
+        newer = revision != OLDEST_REVISION
         for start in range(0, len(indexes), chunk):
             with self.lock:
-                out = [self.profile_resource(i, ADDITIONAL) for i in
-                       indexes[start:start + chunk] if i not in self.profiles.deleted]
+                out = [render_2026.profile_resource(self, i, ADDITIONAL) if newer
+                       else self.profile_resource(i, ADDITIONAL)
+                       for i in indexes[start:start + chunk] if i not in self.profiles.deleted]
             yield from out
 
     def event_range(self, start: datetime | None, end: datetime | None) -> tuple[int, int]:
@@ -247,11 +324,18 @@ class Account:
         group_created = to_ts(datetime.fromisoformat(rec["attributes"]["created"]))
         key = ns_key(self.seed, "member", kind, gid)
         created = self.profiles.created
+        ties = self.config.ties
+        # the `ties` knob: that share of the members was added by one bulk import, at a seeded
+        # time of the last 90 days (not before the group existed)
+        bulk_at = max(group_created, self.now_ts - 3600 - h64_int(key, -1) % (90 * 86_400))
         rows = []
         for i in range(min(self.config.profiles, len(created))):
             h = h64_int(key, i)
             if h % 100 < pct:
                 start = max(created[i], group_created)
+                if ties > 0 and (h >> 40) % 1_000_000 < ties * 1_000_000 and start <= bulk_at:
+                    rows.append((i, bulk_at))
+                    continue
                 # a group created by a mutation is newer than the account's "now": its members
                 # joined at its creation
                 rows.append((i, start + (h >> 8) % max(1, self.now_ts - start + 1)))
@@ -309,7 +393,7 @@ def _matches(res: Record, filters: dict[str, Any]) -> bool:
     for key, want in filters.items():
         if key == "id":
             got = res["id"]
-        elif key in res["attributes"]:
+        elif key in res.get("attributes", {}):
             got = res["attributes"][key]
         elif key.endswith("_id"):
             rel = res.get("relationships", {}).get(key[:-3].replace("_", "-"), {})

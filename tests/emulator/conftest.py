@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
 from klaviyo_emulator import Emulator, EmulatorConfig
+from tests.conftest import load_spec
 
-SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared/klaviyo-api/openapi-2023-10-15.json"
+REVISIONS = ("2023-10-15", "2026-07-15")
+"""The revisions the emulator holds, each with its spec in klaviyo_emulator/specs/."""
 NOW = datetime(2023, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
 LIMITED = "pk_limited_test"
 
@@ -30,12 +31,12 @@ def small_config(**overrides: Any) -> EmulatorConfig:
 class Http:
     """requests.Session bound to an emulator, sending Klaviyo's headers by default."""
 
-    def __init__(self, emu: Emulator) -> None:
+    def __init__(self, emu: Emulator, revision: str = "2023-10-15") -> None:
         self.emu = emu
         self.base = emu.base_url
         self.session = requests.Session()
         self.headers = {"Authorization": f"Klaviyo-API-Key {emu.api_key}",
-                        "revision": "2023-10-15", "accept": "application/json"}
+                        "revision": revision, "accept": "application/json"}
 
     def get(self, path: str, params: Any = None, headers: dict | None = None,
             **kw: Any) -> requests.Response:
@@ -87,9 +88,13 @@ def http(emu: Emulator) -> Http:
     return Http(emu)
 
 
+@pytest.fixture(scope="module")
+def http2026(emu: Emulator) -> Http:
+    """HTTP helper sending `revision: 2026-07-15`."""
+    return Http(emu, "2026-07-15")
+
+
 @pytest.fixture(scope="session")
 def spec() -> dict:
-    """The official OpenAPI spec (tests only; the emulator never reads it)."""
-    if not SPEC_PATH.exists():
-        pytest.skip(f"spec not found at {SPEC_PATH}")
-    return json.loads(SPEC_PATH.read_text())
+    """The official OpenAPI spec of 2023-10-15 (tests only; the emulator never reads it)."""
+    return load_spec("2023-10-15")

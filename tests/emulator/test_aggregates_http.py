@@ -76,6 +76,21 @@ def test_grouping_by_dimension(emu: Emulator, http: Http, metric: str, dimension
     assert got == want and len(want) > 1
 
 
+@pytest.mark.parametrize("form", ["strings", "one_string", "reversed", "and", "nested_and"])
+def test_filter_forms_over_http_equal_ground_truth(emu: Emulator, http: Http, form: str) -> None:
+    mid = metric_id(emu, "Received Email")
+    flows = [str(e["attributes"]["event_properties"]["$flow"]) for e in emu.account.events_between(START, END)
+             if e["relationships"]["metric"]["data"]["id"] == mid and "$flow" in e["attributes"]["event_properties"]]
+    flow = max(set(flows), key=flows.count)
+    gte, lt = query(mid)["data"]["attributes"]["filter"]
+    dim = f"equals($flow,'{flow}')"
+    filter_ = {"strings": [gte, lt, dim], "one_string": [f"{gte},{lt},{dim}"], "reversed": [f"{dim},{lt},{gte}"],
+               "and": [f"and({gte},{lt},{dim})"], "nested_and": [f"and({lt},and({dim},{gte}))"]}[form]
+    r = http.post("/api/metric-aggregates/", query(mid, filter=filter_, by=["$flow"]))
+    assert r.status_code == 200, r.text[:300]
+    assert served(r.json()) == {(flow,): expected(emu, mid, "$flow")[(flow,)]}
+
+
 def test_metric_without_values_sums_to_zero(emu: Emulator, http: Http) -> None:
     mid = metric_id(emu, "Opened Email")
     got = served(http.post("/api/metric-aggregates/", query(mid)).json())

@@ -319,6 +319,7 @@ def test_type_mismatch_is_no_match_not_an_error() -> None:
     assert not test(lambda f: 12)
 
 
+@pytest.mark.timing
 def test_compiled_matcher_is_fast_enough() -> None:
     import time
 
@@ -333,7 +334,9 @@ def test_compiled_matcher_is_fast_enough() -> None:
     elapsed = time.perf_counter() - start
     assert kept == len([r for r in recs if r["metric_id"] == "m1"
                         and dt(2023, 1, 1) <= r["datetime"] < dt(2023, 6, 1)])
-    assert elapsed < 1.0
+    # Tolerance: 1.0 s for 20,000 records, ~90x the ~0.01 s they take on the 2-vCPU test VM: it
+    # fails only if matching got far slower (e.g. parsing the filter per record) or the machine stalled.
+    assert elapsed < 1.0, f"20,000 records took {elapsed:.2f} s (limit 1.0 s)"
 
 
 # ------------------------------------------------------------------------------ bounds

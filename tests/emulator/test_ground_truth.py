@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from datetime import datetime, timedelta
 
 import pytest
@@ -18,10 +19,16 @@ def _dt(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
+# Profile attributes Klaviyo serves only when asked with `additional-fields[profile]` (spec 2023-10-15).
+PROFILE_ADDITIONAL = ("subscriptions", "predictive_analytics")
+BOTH_ADDITIONAL = {"additional-fields[profile]": ",".join(PROFILE_ADDITIONAL)}
+
 COLLECTIONS = [
     ("/api/events/", {}, "event"),
     ("/api/profiles/", {"page[size]": "100"}, "profile"),
     ("/api/profiles/", {}, "profile"),
+    ("/api/profiles/", {"page[size]": "100", **BOTH_ADDITIONAL}, "profile"),
+    ("/api/profiles/", {"additional-fields[profile]": "subscriptions"}, "profile"),
     ("/api/metrics/", {}, "metric"),
     ("/api/lists/", {}, "list"),
     ("/api/segments/", {}, "segment"),
@@ -39,8 +46,13 @@ def test_paging_to_the_end_serves_each_record_once(emu: Emulator, http: Http, pa
     assert len(ids) == len(set(ids))
     truth = {r["id"]: r for r in emu.account.records(kind)}
     assert set(ids) == set(truth)
-    for r in served[:: max(1, len(served) // 25)]:
-        assert r == truth[r["id"]] or kind == "profile"  # profiles: no additional fields
+    asked = params.get("additional-fields[profile]", "").split(",")
+    for r in served:
+        expected = truth[r["id"]]
+        if kind == "profile":  # the truth holds every field; the additional ones only when asked
+            attrs = {k: v for k, v in expected["attributes"].items() if k not in PROFILE_ADDITIONAL or k in asked}
+            expected = {**expected, "attributes": attrs}
+        assert r == expected
 
 
 def test_campaigns_and_flows_complete(emu: Emulator, http: Http) -> None:
@@ -240,6 +252,35 @@ def test_mutations_are_served() -> None:
         assert again["mutated_at"] > at
 
 
+def test_late_events_are_served_among_the_others_by_datetime() -> None:
+    with Emulator(small_config(seed=9, events=2000, profiles=150)) as emu:
+        http = Http(emu)
+        acc = emu.account
+        before = {e["id"]: e["attributes"] for e in acc.records("event")}
+        changes = emu.mutate(seed=3, create=2, update=0, delete=0, late=6, late_seconds=7200)
+        late = changes["event"]["late"]
+        at = _dt(changes["mutated_at"])
+        first = at - timedelta(seconds=7200)
+        assert len(late) == 6 and not set(late) & set(before)
+        now = {e["id"]: e["attributes"] for e in acc.records("event")}
+        assert {i: now[i] for i in before} == before, "the other events keep their ids and data"
+        assert set(now) == set(before) | set(late) | set(changes["event"]["created"])
+        assert [_dt(now[i]["datetime"]) for i in late] == [first + timedelta(seconds=k) for k in range(6)]
+        assert first < max(_dt(a["datetime"]) for a in before.values()), "dated before the newest event"
+        served = http.all("/api/events/", {"sort": "datetime"})
+        assert [e["id"] for e in served if e["id"] in set(late)] == late
+        assert len(served) == len(now) == len({e["id"] for e in served})
+        times = [_dt(e["attributes"]["datetime"]) for e in served]
+        assert times == sorted(times)
+        window = http.all("/api/events/", {"filter": f"and(greater-or-equal(datetime,{first.isoformat()}),"
+                                                     f"less-than(datetime,{(first + timedelta(seconds=6)).isoformat()}))"})
+        assert set(late) <= {e["id"] for e in window}
+        r = http.session.post(emu.base_url + "/__admin/mutate", json={"seed": 4, "create": 0, "update": 0, "delete": 0,
+                                                                      "late": 1, "late_seconds": 60}, timeout=30)
+        assert r.status_code == 200 and next(acc.records("event", id=r.json()["event"]["late"][0]))
+
+
+@pytest.mark.timing
 def test_a_million_events_and_100k_profiles_stay_compact() -> None:
     import os
     import time
@@ -259,4 +300,66 @@ def test_a_million_events_and_100k_profiles_stay_compact() -> None:
     assert len(last["data"]) == len(window["data"]) == 200 and len(profiles["data"]) == 100
     assert window["data"][0]["attributes"]["datetime"] >= "2023-10-15T00:00:00+00:00"
     assert grown < 300 * 2**20, f"grew {grown / 2**20:.0f} MiB"
-    assert time.perf_counter() - t0 < 20
+    # Tolerance: 20 s, ~25x the ~0.8 s this takes on the 2-vCPU test VM: it fails only if building
+    # and serving the account got that much slower (e.g. no longer lazy), or the machine stalled.
+    took = time.perf_counter() - t0
+    assert took < 20, f"took {took:.1f} s (limit 20 s)"
+
+
+# ------------------------------------------------------------------------ the `ties` knob
+def _full_tied_pages(http: Http, path: str, params: dict, cursor: str) -> int:
+    """Full pages (a next page follows) whose records all share one cursor value."""
+    return sum(1 for doc in http.pages(path, params) if doc["links"].get("next")
+               and len({r["attributes"][cursor] for r in doc["data"]}) == 1)
+
+
+def test_the_ties_knob_serves_runs_of_one_cursor_value_over_whole_pages() -> None:
+    config = small_config(profiles=1500, events=5000, campaigns=160, flows=200, templates=60,
+                          lists=3, segments=3, ties=0.7)
+    with Emulator(config) as emu:
+        http = Http(emu)
+        events = [e["attributes"]["datetime"] for e in http.all("/api/events/", {"sort": "datetime"})]
+        runs = [n for n in Counter(events).values() if n >= 450]
+        assert len(runs) >= 2 and max(runs) >= 600  # bulk imports of 2-5 pages of 200
+        assert _full_tied_pages(http, "/api/events/", {"sort": "datetime"}, "datetime") >= 4
+        assert _full_tied_pages(http, "/api/profiles/", {"sort": "updated", "page[size]": "100"},
+                                "updated") >= 2
+        suppressed = Counter(s["timestamp"] for p in emu.account.records("profile") for s in
+                             p["attributes"]["subscriptions"]["email"]["marketing"]["suppression"])
+        assert max(suppressed.values()) > 100  # a suppression import
+        for path, params, cursor in (
+                ("/api/templates/", {"sort": "updated"}, "updated"),
+                ("/api/flows/", {"sort": "updated", "filter": "equals(archived,false)"}, "updated"),
+                ("/api/campaigns/", {"sort": "updated_at", "filter":
+                                     "and(equals(messages.channel,'email'),equals(archived,false))"},
+                 "updated_at")):
+            assert _full_tied_pages(http, path, params, cursor) >= 1, path
+        for kind in ("list", "segment"):
+            assert max(_full_tied_pages(http, f"/api/{kind}s/{gid}/profiles/", {
+                "sort": "joined_group_at", "page[size]": "100"}, "joined_group_at")
+                for gid in emu.account.small[kind]) >= 1, kind
+            updated = Counter(r["attributes"]["updated"] for r in emu.account.records(kind))
+            assert max(updated.values()) >= 2, kind
+        # a pure function of the seed: the same config serves the same account
+        assert _snapshot(Account(config)) == _snapshot(emu.account)
+    plain = Account(small_config(profiles=1500, events=5000))
+    assert max(Counter(plain.events.ts(i) for i in range(len(plain.events))).values()) < 10
+    assert max(Counter(plain.profiles.updated).values()) < 10
+
+
+def test_tied_mutations_create_records_on_the_latest_cursor_values() -> None:
+    with Emulator(small_config(seed=9, events=2000, profiles=150)) as emu:
+        acc = emu.account
+        latest_event = max(e["attributes"]["datetime"] for e in acc.records("event"))
+        latest_profile = max(p["attributes"]["updated"] for p in acc.records("profile"))
+        latest_template = max(t["attributes"]["updated"] for t in acc.records("template"))
+        changes = emu.mutate(seed=4, create={"event": 250, "profile": 3, "template": 2}, update=0,
+                             delete=0, tie=True)
+        assert not changes["campaign"]["created"] and len(changes["event"]["created"]) == 250
+        new = set(changes["event"]["created"])
+        assert {e["attributes"]["datetime"] for e in acc.records("event") if e["id"] in new} == {
+            latest_event}
+        assert {p["attributes"]["updated"] for p in acc.records("profile")
+                if p["id"] in changes["profile"]["created"]} == {latest_profile}
+        assert {t["attributes"]["updated"] for t in acc.records("template")
+                if t["id"] in changes["template"]["created"]} == {latest_template}

@@ -28,18 +28,46 @@ def test_missing_or_unknown_key_is_401(http: Http, auth: str | None) -> None:
     assert err["code"] == "not_authenticated" and err["status"] == 401
 
 
-@pytest.mark.parametrize("revision", [None, "", "2023-13-45", "15-10-2023", "2023-10-15x",
-                                      "2024-02-15", "2023-07-15"])
-def test_missing_malformed_or_unknown_revision_is_400(http: Http, revision: str | None) -> None:
+@pytest.mark.parametrize("revision", [None, "", "2023-13-45", "15-10-2023", "2023-10-15x"])
+def test_missing_or_malformed_revision_is_400(http: Http, revision: str | None) -> None:
     r = http.get("/api/metrics/", headers={"revision": revision})
     assert r.status_code == 400
     err = error_of(r)
     assert err["code"] == "invalid" and "revision" in err["detail"].lower()
 
 
-@pytest.mark.parametrize("revision", ["2023-10-15", "2023-10-15.pre"])
+@pytest.mark.parametrize("revision", ["2024-11-01", "2023-10-16", "2026-10-15", "2099-01-15"])
+def test_undocumented_revision_is_404(http: Http, revision: str) -> None:
+    # Klaviyo answers an undocumented revision 404 since 2024-02-15; 2026-10-15 is real but
+    # newer than every revision the emulator holds, so it gets the same loud answer.
+    r = http.get("/api/metrics/", headers={"revision": revision})
+    assert r.status_code == 404
+    err = error_of(r)
+    assert err["code"] == "not_found" and revision in err["detail"]
+
+
+@pytest.mark.parametrize("revision", ["2023-10-15", "2023-10-15.pre", "2026-07-15",
+                                      "2026-07-15.pre"])
 def test_supported_revisions_are_accepted(http: Http, revision: str) -> None:
     assert http.get("/api/metrics/", headers={"revision": revision}).status_code == 200
+
+
+@pytest.mark.parametrize("revision,served_as", [("2023-07-15", "2023-10-15"),
+                                                ("2024-02-15", "2026-07-15"),
+                                                ("2025-01-15", "2026-07-15")])
+def test_older_real_revisions_fall_forward(emu: Emulator, http: Http, revision: str,
+                                           served_as: str) -> None:
+    # A real revision the emulator does not hold is answered as the oldest held revision
+    # not older than it (Klaviyo answers a retired revision as a later, supported one).
+    flow = next(f for f in emu.account.small["flow"].values() if f["rel"]["flow-actions"])
+    path = f"/api/flows/{flow['id']}/flow-actions/"
+    got = http.ok(path) if revision == "2023-10-15" else None
+    r = http.get(path, headers={"revision": revision})
+    assert r.status_code == 200, r.text[:300]
+    want = http.get(path, headers={"revision": served_as}).json()
+    assert r.json()["data"] == want["data"] and (got is None or got == want)
+    has_definition = "definition" in r.json()["data"][0]["attributes"]
+    assert has_definition == (served_as == "2026-07-15")
 
 
 def test_auth_is_checked_before_revision(http: Http) -> None:
@@ -69,10 +97,23 @@ def test_list_members_need_both_scopes(emu: Emulator, http: Http) -> None:
 
 # ------------------------------------------------------------------------ routes and methods
 def test_unknown_path_is_404_json_api(http: Http) -> None:
-    for path in ("/api/nothing/", "/api/events", "/api/events/x/y/", "/elsewhere"):
+    for path in ("/api/nothing/", "/api/event", "/api/events/x/y/", "/elsewhere"):
         r = http.get(path)
         assert r.status_code == 404
         assert error_of(r)["code"] == "not_found"
+
+
+@pytest.mark.parametrize("revision", ["2023-10-15", "2026-07-15"])
+def test_paths_route_with_and_without_the_trailing_slash(emu: Emulator, revision: str) -> None:
+    # Newer specs drop the trailing slash; Klaviyo routes both forms in every revision.
+    http = Http(emu, revision)
+    lid = next(iter(emu.account.small["list"]))
+    for path in ("/api/metrics", f"/api/lists/{lid}/profiles"):
+        slash, bare = http.ok(path + "/", {"sort": "-joined_group_at"} if "profiles" in path
+                              else None), http.ok(path, {"sort": "-joined_group_at"}
+                                                  if "profiles" in path else None)
+        assert slash["data"] == bare["data"] and bare["data"]
+        assert bare["links"]["self"].split("?")[0].endswith(path)
 
 
 def test_unknown_parent_id_is_404(http: Http) -> None:

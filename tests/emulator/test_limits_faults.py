@@ -145,12 +145,19 @@ def test_faults_do_not_touch_admin_routes() -> None:
         assert r.status_code == 200 and r.json()["ok"]
 
 
+@pytest.mark.timing
 def test_latency_is_added_to_api_responses() -> None:
     with Emulator(small_config(events=50, profiles=10, latency_ms=120)) as emu:
         http = Http(emu)
         t0 = time.perf_counter()
         http.get("/api/metrics/")
+        # A lower bound, exact: the emulator sleeps 120 ms before answering; load only lengthens it.
         assert time.perf_counter() - t0 >= 0.12
-        t0 = time.perf_counter()
-        requests.get(emu.base_url + "/__admin/health", timeout=10)
-        assert time.perf_counter() - t0 < 0.1
+        # Admin routes get no latency: the fastest of 3 answers within 0.1 s (below the 0.12 s an
+        # added latency would cost; ~1-2 ms here), so one stall of the machine cannot fail it.
+        took = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            requests.get(emu.base_url + "/__admin/health", timeout=10)
+            took.append(time.perf_counter() - t0)
+        assert min(took) < 0.1, took

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from klaviyo_emulator.endpoints import ENDPOINTS, TIER_LIMITS, TIERS
@@ -76,3 +78,92 @@ def test_fixed_page_sizes_follow_reference() -> None:
         assert fixed[path] == 10
     for path in ("/api/profiles/", "/api/flows/", "/api/lists/{id}/profiles/"):
         assert fixed[path] is None
+
+
+# --------------------------------------------------------------------- every held revision
+from klaviyo_emulator import gen_spec_tables, spec_tables_2026_07_15  # noqa: E402
+from klaviyo_emulator.revision_endpoints import (ENDPOINTS_BY_REVISION,  # noqa: E402
+                                                 TIER_LIMITS_BY_REVISION, TIERS_2026)
+from tests.emulator.conftest import REVISIONS, load_spec  # noqa: E402
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_generated_modules_are_current(revision: str) -> None:
+    """`python -m klaviyo_emulator.gen_spec_tables` would not change the module."""
+    module = Path(gen_spec_tables.__file__).parent / gen_spec_tables.MODULES[revision]
+    assert module.read_text() == gen_spec_tables.render(revision)
+
+
+def test_held_specs_are_the_shared_ones() -> None:
+    shared = Path(__file__).resolve().parents[2].parent / "shared" / "klaviyo-api"
+    if not shared.exists():
+        pytest.skip(f"no shared specs at {shared}")
+    for revision in REVISIONS:
+        name = f"openapi-{revision}.json"
+        held = Path(gen_spec_tables.__file__).parent / "specs" / name
+        assert held.read_bytes() == (shared / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("key", sorted(spec_tables_2026_07_15.SPEC_OPERATIONS),
+                         ids=lambda k: f"{k[0]} {k[1]}")
+def test_2026_transcription_equals_the_spec(key: tuple[str, str]) -> None:
+    method, path = key
+    spec = load_spec("2026-07-15")
+    assert spec_tables_2026_07_15.SPEC_OPERATIONS[key] == extract(
+        spec["paths"][path][method.lower()])
+
+
+@pytest.mark.parametrize("key", sorted(spec_tables_2026_07_15.FILTER_OPS),
+                         ids=lambda k: f"{k[0]} {k[1]}")
+def test_2026_filter_operators_equal_the_description(key: tuple[str, str]) -> None:
+    method, path = key
+    params = load_spec("2026-07-15")["paths"][path][method.lower()].get("parameters", [])
+    desc = next((p["description"] for p in params if p["name"] == "filter"), "")
+    want: dict[str, tuple[str, ...]] = {}
+    for line in desc.split("<br>")[1:]:  # "`field`: `op`, `op`" lines after the header
+        if ":" in line and line.startswith("`"):
+            name, ops = line.split(":", 1)
+            want[name.strip("` ")] = tuple(o.strip("` ") for o in ops.split(","))
+    assert spec_tables_2026_07_15.FILTER_OPS[key] == want
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_every_revision_serves_the_same_operations(revision: str) -> None:
+    served = {(ep.method, ep.path.rstrip("/")) for ep in ENDPOINTS_BY_REVISION[revision]}
+    assert served == {(m, p.rstrip("/")) for m, p in gen_spec_tables.SERVED}
+
+
+@pytest.mark.parametrize("ep", ENDPOINTS_BY_REVISION["2026-07-15"],
+                         ids=lambda e: f"{e.method} {e.path}")
+def test_2026_endpoint_rows_follow_the_spec(ep) -> None:
+    op = load_spec("2026-07-15")["paths"][ep.path][ep.method.lower()]
+    limits = op["x-klaviyo-ratelimit"]
+    assert TIER_LIMITS_BY_REVISION["2026-07-15"][ep.tier] == (
+        int(limits["burst"].split("/")[0]), int(limits["steady"].split("/")[0]))
+    assert TIERS_2026[(limits["burst"], limits["steady"])] == ep.tier
+    assert set(ep.scopes) == set(op["x-klaviyo-scopes"])
+    params = {p["name"]: p for p in op.get("parameters", [])}
+    assert ep.page.has_param == ("page[size]" in params)
+    if ep.page.has_param:
+        sch = params["page[size]"]["schema"]
+        assert (ep.page.default, ep.page.minimum, ep.page.maximum) == (
+            sch["default"], sch["minimum"], sch["maximum"])
+    assert ep.cursor == ("page[cursor]" in params)
+    assert (ep.filter_rules is not None) == ("filter" in params)
+    if ep.filter_rules is not None:
+        assert {f: tuple(sorted(r.ops)) for f, r in ep.filter_rules.items()} == {
+            f: tuple(sorted(o)) for f, o in spec_tables_2026_07_15.FILTER_OPS[
+                (ep.method, ep.path)].items()}
+
+
+def test_2026_page_sizes_and_tiers_of_the_brief() -> None:
+    rows = {ep.path: ep for ep in ENDPOINTS_BY_REVISION["2026-07-15"]}
+    assert (rows["/api/events"].page.default, rows["/api/events"].page.maximum) == (200, 1000)
+    assert rows["/api/flow-actions/{id}/flow-messages"].page.maximum == 50
+    assert rows["/api/flow-actions/{id}/flow-messages"].cursor
+    assert rows["/api/campaigns"].page.maximum == 100
+    assert rows["/api/templates"].page.maximum == 10 and rows["/api/templates"].tier == "L"
+    assert rows["/api/tags"].page.maximum == 50
+    assert rows["/api/profiles"].tier == "L"
+    assert TIER_LIMITS_BY_REVISION["2026-07-15"]["L"] == (75, 750)
+    assert TIER_LIMITS_BY_REVISION["2023-10-15"]["L"] == (75, 700)

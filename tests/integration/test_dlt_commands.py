@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import duckdb
+import pytest
 import yaml
 
+from tests.conftest import REPO
 from tests.integration.conftest import CliDemo, isolated_env, parse_summary
 
 DLT = str(Path(sys.executable).with_name("dlt"))
@@ -37,6 +39,36 @@ def _data_tables(demo: CliDemo) -> List[str]:
         return sorted(r[0] for r in db.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = 'klaviyo_data'"
             " AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\'").fetchall())
+
+
+@pytest.mark.parametrize("activated", [False, True], ids=["as after README's commands", "virtualenv activated"])
+def test_the_printed_inspect_command_works_as_printed(tmp_path: Path, activated: bool) -> None:
+    """README's commands leave the virtualenv unactivated, so `dlt` is on no PATH: the closing
+    `Inspect:` line must be a command that runs as printed, and its advice for `show` (which
+    starts `marimo` by name) must put the virtualenv's dlt and marimo on PATH."""
+    venv = Path(sys.executable).parent.parent
+    (tmp_path / ".venv").symlink_to(venv, target_is_directory=True)
+    env = isolated_env(tmp_path)
+    path = [p for p in env["PATH"].split(os.pathsep) if p and Path(p).resolve() != (venv / "bin").resolve()]
+    env["PATH"] = os.pathsep.join([str(tmp_path / ".venv" / "bin")] * activated + path)
+    out = subprocess.run(
+        [".venv/bin/python", str(REPO / "klaviyo_pipeline.py"), "--demo", "--reports", "metrics", "--pipelines-dir", "p", "--progress", "none"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    hint = re.search(r"^Inspect: (.+?)   \((.+)\)$", out.stdout, re.M)
+    assert hint, out.stdout[-1000:]
+    assert hint.group(1) == ("dlt" if activated else ".venv/bin/dlt") + " pipeline --pipelines-dir p klaviyo info"
+    info = subprocess.run(["bash", "-c", hint.group(1)], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+    assert info.returncode == 0, info.stdout[-1000:] + info.stderr[-1000:]
+    assert info.stdout.startswith("Found pipeline klaviyo in p\n") and "Has 1 completed load packages" in info.stdout
+    if activated:
+        assert hint.group(2) == "or trace, schema, show"
+        return
+    activate = re.fullmatch(r"or trace, schema; for show, the dashboard, first activate the virtualenv: (\. \S+)", hint.group(2))
+    assert activate, hint.group(2)
+    found = subprocess.run(["bash", "-c", f"{activate.group(1)} && command -v dlt marimo"], cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    assert [Path(p).resolve() for p in found.stdout.split()] == [(venv / "bin" / name).resolve() for name in ("dlt", "marimo")], found
 
 
 def test_info_shows_the_dataset_the_resources_and_the_loaded_package(cli_demo: CliDemo) -> None:

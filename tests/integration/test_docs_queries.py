@@ -1,7 +1,10 @@
 """The example queries of docs/data-model.md, taken from its ```sql blocks and run on the
 demo data in DuckDB; their answers are recomputed from the emulator's records."""
 
+import os
 import re
+import subprocess
+import sys
 from collections import Counter, defaultdict
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -12,7 +15,7 @@ import duckdb
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.conftest import DemoRun
+from tests.integration.conftest import DemoRun, isolated_env
 
 DOC = REPO / "docs" / "data-model.md"
 UTC = timezone.utc
@@ -60,6 +63,26 @@ def loaded_events(demo: DemoRun) -> List[Dict[str, Any]]:
 
 def test_the_guide_has_the_four_example_queries() -> None:
     assert set(doc_queries()) == NAMES
+
+
+def test_the_guides_commands_run_with_what_readmes_install_gives(duckdb_demo: DemoRun, tmp_path: Path) -> None:
+    """The guide's shell commands name the virtualenv's Python (no `python` or `duckdb` is on
+    PATH after README's install); its query line opens the demo's file and answers from it."""
+    (block,) = re.findall(r"```bash\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S)
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert all(line.startswith(".venv/bin/python ") for line in commands), commands
+    demo, *queries = commands
+    assert re.match(r"\.venv/bin/python klaviyo_pipeline\.py --demo\b", demo)  # run in-process by the duckdb_demo fixture
+    workdir = duckdb_demo.workdir
+    if not (workdir / ".venv").exists():
+        (workdir / ".venv").symlink_to(Path(sys.executable).parent.parent, target_is_directory=True)
+    env = isolated_env(tmp_path)
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p and Path(p).resolve() != Path(sys.executable).parent.resolve())
+    (query,) = queries
+    out = subprocess.run(["bash", "-c", query], cwd=workdir, env=env, capture_output=True, text=True, timeout=60,
+                         input='print("events:", db.sql("SELECT count(*) FROM events").fetchall()[0][0])\n')
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"events: {duckdb_demo.summary['events']}" in out.stdout.splitlines()
 
 
 def test_revenue_by_flow(duckdb_demo: DemoRun) -> None:

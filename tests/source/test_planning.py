@@ -49,7 +49,7 @@ def test_bounds_use_exact_operators_where_allowed_and_widen_otherwise() -> None:
 
 
 def _options(**overrides: object) -> dict:
-    base = dict(api_key="pk_x", base_url="https://a.klaviyo.com", revision="2023-10-15", reports=None,
+    base = dict(api_key="pk_demo", base_url="https://a.klaviyo.com", revision="2023-10-15", reports=None,
                 start_date=None, end_date=None, lookback_hours=0, workers=4, min_window_minutes=None)
     base.update(overrides)
     return base
@@ -62,9 +62,13 @@ def _options(**overrides: object) -> dict:
         ({"base_url": "ftp://a.klaviyo.com"}, "is not an http(s) URL"),
         ({"revision": "15-10-2023"}, "revision '15-10-2023' is malformed"),
         ({"reports": "events,evnts"}, "Unknown report 'evnts'"),
-        ({"start_date": "2024-01-02 23:20:49"}, "is not a datetime in the format YYYY-MM-DDTHH:MM:SSZ"),
-        ({"start_date": "2024-01-09T00:00:00Z", "end_date": "2024-01-02T00:00:00Z"}, "is not before end_date"),
-        ({"end_date": "2024-01-02T00:00:00Z"}, "end_date needs start_date"),
+        ({"start_date": "2024-01-02 23:20:49"}, "start_date '2024-01-02 23:20:49' is not a datetime in the format YYYY-MM-DDTHH:MM:SSZ"),
+        ({"start_date": "2024-01-09T00:00:00Z", "end_date": "2024-01-02T00:00:00Z"}, "start_date 2024-01-09T00:00:00Z is not before end_date 2024-01-02T00:00:00Z"),
+        ({"end_date": "2024-01-02T00:00:00Z"}, "end_date needs start_date; give both"),
+        ({"start_date": "2024-01-02T00:00:00Z", "end_date": "2024-01-09T00:00:00Z", "reports": "metrics"}, "run it without start_date/end_date"),
+        ({"api_key": "garbage"}, "The Klaviyo API key does not start with pk_"),
+        ({"api_key": "pk_ab"}, "The Klaviyo API key is malformed"),
+        ({"api_key": "pk_ab*cd"}, "The Klaviyo API key is malformed"),
         ({"workers": 0}, "workers 0 is below its minimum 1"),
     ],
 )
@@ -72,7 +76,14 @@ def test_bad_arguments_fail_with_one_line_naming_the_problem(overrides: dict, me
     with pytest.raises(KlaviyoConfigError) as error:
         validate_options(**_options(**overrides))
     assert message in str(error.value)
-    assert "\n" not in str(error.value)
+    assert "\n" not in str(error.value) and "{" not in str(error.value)
+    assert overrides.get("api_key") in (None, "") or overrides["api_key"] not in str(error.value)
+
+
+@pytest.mark.parametrize("key", ["pk_demo", "pk_" + "0123456789abcdef" * 2 + "ab", "pk_BadInputTestKey_51ce", "pk_a-b-c-d"])
+def test_plausible_private_keys_are_accepted(key: str) -> None:
+    """Lenient on purpose: Klaviyo's keys are pk_ and 34 hex digits; the emulator's are shorter."""
+    assert validate_options(**_options(api_key=key)).api_key == key
 
 
 def _query(start: str, end: str, interval: str = "day") -> dict:

@@ -185,18 +185,27 @@ def test_retries_are_bounded_and_end_with_the_endpoint_and_status(make_pipeline:
     finally:
         del os.environ["RUNTIME__REQUEST_MAX_ATTEMPTS"]
     text = str(error.value)
-    assert "/api/metrics/" in text
-    assert "after all retries" in text
-    assert 1 <= len(attempts) <= 3
+    # Every request faults (fault_rate=1.0), so the source retries exactly up to the configured
+    # bound: 3 attempts, neither fewer (no retry) nor more (bound ignored; dlt's default is 5).
+    assert len(attempts) == 3 and all(r.fault for r in attempts), [(r.status, r.fault) for r in attempts]
+    assert "/api/metrics/" in text and "after all retries" in text
+    last = attempts[-1]  # seed 24's third fault is a 503 (the seeded fault sequence is fixed)
+    assert last.status == 503 and "with 503" in text, (last.status, text)
 
 
-def test_a_400_is_never_retried_and_shows_klaviyos_detail(make_pipeline: Any, emulator: Emulator) -> None:
+def test_a_400_is_never_retried_and_shows_klaviyos_detail(make_pipeline: Any, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from klaviyo import settings
+
+    # A query parameter Klaviyo does not know: its 400 names the parameter (source.parameter).
+    monkeypatch.setitem(settings.REPORTS, "metrics", replace(settings.REPORTS["metrics"], params={"page[bogus]": "1"}))
     emulator.clear_log()
     pipeline = make_pipeline()
     with pytest.raises(Exception) as error:
-        pipeline.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, revision="2031-01-01", reports=["metrics"]))
+        pipeline.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["metrics"]))
     assert len([r for r in emulator.request_log if r.path == "/api/metrics/"]) == 1
-    assert "(400)" in str(error.value) and "revision" in str(error.value).lower()
+    assert "(400)" in str(error.value) and "page[bogus]" in str(error.value)
 
 
 def test_lookback_rereads_a_recent_stretch_and_merges_it(emulator: Emulator, make_pipeline: Any) -> None:
