@@ -16,12 +16,12 @@ from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 import pytest
 
 from klaviyo.settings import CHILD_REPORTS, OTHER_REPORTS, REPORTS, TIERS, ChildReport, Report, Tier
-from tests.conftest import REPO
+from tests.conftest import REPO, spec_path
 
 # Klaviyo's OpenAPI document of each revision the table has rows for: vendored in the
-# repository, else beside the checkout (the project's shared folder).
-SPECS: Dict[str, str] = {"2023-10-15": "openapi-2023-10-15.json"}
-SPEC_DIRS = (REPO / "klaviyo_emulator" / "specs", REPO.parent / "shared" / "klaviyo-api")
+# repository (klaviyo_emulator/specs/), else beside the checkout (the project's shared folder).
+SPECS: Dict[str, Path] = {"2023-10-15": spec_path("2023-10-15")}
+SHARED_SPECS = REPO.parent / "shared" / "klaviyo-api"
 # The rows of each revision: (row name, the report, the child table it reads, if any).
 Row = Tuple[str, Report, Optional[ChildReport]]
 ROWS: Dict[str, List[Row]] = {
@@ -42,7 +42,7 @@ def _load(path: Path) -> Dict[str, Any]:
 
 def spec(revision: str) -> Dict[str, Any]:
     """The parsed spec of `revision`; the test skips (naming where it looked) when absent."""
-    paths = [folder / SPECS[revision] for folder in SPEC_DIRS]
+    paths = [SPECS[revision], SHARED_SPECS / SPECS[revision].name]
     for path in paths:
         if path.exists():
             return _load(path)
