@@ -1,48 +1,32 @@
 """A dlt source for Klaviyo (REST API revision 2023-10-15).
 
-`klaviyo_source` yields one resource per report (see `settings.REPORTS`); every table merges
-on its primary key, and reports with a cursor load incrementally. Typical use:
+`klaviyo_source` validates its arguments and wires one resource per selected report of the
+report table (`settings.py`; the resources are built in `resources.py`, the child tables in
+`children.py`, delete detection in `deletes.py`); every table merges on its primary key, and
+reports with a cursor load incrementally. Typical use:
 
     pipeline = dlt.pipeline("klaviyo", destination="duckdb", dataset_name="klaviyo_data")
     pipeline.run(klaviyo_source())   # key from SOURCES__KLAVIYO__API_KEY or .dlt/secrets.toml
 """
 
-from datetime import datetime, timedelta
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
+from datetime import datetime
+from typing import Any, Dict, Iterator, Optional, Sequence, Union
 
 import dlt
-from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
-from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
-from .account import check_account
-from .aggregates import AggregateQuery, load_queries, next_cursor, request_body, split_windows, to_long_rows
-from .checkpoint import backfill_pending, checkpoint, plan_chunk, resume_window
+from .aggregates import load_queries
+from .checkpoint import backfill_pending
 from .children import related_resources, with_parents
 from .client import KlaviyoApi
 from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
-from .extract import batched_tables, plan_jobs, read_jobs
-from .hints import dimension_columns, report_columns, report_for_run
-from .options import SourceOptions, validate_options
+from .hints import report_for_run
+from .options import validate_options
 from .ratelimit import RateLimiter
-from .records import parse_datetime, with_load_id
-from .settings import (
-    AGGREGATES_PATH,
-    ARROW_BATCH_ROWS,
-    AGGREGATES_TIER,
-    CURSOR_SAFETY_MARGIN,
-    DEFAULT_BASE_URL,
-    DEFAULT_REVISION,
-    REPORTS,
-    SOURCE_NAME,
-    STAGE_DEDUPLICATED,
-    V1_CAMPAIGNS_PATH,
-    V1_PAGE_SIZE,
-    V1_RETIRED_MESSAGE,
-    Report,
-)
-from .windows import UTC, Window
+from .resources import aggregates_resource, report_resource, v1_resource
+from .settings import DEFAULT_BASE_URL, DEFAULT_REVISION, OTHER_REPORTS, REPORTS, SOURCE_NAME
+from .windows import UTC
 
 __all__ = ["klaviyo_source", "backfill_pending", "KlaviyoConfigError", "KlaviyoApiError"]
 
@@ -137,155 +121,11 @@ def klaviyo_source(
     for name in with_parents(options.reports):
         if name in REPORTS:
             report = report_for_run(REPORTS[name], predictive_analytics, flatten_properties)
-            parents[name] = _report_resource(api, report, options, run_started)
+            parents[name] = report_resource(api, report, options, run_started)
             yield parents[name]
-        elif name == "campaigns_v1":
-            yield dlt.resource(
-                _read_v1_campaigns, name="campaigns_v1", primary_key="id", write_disposition="merge",
-                columns={"created": {"data_type": "timestamp"}, "updated": {"data_type": "timestamp"}},
-            )(api)
-        elif name == "metric_aggregates" and queries:
-            yield _aggregates_resource(api, queries)
+        elif name in OTHER_REPORTS and OTHER_REPORTS[name].pagination == "v1":
+            yield v1_resource(api, OTHER_REPORTS[name])
+        elif name in OTHER_REPORTS and OTHER_REPORTS[name].pagination == "post" and queries:
+            yield aggregates_resource(api, OTHER_REPORTS[name], queries)
     yield from related_resources(api, options, parents, run_started)
     yield from delete_resources(api, with_parents(options.reports), detect_deletes, hard_deletes, run_started, options.workers)
-
-
-def _incremental(report: Report, options: SourceOptions) -> Optional[dlt.sources.incremental[Any]]:
-    """The report's cursor: custom dates (stateless), or incremental from the default
-    backfill (or `start_date`) with the lookback as dlt's `lag`."""
-    if not report.cursor:
-        return None
-    if options.custom_dates:
-        return dlt.sources.incremental(
-            report.cursor,
-            initial_value=options.start,
-            end_value=options.end,
-            range_start="open",
-            range_end="closed",
-        )
-    initial = options.start
-    if initial is None and report.backfill is not None:
-        initial = datetime.now(tz=UTC) - report.backfill
-    # dlt's `lag` starts the run that much before the stored cursor (never before the initial
-    # value) and then keeps no boundary hashes: the merge on `id` replaces what is read again.
-    return dlt.sources.incremental(
-        report.cursor, initial_value=initial, lag=options.lookback(report).total_seconds() or None
-    )
-
-
-def _report_resource(
-    api: KlaviyoApi, report: Report, options: SourceOptions, run_started: datetime
-) -> DltResource:
-    min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.window
-
-    def read(cursor: Optional[dlt.sources.incremental[Any]] = _incremental(report, options)) -> Iterator[TDataItems]:
-        check_account(api)
-        full = window = _cursor_window(report, cursor, run_started)
-        resumable = cursor is not None and cursor.end_value is None  # not custom dates
-        state = dlt.current.resource_state()
-        if resumable:
-            window = resume_window(full, state)
-            if options.chunk_records:
-                window = plan_chunk(api, report, window, report.tier, options.chunk_records)
-        if not window.empty:
-            jobs = plan_jobs(report, [window])
-            pages = read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window)
-            if report.row_format == "arrow":
-                load_id = _load_id()
-                tables = batched_tables(pages, ARROW_BATCH_ROWS)
-                yield from (with_load_id(t, load_id) for t in tables) if load_id else tables
-            else:
-                yield from pages
-        if resumable:
-            checkpoint(state, window, full)  # reached only when every page was read
-
-    resource = dlt.resource(
-        read,
-        name=report.name,
-        primary_key="id",
-        write_disposition="merge",
-        columns=report_columns(report),
-    )()
-    if report.immutable:
-        resource.apply_hints(additional_table_hints={STAGE_DEDUPLICATED: True})
-    return resource
-
-
-def _load_id() -> Optional[str]:
-    """The id of the load package being extracted; None when the resource is iterated outside
-    a pipeline (e.g. `list(source.with_resources("events").add_limit(2))` to peek), where no
-    package exists: the rows then come without `_dlt_load_id`."""
-    try:
-        return str(dlt.current.load_package_state()["load_id"])
-    except CurrentLoadPackageStateNotAvailable:
-        return None
-
-
-def _cursor_window(
-    report: Report, cursor: Optional[dlt.sources.incremental[Any]], run_started: datetime
-) -> Window:
-    """The range this run reads: from the cursor's start value (inclusive) to the custom end
-    (inclusive) or to the run's start minus the safety margin (exclusive), so the stored
-    cursor never passes the time the run started."""
-    if cursor is None:
-        return Window(None, None)
-    start = _as_datetime(cursor.start_value)
-    if cursor.end_value is not None:
-        return Window(start, _as_datetime(cursor.end_value), start_open=True, end_closed=True)
-    return Window(start, run_started - CURSOR_SAFETY_MARGIN)
-
-
-def _as_datetime(value: Any) -> Optional[datetime]:
-    if value is None or isinstance(value, datetime):
-        return value
-    return parse_datetime(str(value))
-
-
-def _read_v1_campaigns(api: KlaviyoApi) -> Iterator[TDataItems]:
-    """The legacy v1 campaigns list (full read; Klaviyo retired it on 2024-06-30)."""
-    check_account(api)
-    try:
-        for page in api.paginate_v1(V1_CAMPAIGNS_PATH, V1_PAGE_SIZE):
-            for row in page:
-                for column in ("created", "updated", "sent_at", "send_time"):
-                    if row.get(column):
-                        row[column] = parse_datetime(row[column])
-            yield page
-    except KlaviyoApiError as error:
-        if error.status == 410:
-            raise KlaviyoApiError(V1_RETIRED_MESSAGE, error.response, 410, error.endpoint) from None
-        raise
-
-
-def _aggregates_resource(api: KlaviyoApi, queries: List[AggregateQuery]) -> DltResource:
-    """Responses of every query window and page, turned into long rows by a transformer."""
-
-    def metric_aggregate_answers() -> Iterator[Any]:
-        check_account(api)
-        for query in queries:
-            for start, end in split_windows(query):
-                cursor: Optional[str] = None
-                while True:
-                    document = api.post(
-                        AGGREGATES_PATH, request_body(query, start, end, cursor),
-                        AGGREGATES_TIER, "metrics:read", "metric_aggregates",
-                    )
-                    yield {"query": query, "document": document}
-                    cursor = next_cursor(document)
-                    if not cursor:
-                        break
-
-    def metric_aggregates(answer: Dict[str, Any]) -> Iterator[TDataItems]:
-        yield list(to_long_rows(answer["query"], answer["document"]))
-
-    answers = dlt.resource(metric_aggregate_answers, name="metric_aggregate_answers", selected=False)
-    return answers | dlt.transformer(
-        metric_aggregates,
-        name="metric_aggregates",
-        primary_key=("query_name", "metric_id", "date", "dimension_key", "measurement"),
-        write_disposition="merge",
-        columns={
-            "date": {"data_type": "timestamp"}, "value": {"data_type": "double"},
-            **dimension_columns(dim for query in queries for dim in query.by),
-        },
-    )

@@ -2,8 +2,9 @@
 
 A query is the JSON body of `POST /api/metric-aggregates/` as in Klaviyo's docs, under a
 name. Each is validated before any request, split into consecutive windows of at most one
-year (Klaviyo's limit) aligned to the query's interval, paged with `page_cursor`, and turned
-into long rows: one per (bucket, dimensions, measurement).
+year (Klaviyo's limit) aligned to the query's interval, paged with `page_cursor` (by the
+client: `KlaviyoApi.paginate_post`), and turned into long rows: one per (bucket, dimensions,
+measurement).
 """
 
 import json
@@ -11,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import KlaviyoConfigError
@@ -252,29 +253,15 @@ def split_windows(query: AggregateQuery) -> List[Tuple[datetime, datetime]]:
     return windows
 
 
-def request_body(query: AggregateQuery, start: datetime, end: datetime, cursor: Optional[str]) -> Dict[str, Any]:
-    """The POST body for one window (and page) of a query."""
+def request_body(query: AggregateQuery, start: datetime, end: datetime) -> Dict[str, Any]:
+    """The POST body for one window of a query (its pages: `KlaviyoApi.paginate_post`)."""
     attributes = dict(query.attributes)
     attributes["filter"] = [
         f"greater-or-equal(datetime,{format_datetime(start)[:-1]})",
         f"less-than(datetime,{format_datetime(end)[:-1]})",
         *query.attributes["filter"],
     ]
-    if cursor:
-        attributes["page_cursor"] = cursor
     return {"data": {"type": "metric-aggregate", "attributes": attributes}}
-
-
-def next_cursor(document: Mapping[str, Any]) -> Optional[str]:
-    """The page cursor of the next page of an aggregate answer, if any.
-
-    The spec does not say where it comes back; a `page_cursor` in `links.next` (top level or
-    under `data`) is followed."""
-    for links in (document.get("links"), (document.get("data") or {}).get("links")):
-        if isinstance(links, Mapping) and links.get("next"):
-            match = re.search(r"page_cursor=([^&]+)", str(links["next"]))
-            return match.group(1) if match else str(links["next"])
-    return None
 
 
 def to_long_rows(query: AggregateQuery, document: Mapping[str, Any]) -> Iterator[Dict[str, Any]]:

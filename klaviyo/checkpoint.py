@@ -25,7 +25,7 @@ the first chunks larger than planned; the bound is about records, not a hard lim
 """
 
 from datetime import timedelta
-from typing import Any, Dict, List, MutableMapping, Optional
+from typing import Any, Dict, List, MutableMapping
 
 import dlt
 
@@ -55,7 +55,6 @@ def plan_chunk(
     window: Window,
     tier: str,
     chunk_records: int,
-    extra: Optional[Dict[str, str]] = None,
 ) -> Window:
     """The part of `window` this run reads: all of it, or its first ~`chunk_records` records.
 
@@ -65,7 +64,7 @@ def plan_chunk(
     if window.end is None or report.cursor is None or report.sort != report.cursor:
         return window
     job = ReadJob(report.variants[0], window)
-    document = next(iter(api.paginate(report.path, request_params(report, job, extra), tier, report.scope, report.name)), {})
+    document = next(iter(api.paginate(report.path, request_params(report, job), tier, report.scope, report.name)), {})
     data: List[Dict[str, Any]] = document.get("data") or []
     if not data or not (document.get("links") or {}).get("next"):
         return window  # one page holds the whole window

@@ -38,7 +38,7 @@ def with_parents(names: Sequence[str]) -> Tuple[str, ...]:
 
     def add(name: str) -> None:
         child = CHILD_REPORTS.get(name)
-        if child is not None and child.via in ("include", "parent"):
+        if child is not None and child.source in ("include", "parent"):
             for parent in child.parents:
                 add(parent)
         out[name] = None
@@ -50,7 +50,7 @@ def with_parents(names: Sequence[str]) -> Tuple[str, ...]:
 
 def child_columns(child: ChildReport) -> Dict[str, Dict[str, Any]]:
     """Column hints of a child table: its key columns, then as for any report."""
-    return report_columns(child.read, child.primary_key)
+    return report_columns(child.report, child.primary_key)
 
 
 def keyed(rows: List[Dict[str, Any]], child: ChildReport, parent_id: str) -> List[Dict[str, Any]]:
@@ -85,7 +85,7 @@ class _SplitIncluded(ItemTransform[TDataItems, Dict[str, Any]]):
             for child in self.children:
                 resources = related.get(child.include or "")
                 if resources:
-                    rows = to_rows({"data": resources}, child.read, Window(None, None))
+                    rows = to_rows({"data": resources}, child.report, Window(None, None))
                     tables[child.name] += keyed(rows, child, row["id"])
         yield item
         for name, rows in tables.items():
@@ -98,7 +98,7 @@ def attach_included(parent: DltResource, names: Sequence[str]) -> DltResource:
     children become table variants of the parent resource; the others are dropped."""
     children = [
         c for c in CHILD_REPORTS.values()
-        if c.via == "include" and parent.name in c.parents and c.name in names
+        if c.source == "include" and parent.name in c.parents and c.name in names
     ]
     for child in children:
         # a variant starts as a copy of the parent's hints: drop the parent's columns first
@@ -117,8 +117,8 @@ def _per_parent(api: KlaviyoApi, child: ChildReport) -> Any:
         for row in rows if isinstance(rows, list) else [rows]:
             if any(row.get(attribute) in values for attribute, values in child.skip.items()):
                 continue
-            path = child.read.path.format(id=quote(str(row["id"]), safe=""))
-            report = replace(child.read, path=path)
+            path = child.report.path.format(id=quote(str(row["id"]), safe=""))
+            report = replace(child.report, path=path)
             jobs = plan_jobs(report, [Window(None, None)])
             for page in read_jobs(api, report, jobs, report.tier, workers=1):
                 yield keyed(page, child, row["id"])
@@ -149,14 +149,14 @@ def related_resources(
         child = CHILD_REPORTS.get(name)
         if child is None:
             continue
-        if child.via == "parent":
+        if child.source == "parent":
             transformer = dlt.transformer(
                 _per_parent(api, child), name=child.name, primary_key=list(child.primary_key),
                 write_disposition="merge", columns=child_columns(child),
             )
             made[name] = made[child.parents[0]] | transformer
             yield made[name]
-        elif child.via == "members":
+        elif child.source == "members":
             yield member_resource(api, child, options, run_started)
-        elif child.via == "suppressed":
+        elif child.source == "suppressed":
             yield exclusions_resource(api, child, options, run_started)

@@ -1,13 +1,15 @@
 """The one HTTP client of the source: dlt's RESTClient, paced by the shared rate limiter.
 
 Every request of every report goes through `KlaviyoApi`: authentication, the `revision`
-header, JSON:API pagination (`links.next`), dlt's retries (429 and 5xx, `Retry-After` first,
-configured in `[runtime]`; each one said on dlt's log), pacing per rate-limit tier and the error map.
+header, pagination (JSON:API `links.next`, the legacy v1 pages, the page cursor of POST
+queries), dlt's retries (429 and 5xx, `Retry-After` first, configured in `[runtime]`; each
+one said on dlt's log), pacing per rate-limit tier and the error map.
 """
 
 import hashlib
+import re
 import threading
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import orjson
 from requests import PreparedRequest, Response
@@ -122,6 +124,10 @@ class KlaviyoApi:
         self.account_key = (self.base_url, hashlib.sha256(api_key.encode()).hexdigest())
         self._local = threading.local()
 
+    def __repr__(self) -> str:
+        """Names the account's URL and revision, never the key."""
+        return f"KlaviyoApi(base_url={self.base_url!r}, revision={self.revision!r})"
+
     def _client(self, tier: str, v1: bool = False) -> RESTClient:
         """Returns this thread's RESTClient for a tier (sessions are not shared by threads)."""
         key = (tier, v1)
@@ -172,17 +178,24 @@ class KlaviyoApi:
         for page in _unreachable_as_error(pages, path):
             yield page.response.json()
 
-    def paginate_v1(self, path: str, page_size: int) -> Iterator[List[Dict[str, Any]]]:
-        """Yields the `data` of each page of a legacy v1 `$list` collection (page/count)."""
+    def paginate_v1(self, path: str, page_size: Optional[int], tier: str, report: str) -> Iterator[List[Dict[str, Any]]]:
+        """Yields the `data` of each page of a legacy v1 `$list` collection (page/count).
+
+        Args:
+            path: Collection path, e.g. `/api/v1/campaigns`.
+            page_size: `count` sent with every page (None: the API's default).
+            tier: Rate-limit tier the requests are paced at.
+            report: Report name (named in a 403 error).
+        """
         paginator: BasePaginator = PageNumberPaginator(
             base_page=0, page_param="page", total_path=None, stop_after_empty_page=True
         )
-        pages = self._client("M", v1=True).paginate(
+        pages = self._client(tier, v1=True).paginate(
             path,
-            params={"count": page_size},
+            params={"count": page_size} if page_size else {},
             paginator=paginator,
             data_selector=DATA_PATH,
-            hooks={"response": [_response_hook(None, "campaigns_v1")]},
+            hooks={"response": [_response_hook(None, report)]},
         )
         for page in _unreachable_as_error(pages, path):
             yield list(page)
@@ -200,6 +213,48 @@ class KlaviyoApi:
         )
         (response,) = _unreachable_as_error(iter([None]), path, answer)
         return response.json()  # type: ignore[no-any-return]
+
+    def paginate_post(
+        self, path: str, body: Dict[str, Any], tier: str, scope: str, report: str
+    ) -> Iterator[Dict[str, Any]]:
+        """Yields each answer of a cursor-paginated POST query (Query Metric Aggregates): the
+        answer to `body`, then, while an answer links a next page, the answer to `body` with
+        that page's cursor in `data.attributes.page_cursor`.
+
+        Args:
+            path: Endpoint path, e.g. `/api/metric-aggregates/`.
+            body: The JSON:API request body of the first page (`{"data": {"attributes": ...}}`).
+            tier: Rate-limit tier of the endpoint.
+            scope: Scope the endpoint needs (named in a 403 error).
+            report: Report name (named in a 403 error).
+        """
+        cursor: Optional[str] = None
+        while True:
+            document = self.post(path, _with_page_cursor(body, cursor), tier, scope, report)
+            yield document
+            cursor = next_page_cursor(document)
+            if not cursor:
+                return
+
+
+def _with_page_cursor(body: Dict[str, Any], cursor: Optional[str]) -> Dict[str, Any]:
+    """`body`, or a copy of it asking for the page of `cursor`."""
+    if not cursor:
+        return body
+    data = body["data"]
+    return {**body, "data": {**data, "attributes": {**data["attributes"], "page_cursor": cursor}}}
+
+
+def next_page_cursor(document: Mapping[str, Any]) -> Optional[str]:
+    """The page cursor of the next page of a POST query's answer, if any.
+
+    The spec does not say where it comes back; a `page_cursor` in `links.next` (top level or
+    under `data`) is followed."""
+    for links in (document.get("links"), (document.get("data") or {}).get("links")):
+        if isinstance(links, Mapping) and links.get("next"):
+            match = re.search(r"page_cursor=([^&]+)", str(links["next"]))
+            return match.group(1) if match else str(links["next"])
+    return None
 
 
 def _unreachable_as_error(pages: Iterator[Any], path: str, call: Any = None) -> Iterator[Any]:

@@ -1,6 +1,6 @@
 """Delete detection (opt-in, `detect_deletes=True`): rows Klaviyo no longer returns.
 
-For each selected dimension table (`settings.ID_SCANS`: profiles, campaigns, flows, lists,
+For each selected table whose row has an `id_scan` (profiles, campaigns, flows, lists,
 segments, templates, metrics, global exclusions; never events) a resource `<table>_deletes`:
 
 1. asks the destination, through the running pipeline's `sql_client`, whether the table
@@ -37,7 +37,7 @@ from .account import check_account
 from .client import KlaviyoApi
 from .errors import KlaviyoConfigError
 from .ids import read_ids
-from .settings import CHILD_REPORTS, ID_SCANS, REPORTS, Report
+from .settings import Report, table_report
 
 DELETED = "_klaviyo_deleted"
 DELETED_AT = "_klaviyo_deleted_at"
@@ -74,8 +74,8 @@ def delete_resources(
     if not detect:
         return
     for name in names:
-        if name in ID_SCANS:
-            report = REPORTS[name] if name in REPORTS else CHILD_REPORTS[name].read
+        report = table_report(name)
+        if report.id_scan:
             yield _delete_resource(api, report, hard, run_started, workers)
 
 

@@ -9,7 +9,7 @@ the table (with `detect_deletes` it is flagged, or removed with `hard_deletes`).
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping
 
 import dlt
 from dlt.common.typing import TDataItems
@@ -17,10 +17,11 @@ from dlt.sources import DltResource
 
 from .account import check_account
 from .client import KlaviyoApi
+from .cursors import cursor_window, incremental_cursor
 from .extract import plan_jobs, read_jobs
 from .options import SourceOptions
 from .records import parse_datetime
-from .settings import CURSOR_SAFETY_MARGIN, ChildReport
+from .settings import ChildReport
 from .windows import UTC, Window, bound_conditions
 
 CURSOR_COLUMN = "suppression_timestamp"
@@ -54,24 +55,12 @@ def exclusions_resource(
     The first run reads every suppression (or from `start_date`); custom dates read their
     range and leave the cursor alone, as for every report.
     """
-    report = child.read
-    if options.custom_dates:
-        cursor = dlt.sources.incremental(
-            CURSOR_COLUMN, initial_value=options.start, end_value=options.end,
-            range_start="open", range_end="closed",
-        )
-    else:
-        cursor = dlt.sources.incremental(
-            CURSOR_COLUMN, initial_value=options.start or EPOCH, lag=options.lookback(report).total_seconds() or None
-        )
+    report = child.report
+    cursor = incremental_cursor(CURSOR_COLUMN, options, options.start or EPOCH, options.lookback(report))
 
-    def read(suppressed: Optional[dlt.sources.incremental[Any]] = cursor) -> Iterator[TDataItems]:
+    def read(suppressed: dlt.sources.incremental[Any] = cursor) -> Iterator[TDataItems]:
         check_account(api)
-        start = _as_datetime(suppressed.start_value) if suppressed else None
-        if suppressed is not None and suppressed.end_value is not None:
-            window = Window(start, _as_datetime(suppressed.end_value), start_open=True, end_closed=True)
-        else:
-            window = Window(start, run_started - CURSOR_SAFETY_MARGIN)
+        window = cursor_window(suppressed.start_value, suppressed.end_value, run_started)
         # The cursor is nested in a list, so rows are trimmed here, not by the reader.
         bounds = tuple(bound_conditions(report.cursor or "", window, report.cursor_ops))
         scan = replace(report, cursor=None, filters=report.filters + bounds)
@@ -95,8 +84,3 @@ def exclusions_resource(
         },
     )()
 
-
-def _as_datetime(value: Any) -> Optional[datetime]:
-    if value is None or isinstance(value, datetime):
-        return value
-    return parse_datetime(str(value))

@@ -112,7 +112,7 @@ class _Splitter:
         return True
 
 
-def request_params(report: Report, job: ReadJob, extra: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+def request_params(report: Report, job: ReadJob) -> Dict[str, Any]:
     """Query parameters of a job's first request (later pages follow `links.next`)."""
     conditions = list(report.filters)
     if job.variant:
@@ -120,7 +120,6 @@ def request_params(report: Report, job: ReadJob, extra: Optional[Dict[str, str]]
     if report.cursor:
         conditions += bound_conditions(report.cursor, job.window, report.cursor_ops)
     params: Dict[str, Any] = dict(report.params)
-    params.update(extra or {})
     filter_value = combine(conditions)
     if filter_value:
         params["filter"] = filter_value
@@ -156,7 +155,6 @@ def read_job(
     report: Report,
     job: ReadJob,
     tier: str,
-    extra: Optional[Dict[str, str]] = None,
     splitter: Optional[_Splitter] = None,
 ) -> Iterator[PageItems]:
     """Yields the converted pages of one job (empty pages left out); hands the rest of the
@@ -166,7 +164,7 @@ def read_job(
     sorted_by_cursor = bool(cursor) and report.sort == cursor
     previous_ids: frozenset = frozenset()
     for document in api.paginate(
-        report.path, request_params(report, job, extra), tier, report.scope, report.name
+        report.path, request_params(report, job), tier, report.scope, report.name
     ):
         document, previous_ids = _without_repeats(document, previous_ids)
         window = job.window
@@ -210,7 +208,6 @@ def read_jobs(
     jobs: Sequence[ReadJob],
     tier: str,
     workers: int,
-    extra: Optional[Dict[str, str]] = None,
     min_window: Optional[timedelta] = None,
 ) -> Iterator[PageItems]:
     """Yields the pages of all jobs, reading up to `workers` windows at a time.
@@ -220,7 +217,7 @@ def read_jobs(
     """
     if workers <= 1:
         for job in jobs:
-            yield from read_job(api, report, job, tier, extra)
+            yield from read_job(api, report, job, tier)
         return
 
     pending: "queue.Queue[ReadJob]" = queue.Queue()
@@ -255,7 +252,7 @@ def read_jobs(
                     stop.wait(0.02)
                     continue
                 try:
-                    for items in read_job(api, report, job, tier, extra, splitter):
+                    for items in read_job(api, report, job, tier, splitter):
                         if not put("page", items):
                             return
                 finally:

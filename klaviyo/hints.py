@@ -1,11 +1,15 @@
 """Column types beyond what dlt infers, and the opt-in flattening of free-form properties.
 
-dlt types most columns from the data (and detects ISO timestamps); the report table's
-`column_types` (e.g. profile coordinates, which Klaviyo sends as a string or a number, as
-`double`) and these hints fix the columns where inference would be wrong or unstable:
+dlt types most columns from the data (and detects ISO timestamps); the report table's column
+types fix the columns where inference would be wrong or unstable, and this module turns a
+report's row into its column hints for the run's options:
 
-- money (`$value`, CLV, order values) as `decimal`, never floating point;
-- predictive-analytics numbers and dates, which exist only when that option is on.
+- `column_types` (e.g. profile coordinates, which Klaviyo sends as a string or a number, as
+  `double`);
+- `flat_column_types`: money (`$value`, prices) as `decimal`, never floating point, once
+  free-form properties are flattened;
+- `predictive`: predictive-analytics numbers (CLV as `decimal`) and dates, which exist only
+  when that option is on.
 
 Free-form objects (`profiles.properties`, `events.event_properties`) and profiles' suppression
 lists are JSON columns by default; `flatten_properties=True` reads those reports as row dicts
@@ -14,53 +18,37 @@ tables (`profiles__subscriptions__email__marketing__suppression`, ...).
 """
 
 from dataclasses import replace
-from typing import Any, Dict, Iterable, Mapping, Sequence
+from typing import Any, Dict, Iterable, Sequence
 
-from .settings import PREDICTIVE_TIER, SUPPRESSION_LISTS, Report
+from .settings import SUPPRESSION_LISTS, Report
 
 TColumns = Dict[str, Dict[str, Any]]
 
 # Objects whose keys are chosen by each Klaviyo account (custom properties).
 FREE_FORM_COLUMNS = ("properties", "event_properties")
 
-# `additional-fields[profile]=predictive_analytics`, flattened.
-_PREDICTIVE: Mapping[str, str] = {
-    "predictive_analytics__historic_clv": "decimal",
-    "predictive_analytics__predicted_clv": "decimal",
-    "predictive_analytics__total_clv": "decimal",
-    "predictive_analytics__average_order_value": "decimal",
-    "predictive_analytics__historic_number_of_orders": "bigint",
-    "predictive_analytics__predicted_number_of_orders": "double",
-    "predictive_analytics__average_days_between_orders": "double",
-    "predictive_analytics__churn_probability": "double",
-    "predictive_analytics__expected_date_of_next_order": "timestamp",
-}
-
-# Klaviyo's reserved money properties once `event_properties` is flattened
-# (`$value` normalizes to `_value`; `Price` is set on product events).
-_FLAT_EVENT_MONEY: Mapping[str, str] = {
-    "event_properties___value": "decimal",
-    "event_properties__price": "decimal",
-}
-
 
 def report_for_run(report: Report, predictive_analytics: bool, flatten_properties: bool) -> Report:
-    """The report as this run reads it: with predictive analytics, profiles ask for them too
-    (and Klaviyo then serves them at tier M); column types extended by the run's options; read
-    as row dicts with everything left to dlt's flattening when `flatten_properties`.
+    """The report as this run reads it: with predictive analytics, a report that has them
+    (`Report.predictive`: profiles) asks for them too, at the tier Klaviyo then serves it (M);
+    column types extended by the run's options; read as row dicts with everything left to
+    dlt's flattening when `flatten_properties`.
 
     Args:
-        report: The report's row in `REPORTS`.
-        predictive_analytics: Whether profiles are read with predictive analytics.
+        report: The report's row in the report table.
+        predictive_analytics: Whether reports are read with their predictive analytics.
         flatten_properties: Whether free-form properties are flattened into columns.
     """
     types: Dict[str, str] = dict(report.column_types)
-    if report.name == "profiles" and predictive_analytics:
-        types.update(_PREDICTIVE)
-        fields = report.params["additional-fields[profile]"] + ",predictive_analytics"
-        report = replace(report, tier=PREDICTIVE_TIER, params={**report.params, "additional-fields[profile]": fields})
-    if report.name == "events" and flatten_properties:
-        types.update(_FLAT_EVENT_MONEY)
+    predictive = report.predictive
+    if predictive is not None and predictive_analytics:
+        types.update(predictive.column_types)
+        params = dict(report.params)
+        for key, value in predictive.params.items():
+            params[key] = f"{params[key]},{value}" if params.get(key) else value
+        report = replace(report, tier=predictive.tier or report.tier, params=params)
+    if flatten_properties:
+        types.update(report.flat_column_types)
     report = replace(report, column_types=types)
     if not flatten_properties:
         return report

@@ -10,15 +10,15 @@ from typing import Iterator, List
 
 from .client import KlaviyoApi
 from .extract import plan_jobs, read_jobs
-from .settings import ID_SCANS, Report
+from .settings import Report
 from .windows import Window
 
 
 def id_scan(report: Report) -> Report:
     """The report as an id scan: no cursor (every record, whatever its date), the report's own
     filters and variants (e.g. the campaigns channel, archived or not), and the sparse
-    fieldset and sort of `ID_SCANS`; no `include` or additional fields."""
-    return replace(report, cursor=None, sort=None, params=dict(ID_SCANS[report.name]), row_format="dict")
+    fieldset and sort of its `id_scan`; no `include` or additional fields."""
+    return replace(report, cursor=None, sort=None, params=dict(report.id_scan), row_format="dict")
 
 
 def read_ids(api: KlaviyoApi, report: Report, workers: int = 1) -> Iterator[List[str]]:
@@ -26,7 +26,7 @@ def read_ids(api: KlaviyoApi, report: Report, workers: int = 1) -> Iterator[List
 
     Args:
         api: The source's client (its rate limiter paces the scan).
-        report: A report listed in `ID_SCANS`.
+        report: A report that has an `id_scan`.
         workers: Variants read at the same time (campaigns: archived and not).
     """
     scan = id_scan(report)

@@ -21,11 +21,12 @@ from dlt.sources import DltResource
 
 from .account import check_account
 from .client import KlaviyoApi
+from .cursors import cursor_window
 from .extract import plan_jobs, read_jobs
 from .ids import read_ids
 from .options import SourceOptions
 from .records import parse_datetime
-from .settings import CURSOR_SAFETY_MARGIN, REPORTS, ChildReport, Report
+from .settings import REPORTS, ChildReport, Report
 from .windows import Window
 
 STATE_KEY = "joined_group_at"  # resource state: {group id: last joined_group_at read (ISO 8601)}
@@ -34,13 +35,11 @@ STATE_KEY = "joined_group_at"  # resource state: {group id: last joined_group_at
 def member_window(options: SourceOptions, report: Report, last: Optional[str], run_started: datetime) -> Window:
     """The `joined_group_at` range one group is read over in this run: custom dates as given
     (start exclusive, end inclusive); otherwise from the group's cursor (or `start_date`, or
-    all time for a new group), minus the lookback, to the run's start minus the margin."""
-    if options.custom_dates:
-        return Window(options.start, options.end, start_open=True, end_closed=True)
-    start = parse_datetime(last) if last else options.start
-    if start is not None and last:
-        start -= options.lookback(report)
-    return Window(start, run_started - CURSOR_SAFETY_MARGIN)
+    all time for a new group), minus the lookback, to the run's start minus the margin
+    (`cursors.cursor_window`, the rule of every report)."""
+    stored = None if options.custom_dates else parse_datetime(last)
+    start = stored - options.lookback(report) if stored else options.start
+    return cursor_window(start, options.end, run_started)
 
 
 def member_resource(
@@ -57,7 +56,7 @@ def member_resource(
             for group_id in ids:
                 seen.add(group_id)
                 last = cursors.get(group_id)
-                window = member_window(options, child.read, last, run_started)
+                window = member_window(options, child.report, last, run_started)
                 newest = yield from _read_group(api, child, options, group_id, window)
                 if newest is not None and not options.custom_dates:
                     cursors[group_id] = max(newest, parse_datetime(last) or newest).isoformat()
@@ -82,10 +81,10 @@ def _read_group(
     api: KlaviyoApi, child: ChildReport, options: SourceOptions, group_id: str, window: Window
 ) -> Generator[TDataItems, None, Optional[datetime]]:
     """Yields one group's member pages over `window`; returns the newest `joined_group_at`."""
-    report = replace(child.read, path=child.read.path.format(id=quote(group_id, safe="")))
+    report = replace(child.report, path=child.report.path.format(id=quote(group_id, safe="")))
     jobs = plan_jobs(report, [window])
     newest: Optional[datetime] = None
-    min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.window
+    min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.min_split
     for page in read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window):
         rows = []
         for row in page:

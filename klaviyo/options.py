@@ -2,7 +2,7 @@
 problem and the fix, raised before any request is sent and anything is written."""
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
@@ -21,9 +21,9 @@ _PUBLIC_KEY = re.compile(r"[A-Za-z0-9]{6}")
 
 @dataclass(frozen=True)
 class SourceOptions:
-    """The source's arguments, validated and parsed."""
+    """The source's arguments, validated and parsed (the key is left out of the repr)."""
 
-    api_key: str
+    api_key: str = field(repr=False)
     base_url: str
     revision: str
     reports: Tuple[str, ...]

@@ -7,7 +7,7 @@ datetimes; free-form objects named in the report's `json_columns` stay whole (JS
 
 import logging
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
 
 import orjson
 import pyarrow as pa
@@ -24,19 +24,33 @@ UTC_TIMESTAMP = pa.timestamp("us", tz="UTC")
 
 class _ArrowJsonHintFilter(logging.Filter):
     """Drops dlt's per-page warning that an Arrow page's JSON-text column differs from the
-    resource's `json` hint: that difference is intended (the hint wins and the destination
-    stores the text as JSON), and the warning would repeat for every page of every run."""
+    resource's `json` hint, for the resources in `resources`: that difference is intended (the
+    hint wins and the destination stores the text as JSON), and the warning would repeat for
+    every page of every run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.resources: Set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         return not (
             "when merging arrow schema with dlt schema" in message
-            and any(f"In resource: {name}," in message for name in ARROW_RESOURCES)
+            and any(f"In resource: {name}," in message for name in self.resources)
         )
 
 
-ARROW_RESOURCES: set = set()
-logging.getLogger("dlt").addFilter(_ArrowJsonHintFilter())
+def quiet_arrow_json_hints(resource: str) -> None:
+    """Silences dlt's JSON-hint warning for the Arrow pages of `resource` (see
+    `_ArrowJsonHintFilter`): installs the filter on dlt's logger the first time (later calls
+    reuse it; idempotent) and adds the resource to it. Called when the source builds the
+    resource, never at import."""
+    logger = logging.getLogger("dlt")
+    installed = next((f for f in logger.filters if isinstance(f, _ArrowJsonHintFilter)), None)
+    if installed is None:
+        installed = _ArrowJsonHintFilter()
+        logger.addFilter(installed)
+    installed.resources.add(resource)
 
 
 def parse_datetime(value: Any) -> Optional[datetime]:
@@ -122,7 +136,6 @@ def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> Opt
     names: Dict[str, None] = {}
     for attrs in attributes:
         names.update(dict.fromkeys(attrs))
-    ARROW_RESOURCES.add(report.name)
     columns: Dict[str, pa.Array] = {"id": pa.array([r["id"] for r in resources], pa.string())}
     if report.dlt_ids:
         columns["_dlt_id"] = pa.array(generate_dlt_ids(len(resources)), pa.string())

@@ -1,7 +1,9 @@
 """The reports of the Klaviyo source as data: one row per report, read by the code.
 
-Adding a report is adding a `Report` row to `REPORTS`; the HTTP client, the window
-planner, the rate limiter and the error map serve every report alike.
+Adding a report is adding a `Report` row: to `REPORTS` (JSON:API collections, windowed by
+their cursor), `CHILD_REPORTS` (tables that belong to other reports) or `OTHER_REPORTS` (the
+legacy v1 list and the metric-aggregate queries); the HTTP client, the window planner, the
+rate limiter and the error map serve every report alike.
 
 All datetimes are timezone-aware UTC. Durations are `timedelta`s.
 """
@@ -51,6 +53,8 @@ TIERS: Dict[str, Tier] = {
 }
 
 RowFormat = Literal["dict", "arrow"]
+# How a report's pages are requested (see `Report.pagination`).
+Pagination = Literal["jsonapi", "v1", "post"]
 # dlt's table hint that a load's rows are unique on the primary key (no staging dedup).
 STAGE_DEDUPLICATED = "x-stage-data-deduplicated"
 # Arrow pages are handed to dlt in tables of at least this many rows (many pages each): dlt's
@@ -62,14 +66,37 @@ SPLIT_MIN_PAGES = 8
 
 
 @dataclass(frozen=True)
+class OptionalFields:
+    """Attributes a report reads only when the user asks for them (Klaviyo's
+    `additional-fields[...]`), e.g. profiles' predictive analytics.
+
+    Attributes:
+        params: Query values appended (comma-separated) to the report's `params`.
+        column_types: dlt data types of the (flattened) columns they add.
+        tier: Rate-limit tier key the endpoint is served at when they are asked for; None
+            keeps the report's.
+    """
+
+    params: Mapping[str, str]
+    column_types: Mapping[str, str] = field(default_factory=dict)
+    tier: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class Report:
     """How one report is read from Klaviyo and loaded into its table.
 
     Attributes:
         name: Resource and table name.
         path: API path, relative to the base URL (JSON:API collection).
-        scope: API key scope the endpoint needs (named in 403 errors).
+        scope: API key scope the endpoint needs (named in 403 errors); "" where the endpoint
+            has no scopes (the legacy v1 API).
         tier: Rate-limit tier key in `TIERS`.
+        pagination: How pages are requested: "jsonapi" GETs a JSON:API collection and follows
+            `links.next` (windowed by the cursor); "v1" GETs a legacy v1 `$list` page by page
+            (`page`/`count`, the key in the query string); "post" POSTs a query body per
+            window of the user's queries and follows the answer's page cursor.
+        primary_key: Columns the table merges on.
         cursor: Attribute the incremental load follows; None means a full read, merged on `id`.
         cursor_ops: Filter operators the API allows on the cursor (from the spec); bounds the
             API cannot express are applied client-side, so every window is exact.
@@ -86,12 +113,16 @@ class Report:
         json_columns: Attributes kept as one JSON column instead of being flattened.
         to_one: Relationship name -> column holding the related id.
         to_many: Relationship name -> JSON column holding the list of related ids.
-        window: Smallest window worth splitting a range into for parallel reads (windows
-            adapt to the data's density above it; see `extract.py`).
+        min_split: Smallest window a range is split into for parallel reads (windows adapt to
+            the data's density above it; see `extract.py`); `min_window_minutes` overrides it.
         row_format: "arrow" for the high-volume reports (pages become Arrow tables), "dict"
             for the rest.
         column_types: dlt data types of (flattened) attributes whose inference would be
             wrong or unstable; Arrow pages are cast to them, and they are the columns' hints.
+        flat_column_types: Further column types that apply once free-form properties are
+            flattened into columns (`flatten_properties`), e.g. money in events' properties.
+        predictive: The predictive analytics the report reads with `predictive_analytics`
+            (fields, their column types and the endpoint's tier then); None: it has none.
         dlt_ids: Arrow pages carry dlt's `_dlt_id` row key (random, as dlt gives root rows):
             tables first loaded from row dicts have it as a NOT NULL column.
         immutable: Records never change once created (events), so none moves between
@@ -101,13 +132,22 @@ class Report:
             it: a record updated mid-read can come twice (old and new `updated`). Ids loaded
             by an earlier run (the lookback reads them again) are still replaced by the merge:
             the hint skips only the dedup within the run's own rows.
+        id_scan: How to list every id of the report cheaply, for delete detection
+            (`detect_deletes`) and to find every list and segment for the membership tables:
+            the query parameters sent instead of `params` (one short attribute per record as a
+            sparse fieldset, sorted by id where the endpoint can, so that a record updated
+            during the scan keeps its place); empty: the report has no id scan.
         default: Whether the report is in the default selection.
+        retired: The one-line message that replaces Klaviyo's 410 Gone for an endpoint
+            Klaviyo retired (naming what to load instead); None for live endpoints.
     """
 
     name: str
     path: str
     scope: str
     tier: str
+    pagination: Pagination = "jsonapi"
+    primary_key: Tuple[str, ...] = ("id",)
     cursor: Optional[str] = None
     cursor_ops: Tuple[str, ...] = ()
     sort: Optional[str] = None
@@ -121,12 +161,16 @@ class Report:
     json_columns: Tuple[str, ...] = ()
     to_one: Mapping[str, str] = field(default_factory=dict)
     to_many: Mapping[str, str] = field(default_factory=dict)
-    window: timedelta = timedelta(days=1)
+    min_split: timedelta = timedelta(days=1)
     row_format: RowFormat = "dict"
     column_types: Mapping[str, str] = field(default_factory=dict)
+    flat_column_types: Mapping[str, str] = field(default_factory=dict)
+    predictive: Optional[OptionalFields] = None
     dlt_ids: bool = False
     immutable: bool = False
+    id_scan: Mapping[str, str] = field(default_factory=dict)
     default: bool = True
+    retired: Optional[str] = None
 
 
 _ALL_COMPARISONS = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
@@ -143,6 +187,29 @@ _SUBSCRIPTION_TIMESTAMPS = tuple(
     f"subscriptions__{channel}__marketing__{name}"
     for channel in ("email", "sms") for name in ("consent_timestamp", "last_updated")
 )
+# `additional-fields[profile]=predictive_analytics`, flattened; with them profiles drop from
+# tier L to M (Klaviyo's docs; REFERENCE.md).
+_PREDICTIVE_ANALYTICS = OptionalFields(
+    params={"additional-fields[profile]": "predictive_analytics"},
+    column_types={
+        "predictive_analytics__historic_clv": "decimal",
+        "predictive_analytics__predicted_clv": "decimal",
+        "predictive_analytics__total_clv": "decimal",
+        "predictive_analytics__average_order_value": "decimal",
+        "predictive_analytics__historic_number_of_orders": "bigint",
+        "predictive_analytics__predicted_number_of_orders": "double",
+        "predictive_analytics__average_days_between_orders": "double",
+        "predictive_analytics__churn_probability": "double",
+        "predictive_analytics__expected_date_of_next_order": "timestamp",
+    },
+    tier="M",
+)
+# Klaviyo's reserved money properties once `event_properties` is flattened
+# (`$value` normalizes to `_value`; `Price` is set on product events).
+_FLAT_EVENT_MONEY = {
+    "event_properties___value": "decimal",
+    "event_properties__price": "decimal",
+}
 # Profiles' suppression lists: JSON columns (arrays of {reason, timestamp[, list_id]}).
 SUPPRESSION_LISTS = (
     "subscriptions__email__marketing__suppression",
@@ -166,6 +233,7 @@ def _campaigns(channel: str) -> Report:
         timestamps=_CAMPAIGN_TIMESTAMPS,
         json_columns=_CAMPAIGN_JSON,
         to_many=_CAMPAIGN_RELATIONS,
+        id_scan={"fields[campaign]": "created_at", "sort": "id"},
     )
 
 
@@ -182,6 +250,7 @@ REPORTS: Dict[str, Report] = {
             cursor_ops=_ALL_COMPARISONS,
             sort="updated",
             backfill=_TWO_YEARS,
+            id_scan={"fields[template]": "created", "sort": "id"},
         ),
         Report(
             name="profiles",
@@ -197,9 +266,11 @@ REPORTS: Dict[str, Report] = {
             timestamps=("created", "updated", "last_event_date", *_SUBSCRIPTION_TIMESTAMPS),
             json_columns=("properties", *SUPPRESSION_LISTS),
             column_types={"location__latitude": "double", "location__longitude": "double"},
-            window=timedelta(hours=1),
+            predictive=_PREDICTIVE_ANALYTICS,
+            min_split=timedelta(hours=1),
             row_format="arrow",
             dlt_ids=True,
+            id_scan={"fields[profile]": "created", "sort": "id"},
         ),
         Report(
             name="events",
@@ -213,8 +284,9 @@ REPORTS: Dict[str, Report] = {
             lookback=EVENTS_LOOKBACK,
             timestamps=("datetime",),
             json_columns=("event_properties",),
+            flat_column_types=_FLAT_EVENT_MONEY,
             to_one={"metric": "metric_id", "profile": "profile_id"},
-            window=timedelta(minutes=5),
+            min_split=timedelta(minutes=5),
             row_format="arrow",
             immutable=True,
         ),
@@ -224,6 +296,7 @@ REPORTS: Dict[str, Report] = {
             scope="metrics:read",
             tier="M",
             json_columns=("integration",),
+            id_scan={"fields[metric]": "created"},
         ),
         Report(
             name="segments",
@@ -233,6 +306,7 @@ REPORTS: Dict[str, Report] = {
             cursor="updated",
             cursor_ops=("greater-than",),
             backfill=_TWO_YEARS,
+            id_scan={"fields[segment]": "created"},
         ),
         Report(
             name="lists",
@@ -242,6 +316,7 @@ REPORTS: Dict[str, Report] = {
             cursor="updated",
             cursor_ops=("greater-than",),
             backfill=_TWO_YEARS,
+            id_scan={"fields[list]": "created"},
         ),
         Report(
             name="flows",
@@ -254,6 +329,7 @@ REPORTS: Dict[str, Report] = {
             page_size=50,
             variants=_ARCHIVED,
             to_many={"flow-actions": "flow_action_ids", "tags": "tag_ids"},
+            id_scan={"fields[flow]": "created", "sort": "id"},
         ),
         Report(
             name="tags",
@@ -266,20 +342,40 @@ REPORTS: Dict[str, Report] = {
     )
 }
 
-# Profiles with predictive analytics drop from tier L to M (Klaviyo's docs; REFERENCE.md).
-PREDICTIVE_TIER = "M"
+# Reports not read as windowed JSON:API collections (`pagination` other than "jsonapi"): no
+# cursor, and custom dates do not apply to them (the aggregate queries carry their own range).
+OTHER_REPORTS: Dict[str, Report] = {
+    r.name: r
+    for r in (
+        # The legacy v1 campaigns list (retired by Klaviyo on 2024-06-30; it answers 410 since).
+        Report(
+            name="campaigns_v1",
+            path="/api/v1/campaigns",
+            scope="",
+            tier="M",
+            pagination="v1",
+            page_size=100,
+            timestamps=("created", "updated", "sent_at", "send_time"),
+            default=False,
+            retired=(
+                "Klaviyo retired the v1 API on 2024-06-30 and answers 410 Gone for /api/v1/campaigns; "
+                "load the reports campaigns_email and campaigns_sms instead"
+            ),
+        ),
+        # Query Metric Aggregates: the user's queries (`aggregates.py`), long rows.
+        Report(
+            name="metric_aggregates",
+            path="/api/metric-aggregates/",
+            scope="metrics:read",
+            tier="S",
+            pagination="post",
+            primary_key=("query_name", "metric_id", "date", "dimension_key", "measurement"),
+            timestamps=("date",),
+            column_types={"value": "double"},
+        ),
+    )
+}
 
-# The legacy v1 campaigns API (retired by Klaviyo on 2024-06-30; it answers 410 since).
-V1_CAMPAIGNS_PATH = "/api/v1/campaigns"
-V1_PAGE_SIZE = 100
-V1_RETIRED_MESSAGE = (
-    "Klaviyo retired the v1 API on 2024-06-30 and answers 410 Gone for /api/v1/campaigns; "
-    "load the reports campaigns_email and campaigns_sms instead"
-)
-
-# Query Metric Aggregates (POST /api/metric-aggregates/), tier S.
-AGGREGATES_PATH = "/api/metric-aggregates/"
-AGGREGATES_TIER = "S"
 AGGREGATE_MEASUREMENTS = ("count", "sum_value", "unique")
 AGGREGATE_INTERVALS = ("hour", "day", "week", "month")
 AGGREGATE_DIMENSIONS = (
@@ -293,7 +389,7 @@ AGGREGATE_DIMENSIONS = (
 AGGREGATE_MAX_WINDOW_DAYS = 365
 AGGREGATE_MAX_HISTORY_DAYS = 5 * 365  # Klaviyo serves aggregate ranges at most 5 years back
 
-ChildVia = Literal["include", "parent", "members", "suppressed"]
+ChildSource = Literal["include", "parent", "members", "suppressed"]
 
 
 @dataclass(frozen=True)
@@ -301,16 +397,16 @@ class ChildReport:
     """A table that belongs to other reports, read through the same client, limiter and reader.
 
     Attributes:
-        read: How its pages are requested and turned into rows (`read.name` is the table;
-            `{id}` in `read.path` stands for the parent's id).
-        via: Where its rows come from:
+        report: How its pages are requested and turned into rows (`report.name` is the table;
+            `{id}` in `report.path` stands for the parent's id).
+        source: Where its rows come from:
             "include": `included[]` of the parents' own pages (their requests carry
                 `include=<include>`); no request of its own.
             "parent": one collection per parent row read in this run; parents the
                 incremental run skips (unchanged) are not re-read.
             "members": one collection per parent id, every run (all ids are listed cheaply,
-                see `ID_SCANS`), each from its own cursor kept in the resource state.
-            "suppressed": the parent collection filtered by `read.filters`, one row per record
+                see `Report.id_scan`), each from its own cursor kept in the resource state.
+            "suppressed": the parent collection filtered by `report.filters`, one row per record
                 with the cursor's attribute as a top-level column.
         parents: Reports the rows belong to. For "include" and "parent" selecting the child
             selects them too (the child follows their incremental runs); for "members" and
@@ -318,32 +414,37 @@ class ChildReport:
         parent_key: Column holding the parent's id ("" for "suppressed").
         include: The relationship (and `include` value) of the parents, for "include".
         id_column: Column that receives the child's own `id`.
-        primary_key: Columns the table merges on.
         skip: Parent attribute -> values of parents that have no children (no request).
         default: Whether the table is in the default selection.
     """
 
-    read: Report
-    via: ChildVia
+    report: Report
+    source: ChildSource
     parents: Tuple[str, ...]
     parent_key: str
     include: Optional[str] = None
     id_column: str = "id"
-    primary_key: Tuple[str, ...] = ("id",)
     skip: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
     default: bool = True
 
     @property
     def name(self) -> str:
         """Table (and report) name."""
-        return self.read.name
+        return self.report.name
+
+    @property
+    def primary_key(self) -> Tuple[str, ...]:
+        """Columns the table merges on (its report's)."""
+        return self.report.primary_key
 
 
-def _members(name: str, path: str, scope: str) -> Report:
+def _members(name: str, path: str, scope: str, group_key: str) -> Report:
     """A group's members, 100 a page (the most the endpoint gives with `joined_group_at`), with
-    only `joined_group_at` (sparse fieldset), filtered and sorted on it."""
+    only `joined_group_at` (sparse fieldset), filtered and sorted on it; merged on (group id,
+    profile id)."""
     return Report(
-        name=name, path=path, scope=scope, tier="L", cursor="joined_group_at",
+        name=name, path=path, scope=scope, tier="L", primary_key=(group_key, "profile_id"),
+        cursor="joined_group_at",
         cursor_ops=_ALL_COMPARISONS, sort="joined_group_at", page_size=100,
         params={"fields[profile]": "joined_group_at"}, timestamps=("joined_group_at",),
     )
@@ -358,58 +459,56 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
     c.name: c
     for c in (
         ChildReport(
-            read=Report(
+            report=Report(
                 name="campaign_messages", path="/api/campaigns/", scope="campaigns:read", tier="M",
                 timestamps=("created_at", "updated_at"), json_columns=("send_times",),
                 to_one={"template": "template_id"},
             ),
-            via="include", parents=("campaigns_email", "campaigns_sms"),
+            source="include", parents=("campaigns_email", "campaigns_sms"),
             parent_key="campaign_id", include="campaign-messages",
         ),
         ChildReport(
-            read=Report(
+            report=Report(
                 name="campaign_tags", path="/api/campaigns/", scope="campaigns:read", tier="M",
-                timestamps=(),
+                primary_key=("campaign_id", "tag_id"), timestamps=(),
             ),
-            via="include", parents=("campaigns_email", "campaigns_sms"),
+            source="include", parents=("campaigns_email", "campaigns_sms"),
             parent_key="campaign_id", include="tags", id_column="tag_id",
-            primary_key=("campaign_id", "tag_id"),
         ),
         ChildReport(
-            read=Report(
+            report=Report(
                 name="flow_actions", path="/api/flows/{id}/flow-actions/", scope="flows:read",
                 tier="S", page_size=50, json_columns=("settings", "tracking_options"),
                 to_many={"flow-messages": "flow_message_ids"},
             ),
-            via="parent", parents=("flows",), parent_key="flow_id",
+            source="parent", parents=("flows",), parent_key="flow_id",
         ),
         ChildReport(
             # No `page[cursor]` in the spec: one page of up to 100 messages per action.
-            read=Report(
+            report=Report(
                 name="flow_messages", path="/api/flow-actions/{id}/flow-messages/",
                 scope="flows:read", tier="S", page_size=100, to_one={"template": "template_id"},
             ),
-            via="parent", parents=("flow_actions",), parent_key="flow_action_id",
+            source="parent", parents=("flow_actions",), parent_key="flow_action_id",
             # Actions that send nothing (UNCONFIRMED names: the spec has no action_type enum).
             skip={"action_type": _SILENT_ACTIONS},
         ),
         ChildReport(
-            read=_members(
-                "list_profiles", "/api/lists/{id}/profiles/", "list:read and profiles:read"
+            report=_members(
+                "list_profiles", "/api/lists/{id}/profiles/", "list:read and profiles:read", "list_id"
             ),
-            via="members", parents=("lists",), parent_key="list_id", id_column="profile_id",
-            primary_key=("list_id", "profile_id"),
+            source="members", parents=("lists",), parent_key="list_id", id_column="profile_id",
         ),
         ChildReport(
-            read=_members(
+            report=_members(
                 "segment_profiles", "/api/segments/{id}/profiles/",
-                "segments:read and profiles:read",
+                "segments:read and profiles:read", "segment_id",
             ),
-            via="members", parents=("segments",), parent_key="segment_id", id_column="profile_id",
-            primary_key=("segment_id", "profile_id"), default=False,
+            source="members", parents=("segments",), parent_key="segment_id", id_column="profile_id",
+            default=False,
         ),
         ChildReport(
-            read=Report(
+            report=Report(
                 name="global_exclusions", path="/api/profiles/", scope="profiles:read", tier="L",
                 cursor=_SUPPRESSION, cursor_ops=_ALL_COMPARISONS, sort=_SUPPRESSION, page_size=100,
                 filters=(f"greater-than({_SUPPRESSION},1970-01-01T00:00:00Z)",),
@@ -418,33 +517,27 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
                     "fields[profile]": "email,phone_number,external_id,created,updated,"
                     "subscriptions.email.marketing.suppression",
                 },
+                id_scan={"fields[profile]": "created", "sort": "id"},
             ),
-            via="suppressed", parents=("profiles",), parent_key="",
+            source="suppressed", parents=("profiles",), parent_key="",
         ),
     )
 }  # fmt: skip
 
-# How to list every id of a report cheaply: one short attribute per record, sorted by id where
-# the endpoint can (a record updated during the scan keeps its place). Used by delete
-# detection (`detect_deletes`) and to list every list and segment for the membership tables.
-ID_SCANS: Dict[str, Mapping[str, str]] = {
-    "profiles": {"fields[profile]": "created", "sort": "id"},
-    "campaigns_email": {"fields[campaign]": "created_at", "sort": "id"},
-    "campaigns_sms": {"fields[campaign]": "created_at", "sort": "id"},
-    "flows": {"fields[flow]": "created", "sort": "id"},
-    "templates": {"fields[template]": "created", "sort": "id"},
-    "lists": {"fields[list]": "created"},
-    "segments": {"fields[segment]": "created"},
-    "metrics": {"fields[metric]": "created"},
-    "global_exclusions": {"fields[profile]": "created", "sort": "id"},
-}
 
-SPECIAL_REPORTS = ("campaigns_v1", "metric_aggregates")
-ALL_REPORT_NAMES = tuple(REPORTS) + tuple(CHILD_REPORTS) + SPECIAL_REPORTS
+
+def table_report(name: str) -> Report:
+    """The row of any report or child table by its name (KeyError for an unknown name)."""
+    if name in CHILD_REPORTS:
+        return CHILD_REPORTS[name].report
+    return REPORTS[name] if name in REPORTS else OTHER_REPORTS[name]
+
+
+ALL_REPORT_NAMES = tuple(REPORTS) + tuple(CHILD_REPORTS) + tuple(OTHER_REPORTS)
 DEFAULT_REPORTS = (
     tuple(name for name, r in REPORTS.items() if r.default)
     + tuple(name for name, c in CHILD_REPORTS.items() if c.default)
-    + ("metric_aggregates",)
+    + tuple(name for name, r in OTHER_REPORTS.items() if r.default)
 )
 
 # The custom-dates format of `start_date`/`end_date` (e.g. 2024-01-02T23:20:49Z).

@@ -12,7 +12,7 @@ import dlt
 import pytest
 
 from klaviyo import KlaviyoConfigError, klaviyo_source
-from klaviyo.settings import ID_SCANS
+from klaviyo.settings import ALL_REPORT_NAMES, table_report
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column, query
 
@@ -57,8 +57,9 @@ def flagged(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
 
 
 def scans(emu: Emulator) -> List[Any]:
-    """Logged requests that are id scans (they ask for the sparse fieldset of `ID_SCANS`)."""
-    fieldsets = {k: v for scan in ID_SCANS.values() for k, v in scan.items() if k.startswith("fields[")}
+    """Logged requests that are id scans (they ask for the sparse fieldset of a row's `id_scan`)."""
+    id_scans = [table_report(name).id_scan for name in ALL_REPORT_NAMES]
+    fieldsets = {k: v for scan in id_scans for k, v in scan.items() if k.startswith("fields[")}
     return [r for r in emu.request_log if any(r.query.get(k) == [v] for k, v in fieldsets.items())]
 
 

@@ -220,6 +220,27 @@ def test_a_fourteen_month_aggregate_query_is_two_requests_and_a_rerun_replaces_b
     assert first[1] >= 14
 
 
+def test_paged_aggregate_answers_are_all_followed_and_load_what_one_page_loads(emulator: Emulator, make_pipeline: Any) -> None:
+    metrics = {m["attributes"]["name"]: m["id"] for m in emulator.account.records("metric")}
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    body = _aggregate_body(metrics["Opened Email"], end - timedelta(days=15), end, ["count"])
+    body["data"]["attributes"]["by"] = ["$message"]
+    paged = {"data": {**body["data"], "attributes": {**body["data"]["attributes"], "page_size": 1}}}
+    loaded = []
+    for queries in ({"q": body}, {"q": paged}):
+        pipeline = make_pipeline()
+        emulator.clear_log()
+        run(emulator, pipeline, reports=["metric_aggregates"], aggregate_queries=queries)
+        posts = [r.body["data"]["attributes"] for r in emulator.request_log if r.method == "POST"]
+        loaded.append((sorted(query(pipeline, "SELECT date, dimension_key, value FROM metric_aggregates")), posts))
+    (whole, one_post), (pages, page_posts) = loaded
+    assert len(one_post) == 1 and "page_cursor" not in one_post[0]
+    groups = len({key for _, key, _ in whole})
+    assert groups >= 3 and len(page_posts) == groups, "one POST per page of one dimension group"
+    assert [("page_cursor" in p) for p in page_posts] == [False] + [True] * (groups - 1)
+    assert pages == whole
+
+
 def test_campaign_requests_carry_the_channel_filter_on_every_page(emulator: Emulator, make_pipeline: Any) -> None:
     emulator.clear_log()
     # one worker: windows are not split, so the later pages follow links.next

@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any, List
 
+from klaviyo import klaviyo_source
+from klaviyo.client import KlaviyoApi
+from klaviyo.options import validate_options
+from klaviyo.ratelimit import RateLimiter
+from klaviyo.settings import ALL_REPORT_NAMES
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO
 
@@ -61,3 +66,21 @@ def test_the_key_is_not_in_the_errors_of_a_rejected_key(tmp_path: Path) -> None:
     assert "Klaviyo rejected the API key (401 on /api/accounts/)" in out.stderr  # the first request: which account
     assert KEY not in out.stdout + out.stderr
     assert _files_containing(tmp_path, KEY.encode()) == []
+
+
+def test_no_repr_of_what_holds_the_key_shows_it() -> None:
+    base_url = "http://127.0.0.1:9"  # nothing is sent: the objects are only built
+    api = KlaviyoApi(KEY, base_url, "2023-10-15", RateLimiter.for_account(base_url, KEY))
+    options = validate_options(
+        api_key=KEY, base_url=base_url, revision="2023-10-15", reports=None, start_date=None,
+        end_date=None, lookback_hours=0, workers=1, min_window_minutes=None,
+    )
+    source = klaviyo_source(api_key=KEY, base_url=base_url, reports=list(ALL_REPORT_NAMES), detect_deletes=True,
+                            aggregate_queries={"q": {"data": {"attributes": {
+                                "metric_id": "m", "measurements": ["count"],
+                                "filter": ["greater-or-equal(datetime,2026-01-01T00:00:00)", "less-than(datetime,2026-02-01T00:00:00)"]}}}})
+    held = [api, api._auth, api._v1_auth, api.limiter, options, source, *source.resources.values()]
+    assert options.api_key == KEY
+    shown = [type(obj).__name__ for obj in held if KEY in repr(obj) or KEY in str(obj)]
+    assert shown == []
+    assert repr(api) == f"KlaviyoApi(base_url={base_url!r}, revision='2023-10-15')"

@@ -40,7 +40,7 @@ MIN_WINDOW_MINUTES = 1.0
 
 # Every report the windowed reader splits: sorted by its cursor (see `read_job`).
 SPLITTABLE = [name for name, r in REPORTS.items() if r.cursor and r.sort == r.cursor] + [
-    name for name, c in CHILD_REPORTS.items() if c.read.cursor and c.read.sort == c.read.cursor
+    name for name, c in CHILD_REPORTS.items() if c.report.cursor and c.report.sort == c.report.cursor
 ]
 # Reports with a cursor the reader does not split, checked for ids on the tied account too:
 # global_exclusions is read as one window (its cursor lies in a list, so the reader cannot
@@ -106,7 +106,7 @@ def _cursor_values(emu: Emulator, report: str) -> List[datetime]:
 
 
 def _page_size(report: str) -> int:
-    read = CHILD_REPORTS[report].read if report in CHILD_REPORTS else REPORTS[report]
+    read = CHILD_REPORTS[report].report if report in CHILD_REPORTS else REPORTS[report]
     return read.page_size or {"events": 200, "flows": 50}.get(report, 10)
 
 
@@ -139,7 +139,7 @@ def _splits(emu: Emulator, report: str, span: Tuple[float, float]) -> int:
     """Windows the run's reader made beyond those it planned, from the request log: each
     window's first request is the one without `page[cursor]`; a run plans one window per
     variant (and per group, for the membership tables)."""
-    read = CHILD_REPORTS[report].read if report in CHILD_REPORTS else REPORTS[report]
+    read = CHILD_REPORTS[report].report if report in CHILD_REPORTS else REPORTS[report]
     path = re.compile("^" + re.escape(read.path).replace(r"\{id\}", "([^/]+)") + "$")
     firsts: Counter = Counter()
     for entry in emu.request_log:
@@ -209,7 +209,7 @@ def _drive(api: KlaviyoApi, report: Report, job: ReadJob) -> Tuple[List[str], Li
     pending.put = spy  # type: ignore[method-assign]
     ids: List[str] = []
     while not pending.empty():
-        for items in read_job(api, report, pending.get_nowait(), report.tier, dict(report.params), splitter):
+        for items in read_job(api, report, pending.get_nowait(), report.tier, splitter):
             ids += items.column("id").to_pylist() if hasattr(items, "column") else [r["id"] for r in items]
     return ids, edges
 
@@ -227,7 +227,7 @@ def test_the_splitter_hands_out_windows_on_ties_and_reads_every_record_once(tied
         kind = report.split("_")[0]
         members = tied.account.list_members if kind == "list" else tied.account.segment_members
         group = max(tied.account.small[kind], key=lambda g: len(members(g)))
-        read = replace(CHILD_REPORTS[report].read, path=CHILD_REPORTS[report].read.path.format(id=group))
+        read = replace(CHILD_REPORTS[report].report, path=CHILD_REPORTS[report].report.path.format(id=group))
         records = [(joined, pid) for pid, joined in members(group)]
     else:
         read = REPORTS[report]
