@@ -259,7 +259,7 @@ def _event_facts(acc: "Account", out: Facts) -> None:
             _view_facts(acc, eid, ts, p, form_list, form_facts)
         elif fam == "subscribe" and form_list and props.get("Method") == "Form":
             h = h64(acc.seed, "form-submit", eid)
-            form = by_list.get(props.get("list_id")) or form_list[h % len(form_list)]
+            form = by_list.get(str(props.get("list_id"))) or form_list[h % len(form_list)]
             version = form.versions[(h >> 8) % len(form.versions)]
             for k, n in (("qualified", 1), ("viewed", 1), ("viewed_step", form.steps),
                          ("submit", 1), ("submitted_step", form.steps)):

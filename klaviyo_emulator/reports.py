@@ -386,13 +386,18 @@ def _message_stats(c: _Cell) -> dict[str, Callable[[], Any]]:
 
 def _form_stats(c: _Cell) -> dict[str, Callable[[], Any]]:
     n, u = c.counts, c.uniques
+
+    def count(kind: str) -> Callable[[], Any]:
+        return lambda: int(n[kind])
+
+    def unique(kind: str) -> Callable[[], Any]:
+        return lambda: len(u[kind])
     out: dict[str, Callable[[], Any]] = {}
     for stat, kind in (("viewed_form", "viewed"), ("viewed_form_step", "viewed_step"),
                        ("closed_form", "closed"), ("qualified_form", "qualified"),
                        ("submitted_form_step", "submitted_step")):
-        out[stat] = lambda kind=kind: int(n[kind])
-        out[stat + "_uniques"] = lambda kind=kind: len(u[kind])
-    out["submits"] = lambda: int(n["submit"])
+        out[stat], out[stat + "_uniques"] = count(kind), unique(kind)
+    out["submits"] = count("submit")
     out["submit_rate"] = lambda: _ratio(n["submit"], n["viewed"])
     return out
 
@@ -406,7 +411,8 @@ def _message_keys(msg: report_facts.Message, group_by: tuple[str, ...]) -> list[
               "send_channel": msg.send_channel, "group": msg.group,
               "group_name": msg.group_name, "text_message_format": msg.text_message_format,
               "variation": msg.id, "variation_name": msg.name}
-    tags = list(zip(msg.tag_ids, msg.tag_names)) or [(None, None)]
+    tags: list[tuple[str | None, str | None]] = list(zip(msg.tag_ids, msg.tag_names)) or [
+        (None, None)]
     if not any(g in _LIST_FIELDS for g in group_by):
         tags = tags[:1]
     keys = []

@@ -498,12 +498,12 @@ def test_mutation_revises_attribution_of_recent_orders() -> None:
         assert before != after
         assert emu.report("campaign-values", **{**attrs, "timeframe": days("2023-10-01", "2023-10-20")}) == old
         events = {e["id"]: e for e in emu.account.records("event", revision=REV) if e["id"] in revised}
-        for eid, e in events.items():
+        for e in events.values():
             assert e["attributes"]["datetime"] >= "2023-10-27"
             ids = {a["id"] for a in e["relationships"]["attributions"]["data"]}
             assert ids and not ids & attributions  # new attributions, served with the event
         truth = recount(emu)
-        for (cid, mid, _), s in after.items():
+        for (_, mid, _), s in after.items():
             want = sum(c["conversions"] for (m, d), c in truth.items()
                        if m == mid and "2023-10-27" <= d <= "2023-11-01")
             assert s["conversions"] == want
