@@ -529,3 +529,24 @@ def test_deleted_profile_leaves_its_segments() -> None:
         assert s["total_members"] == len(acc.segment_members(gid)) <= before["total_members"] - gone
         assert s["members_removed"] >= gone
         assert when >= NOW.date() and when - NOW.date() < timedelta(days=365)
+
+
+def test_limiter_daily_window_is_rolling() -> None:
+    from klaviyo_emulator.ratelimit import RateLimiter
+    clock = Clock(5_000_000.0)
+    lim = RateLimiter(True, clock)
+
+    def check() -> Any:
+        return lim.check("account", "reports", 1, 2, daily=3, day_seconds=1000)
+    assert check().allowed
+    for step in (100, 400):  # one request per new second and minute
+        clock.t += step
+        assert check().allowed
+    clock.t += 100
+    refused = check()
+    assert (refused.allowed, refused.blocked_by, refused.retry_after) == (False, "daily", 400)
+    clock.t += 400  # the first request (at 0 s) leaves the 1000 s window
+    assert check().allowed and not check().allowed  # then the burst refuses
+    assert lim.check("account", "reports", 1, 2).allowed is False  # same second: burst
+    off = RateLimiter(False, clock)
+    assert all(off.check("k", "b", 1, 2, daily=1).allowed for _ in range(5))
