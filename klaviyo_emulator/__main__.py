@@ -55,6 +55,13 @@ def parser() -> argparse.ArgumentParser:
     a("--rate-limits", choices=("off", "klaviyo"), default="off", help="'klaviyo' enforces "
       "per-endpoint burst (1 s) and steady (60 s) limits with 429 + Retry-After "
       "(default off)")
+    a("--report-daily-limit", type=int, default=DEFAULTS.report_daily_limit, metavar="N",
+      help="requests per reporting endpoint allowed in any --report-day-seconds, with "
+      "--rate-limits klaviyo (default %(default)s, Klaviyo's 225/d)")
+    a("--report-day-seconds", type=float, default=DEFAULTS.report_day_seconds, metavar="S",
+      help="length of the reporting API's rolling daily window (default %(default)s)")
+    a("--report-page-size", type=int, default=DEFAULTS.report_page_size, metavar="N",
+      help="results per page of campaign/flow reports (default %(default)s)")
     a("--throttle-every", type=int, default=0, metavar="N", help="answer every Nth /api "
       "request 429 (test knob; default 0 = never)")
     a("--throttle-retry-after", type=int, default=1, metavar="S", help="Retry-After seconds "
@@ -86,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         rate_limits=args.rate_limits == "klaviyo", latency_ms=args.latency_ms,
         fault_rate=args.fault_rate, v1=args.v1, log_file=args.log_file, now=args.now,
         port=args.port, throttle_every=args.throttle_every,
-        throttle_retry_after=args.throttle_retry_after, ties=args.ties)
+        throttle_retry_after=args.throttle_retry_after, ties=args.ties,
+        report_daily_limit=args.report_daily_limit, report_day_seconds=args.report_day_seconds,
+        report_page_size=args.report_page_size)
     try:
         emu = Emulator(cfg).start()
     except (ValueError, OSError) as exc:

@@ -26,7 +26,7 @@ from klaviyo_emulator.filters import (Condition, FilterError, check_required, pa
                                       parse_filter)
 from klaviyo_emulator.listing import Lister, NotFound, Request
 from klaviyo_emulator.ratelimit import RateLimiter
-from klaviyo_emulator.revision_endpoints import (FILTER_REQUIRED_BY_REVISION,
+from klaviyo_emulator.revision_endpoints import (FILTER_REQUIRED_BY_REVISION, REPORTING_TIER,
                                                  TIER_LIMITS_BY_REVISION, allowed_methods, route)
 from klaviyo_emulator.revisions import HELD, OLDEST, RevisionError, resolve
 from klaviyo_emulator.store import Account
@@ -131,6 +131,9 @@ class Api:
         try:
             if method == "GET":
                 resp = self._get(ep, path, path_id, raw_query, query, params)
+            elif ep.tier == REPORTING_TIER:
+                from klaviyo_emulator import reports_api
+                resp = reports_api.handle(self, ep, path, query, body, headers)
             else:
                 from klaviyo_emulator import aggregates_api
                 resp = aggregates_api.handle(self, ep, body, headers)
@@ -190,11 +193,15 @@ class Api:
         if "predictive_analytics" in params.get("additional-fields[profile]", ""):
             tier = PREDICTIVE_TIER
         burst, steady = TIER_LIMITS_BY_REVISION[ep.revision][tier]
+        daily = self.config.report_daily_limit if tier == REPORTING_TIER else 0
         # Private keys share the account's quota (Klaviyo docs), so buckets are per
         # account (one per emulator) and per endpoint, not per key nor per revision.
         d = self.limiter.check("account", f"{ep.method} {ep.path.rstrip('/')} {tier}", burst,
-                               steady)
+                               steady, daily, self.config.report_day_seconds)
         if not d.allowed:
+            if d.blocked_by == "daily":
+                raise throttled(d.retry_after, f"the daily limit of {daily} requests to "
+                                f"{ep.method} {ep.path} is used up")
             raise throttled(d.retry_after)
         return [("RateLimit-Limit", str(d.limit)), ("RateLimit-Remaining", str(d.remaining)),
                 ("RateLimit-Reset", str(d.reset))]
@@ -328,11 +335,13 @@ def _endpoint_filter(ep: Endpoint, text: str | None) -> list[Condition]:
     return conditions
 
 
-def throttled(retry_after: int) -> ApiError:
-    """The 429 `throttled` error with its Retry-After header."""
+def throttled(retry_after: int, why: str = "") -> ApiError:
+    """The 429 `throttled` error with its Retry-After header (`why`: which limit, if not
+    the burst or steady one)."""
     unit = "second" if retry_after == 1 else "seconds"
+    reason = f" ({why})" if why else ""
     return ApiError(429, "throttled", "Request was throttled.",
-                    f"Request was throttled. Expected available in {retry_after} {unit}.",
+                    f"Request was throttled{reason}. Expected available in {retry_after} {unit}.",
                     {"pointer": "/data/"}, [("Retry-After", str(retry_after))])
 
 

@@ -48,6 +48,15 @@ class EmulatorConfig:
             sharing one `joined_group_at` per group; and of templates, lists, segments,
             flows and campaigns sharing one `updated` / `updated_at` per kind. Mutations
             with `tie=True` create records on the latest existing cursor values.
+        report_daily_limit: Requests per endpoint of the reporting API (campaign, flow,
+            form and segment reports, 2026-07-15) allowed in any `report_day_seconds`
+            (Klaviyo: 225/d), on top of their 1/s burst and 2/min steady limits; enforced
+            with `rate_limits` only.
+        report_day_seconds: Length of that rolling "day" in seconds (86,400; shorten it to
+            test a run that resumes once the quota comes back).
+        report_page_size: Results per page of the paged reports (campaign values, flow
+            values and flow series; `links.next` with a `page_cursor`). UNCONFIRMED what
+            Klaviyo pages at.
     """
 
     seed: int = 42
@@ -74,6 +83,9 @@ class EmulatorConfig:
     throttle_every: int = 0
     throttle_retry_after: int = 1
     ties: float = 0.0
+    report_daily_limit: int = 225
+    report_day_seconds: float = 86_400
+    report_page_size: int = 500
 
     def resolved_now(self) -> datetime:
         """`now` as an aware UTC datetime truncated to the second."""
@@ -98,6 +110,8 @@ class EmulatorConfig:
             raise ValueError("fault_rate must be within 0..1")
         if not 0.0 <= self.ties <= 1.0:
             raise ValueError("ties must be within 0..1")
+        if self.report_daily_limit < 1 or self.report_day_seconds <= 0 or self.report_page_size < 1:
+            raise ValueError("report_daily_limit, report_day_seconds and report_page_size must be > 0")
         if self.v1 not in ("retired", "live"):
             raise ValueError("v1 must be 'retired' or 'live'")
         if self.host not in ("127.0.0.1", "localhost"):

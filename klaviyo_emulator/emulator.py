@@ -22,8 +22,11 @@ admin routes (no Klaviyo key needed; not under /api):
   POST /__admin/clear-log     forget the in-memory log
   POST /__admin/mutate        body {"seed":1,"create":10,"update":10,"delete":3,"tie":false}
                               ("create" may be {"event":600,...}; "tie": created records
-                              take the latest cursor value of their kind)
-  POST /__admin/rate-limits   body {"enabled": true|false}
+                              take the latest cursor value of their kind;
+                              "revise_attribution": N moves the attributions of N orders
+                              of the last "revise_days" (5) days)
+  POST /__admin/rate-limits   body {"enabled": true|false, "reset": true} ("reset" forgets
+                              every window, the reporting API's daily quota included)
   POST /__admin/force-429     body {"count": 3, "retry_after": 2}"""
 
 
@@ -112,17 +115,44 @@ class Emulator:
     # -------------------------------------------------------------- controls
     def mutate(self, seed: int = 1, create: int | dict[str, int] = 10, update: int = 10,
                delete: int = 3, tie: bool = False, late: int = 0,
-               late_seconds: int = 3600) -> dict[str, Any]:
-        """Creates/updates/deletes records and adds events dated in the past (see
-        mutations.mutate); returns affected ids. `create` is a count per kind or
-        {kind: count}; with `tie`, created records take the latest existing cursor value of
-        their kind."""
+               late_seconds: int = 3600, revise_attribution: int = 0,
+               revise_days: int = 5) -> dict[str, Any]:
+        """Creates/updates/deletes records, adds events dated in the past and revises the
+        attribution of recent orders (see mutations.mutate); returns affected ids. `create`
+        is a count per kind or {kind: count}; with `tie`, created records take the latest
+        existing cursor value of their kind; `revise_attribution=N` moves the attributions
+        of N orders of the last `revise_days` days (the reporting API's numbers change)."""
         return mutate(self.account, seed=seed, create=create, update=update, delete=delete,
-                      tie=tie, late=late, late_seconds=late_seconds)
+                      tie=tie, late=late, late_seconds=late_seconds,
+                      revise_attribution=revise_attribution, revise_days=revise_days)
+
+    def report(self, report: str, **attributes: Any) -> dict[str, Any]:
+        """The ground truth of the reporting API: `data.attributes` (`results`, and
+        `date_times` for a series) of the answer to a report request with these body
+        attributes, computed by the code the HTTP handler uses, without paging or rate
+        limits (see reports.py). E.g. `emu.report("flow-series", statistics=["opens"],
+        timeframe={"start": "2023-10-01T00:00:00", "end": "2023-10-07T00:00:00"},
+        interval="daily", conversion_metric_id=placed_id)`.
+
+        Args:
+            report: "campaign-values", "flow-values", "flow-series", "form-values",
+                "form-series", "segment-values" or "segment-series" (or the JSON:API type,
+                e.g. "flow-series-report").
+
+        Raises:
+            reports.ReportError: The 400 the HTTP API would answer for these attributes.
+        """
+        from klaviyo_emulator import reports
+        return reports.run(self.account, report, attributes)
 
     def set_rate_limits(self, enabled: bool) -> None:
         """Turns Klaviyo rate limiting on or off."""
         self.limiter.enabled = bool(enabled)
+
+    def reset_rate_limits(self) -> None:
+        """Forgets every rate-limit window, the reporting API's daily quota included (as if
+        a day had passed)."""
+        self.limiter.reset()
 
     def force_429(self, count: int, retry_after: int = 2) -> None:
         """Answers the next `count` /api requests 429 with `Retry-After: retry_after`."""
@@ -148,7 +178,8 @@ class Emulator:
                 self.clear_log()
                 return _json(200, {"ok": True})
             if route == ("POST", "/__admin/mutate"):
-                allowed = {"seed", "create", "update", "delete", "tie", "late", "late_seconds"}
+                allowed = {"seed", "create", "update", "delete", "tie", "late", "late_seconds",
+                           "revise_attribution", "revise_days"}
                 create = args.get("create", 0)
                 counts = create.values() if isinstance(create, dict) else [create]
                 if set(args) - allowed or not all(
@@ -158,7 +189,9 @@ class Emulator:
                                                 f"{{kind: count}}, tie: boolean): {sorted(allowed)}"})
                 return _json(200, self.mutate(**args))
             if route == ("POST", "/__admin/rate-limits"):
-                self.set_rate_limits(bool(args.get("enabled", True)))
+                if args.get("reset"):
+                    self.limiter.reset()
+                self.set_rate_limits(bool(args.get("enabled", self.limiter.enabled)))
                 return _json(200, {"enabled": self.limiter.enabled})
             if route == ("POST", "/__admin/force-429"):
                 self.force_429(int(args.get("count", 1)), int(args.get("retry_after", 2)))

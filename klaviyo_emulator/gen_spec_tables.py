@@ -44,6 +44,23 @@ SERVED: tuple[tuple[str, str], ...] = (
 )
 """Served operations, written as in 2023-10-15 (newer specs drop the trailing slash)."""
 
+REPORTS: tuple[tuple[str, str], ...] = (
+    ("POST", "/api/campaign-values-reports"),
+    ("POST", "/api/flow-values-reports"),
+    ("POST", "/api/flow-series-reports"),
+    ("POST", "/api/form-values-reports"),
+    ("POST", "/api/form-series-reports"),
+    ("POST", "/api/segment-values-reports"),
+    ("POST", "/api/segment-series-reports"),
+)
+"""The reporting API (revision 2024-02-15 on): served from 2026-07-15 only."""
+
+SERVED_BY_REVISION: dict[str, tuple[tuple[str, str], ...]] = {
+    "2023-10-15": SERVED, "2026-07-15": SERVED + REPORTS}
+"""Revision -> the operations it serves."""
+
+REPORTS_PATHS = frozenset(path for _, path in REPORTS)
+
 MODULES: dict[str, str] = {"2023-10-15": "spec_tables.py", "2026-07-15": "spec_tables_2026_07_15.py"}
 """Revision -> generated module (in this package)."""
 
@@ -79,6 +96,16 @@ from typing import Any
 _OPS_DOC = '''
 """(method, path template) -> operation_id, scopes, burst, steady, fields[type] enums,
 additional_fields, include, sort, page_size (default, min, max) or None, page_cursor, filter."""
+'''
+
+_REPORTS_DOC = '''
+"""(method, path) of a reporting operation -> what its request body allows (read from the
+spec's request schema and its descriptions): `type`, `attributes` and `required`
+attribute names, the `statistics`, `timeframe_keys`, `interval` and `group_by` enums (None:
+no such attribute), `group_by_default`, `group_by_required` and `group_by_prerequisites`,
+`filter` (field -> operators), `filter_values` (field -> allowed values), `filter_max_items`,
+`page_cursor` (a declared query parameter), `daily` (rate limit), the response's
+`response_attributes` and `relationships` (name -> type)."""
 '''
 
 _FILTER_DOC = '''
@@ -136,13 +163,88 @@ def filter_ops(op: dict[str, Any]) -> dict[str, tuple[str, ...]]:
     return {}
 
 
+def deref(spec: dict[str, Any], node: Any) -> Any:
+    """`node` with every `$ref` of the spec replaced by its target (the report schemas
+    have no cycles)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            section, name = node["$ref"].split("/")[-2:]
+            return deref(spec, spec["components"][section][name])
+        return {k: deref(spec, v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [deref(spec, v) for v in node]
+    return node
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """"a, b, c" -> ("a", "b", "c")."""
+    return tuple(n.strip() for n in text.split(",") if n.strip())
+
+
+def report_body(spec: dict[str, Any], op: dict[str, Any]) -> dict[str, Any]:
+    """What the request body of a reporting operation allows (see `_REPORTS_DOC`)."""
+    body = deref(spec, op["requestBody"]["content"]["application/vnd.api+json"]["schema"])
+    data = body["properties"]["data"]
+    attrs = data["properties"]["attributes"]
+    props = attrs["properties"]
+    group = props.get("group_by")
+    group_desc = (group or {}).get("description", "")
+    default = re.search(r"grouped by ([a-z_, ]+)\.", group_desc)
+    required = re.search(r"are required: ([a-z_, ]+)", group_desc)
+    filter_desc = props.get("filter", {}).get("description", "")
+    rules: dict[str, tuple[str, ...]] = {}
+    for fields, ops in re.findall(r"attributes \(([^)]*)\): Supported operators: ([^.\n]*)\.",
+                                  filter_desc):
+        rules.update(dict.fromkeys(_names(fields), _names(ops)))
+    plain = re.search(r"Allowed filters are ([^.\n]*)\.\s*Allowed operators are ([^.\n]*)\.",
+                      filter_desc)
+    if plain:
+        rules.update(dict.fromkeys(_names(plain.group(1)), _names(plain.group(2))))
+    values = {name: _names(allowed) for name, allowed in
+              re.findall(r"When filtering on (\w+), allowed values are ([^.\n]*)\.", filter_desc)}
+    most = re.search(r"Max of (\d+) ", filter_desc)
+    response = deref(spec, op["responses"]["200"]["content"]["application/vnd.api+json"]["schema"])
+    rdata = response["properties"]["data"]["properties"]
+    rels = {name: rel["properties"]["data"]["items"]["properties"]["type"]["enum"][0]
+            for name, rel in rdata.get("relationships", {}).get("properties", {}).items()}
+    timeframe = props["timeframe"]["oneOf"]
+    return {
+        "type": data["properties"]["type"]["enum"][0],
+        "attributes": tuple(props),
+        "required": tuple(attrs["required"]),
+        "statistics": tuple(props["statistics"]["items"]["enum"]),
+        "timeframe_keys": tuple(next(t["properties"]["key"]["enum"] for t in timeframe
+                                     if "key" in t["properties"])),
+        "interval": tuple(props["interval"]["enum"]) if "interval" in props else None,
+        "group_by": tuple(group["items"]["enum"]) if group else None,
+        "group_by_default": _names(default.group(1)) if default else (),
+        "group_by_required": _names(required.group(1)) if required else (),
+        "group_by_prerequisites": {a: _names(b) for a, b in re.findall(
+            r"prerequisites for (\w+) is ([a-z_, ]+)", group_desc)},
+        "filter": rules,
+        "filter_values": values,
+        "filter_max_items": int(most.group(1)) if most else None,
+        "page_cursor": any(p["name"] == "page_cursor" for p in op.get("parameters", [])),
+        "daily": op["x-klaviyo-ratelimit"].get("daily"),
+        "response_attributes": tuple(rdata["attributes"]["properties"]),
+        "relationships": rels,
+    }
+
+
+def report_bodies(revision: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """REPORT_BODIES of a revision ({} when it serves no reporting operation)."""
+    spec = load_spec(revision)
+    return {(method, path): report_body(spec, spec["paths"][path][method.lower()])
+            for method, path in SERVED_BY_REVISION[revision] if path in REPORTS_PATHS}
+
+
 def tables(revision: str) -> tuple[dict[tuple[str, str], dict[str, Any]],
                                     dict[tuple[str, str], dict[str, tuple[str, ...]]]]:
     """(SPEC_OPERATIONS, FILTER_OPS) of a revision, keyed by the spec's own paths."""
     spec = load_spec(revision)
     ops: dict[tuple[str, str], dict[str, Any]] = {}
     filters: dict[tuple[str, str], dict[str, tuple[str, ...]]] = {}
-    for method, path in SERVED:
+    for method, path in SERVED_BY_REVISION[revision]:
         real = spec_path(spec, path)
         op = spec["paths"][real][method.lower()]
         ops[(method, real)] = extract(op)
@@ -158,10 +260,15 @@ def render(revision: str) -> str:
     if revision == "2023-10-15":
         # Kept byte-identical to the module first transcribed by hand (filters: filter_rules.py).
         return _HEAD_2023 + "SPEC_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = " + text + _OPS_DOC
-    return (_HEAD.format(revision=revision)
-            + "SPEC_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = " + text + _OPS_DOC
-            + "\nFILTER_OPS: dict[tuple[str, str], dict[str, tuple[str, ...]]] = "
-            + pprint.pformat(filters, width=95, sort_dicts=False) + _FILTER_DOC)
+    out = (_HEAD.format(revision=revision)
+           + "SPEC_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = " + text + _OPS_DOC
+           + "\nFILTER_OPS: dict[tuple[str, str], dict[str, tuple[str, ...]]] = "
+           + pprint.pformat(filters, width=95, sort_dicts=False) + _FILTER_DOC)
+    bodies = report_bodies(revision)
+    if bodies:
+        out += ("\nREPORT_BODIES: dict[tuple[str, str], dict[str, Any]] = "
+                + pprint.pformat(bodies, width=95, sort_dicts=False) + _REPORTS_DOC)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,7 +41,8 @@ def _max_updated(acc: Account) -> int:
 
 def mutate(acc: Account, seed: int = 1, create: int | Mapping[str, int] = 10, update: int = 10,
            delete: int = 3, tie: bool = False, late: int = 0,
-           late_seconds: int = 3600) -> dict[str, Any]:
+           late_seconds: int = 3600, revise_attribution: int = 0,
+           revise_days: int = 5) -> dict[str, Any]:
     """Applies one batch of mutations; returns the affected ids per kind and action.
 
     Args:
@@ -58,6 +59,12 @@ def mutate(acc: Account, seed: int = 1, create: int | Mapping[str, int] = 10, up
             listed from now on, among the events of their datetime (`out["event"]["late"]`).
         late_seconds: How long before the mutation time the late events are dated (one second
             apart from there on).
+        revise_attribution: Orders (`Placed Order` events) of the last `revise_days` days
+            whose attribution Klaviyo revises, as its attribution keeps moving for days:
+            each attribution moves to another message of its kind (campaign or flow), and an
+            order without one gains a campaign attribution (`out["event"]["revised"]`). The
+            2026-07-15 events (`include=attributions`) and the reporting API show it.
+        revise_days: The window of `revise_attribution`, in days before the mutation time.
     """
     counts = create if isinstance(create, Mapping) else dict.fromkeys((*MUTABLE, "event"), create)
     unknown = set(counts) - {*MUTABLE, "event"}
@@ -78,12 +85,14 @@ def mutate(acc: Account, seed: int = 1, create: int | Mapping[str, int] = 10, up
             rest = [x for x in existing if x not in set(gone)]
             out[kind]["updated"] = _update(acc, kind, rng.sample(rest, min(update, len(rest))),
                                            at, rng)
-            out[kind]["deleted"] = _delete(acc, kind, gone)
+            out[kind]["deleted"] = _delete(acc, kind, gone, at)
             out[kind]["created"] = [_create(acc, kind, at, rng, latest)
                                     for _ in range(counts.get(kind, 0))]
         out["event"] = {"created": _create_events(acc, counts.get("event", 0), at, rng,
                                                   latest.get("event")),
-                        "late": _late_events(acc, late, at - late_seconds, rng)}
+                        "late": _late_events(acc, late, at - late_seconds, rng),
+                        "revised": _revise_attributions(acc, revise_attribution,
+                                                        at - revise_days * 86_400, at, rng)}
         acc.version += 1
         return out
 
@@ -220,10 +229,11 @@ def _update(acc: Account, kind: str, ids: list[str], at: int,
     return ids
 
 
-def _delete(acc: Account, kind: str, ids: list[str]) -> list[str]:
+def _delete(acc: Account, kind: str, ids: list[str], at: int) -> list[str]:
     for rid in ids:
         if kind == "profile":
             acc.profiles.deleted.add(acc.profiles.index[rid])
+            acc.profile_deleted_at[acc.profiles.index[rid]] = at
             continue
         rec = acc.small[kind].pop(rid)
         if kind == "campaign":
@@ -272,3 +282,44 @@ def _late_events(acc: Account, count: int, start: int, rng: random.Random) -> li
         late = ExtraEvent(start + k, rng.choice(live_metrics), rng.choice(alive), rng.getrandbits(62))
         ids.append(ev.event_id(ev.add_late(late)))
     return ids
+
+
+def _revise_attributions(acc: Account, count: int, start: int, end: int,
+                         rng: random.Random) -> list[str]:
+    """Moves the attributions of `count` orders dated within [start, end] (see `mutate`);
+    returns their event ids."""
+    from klaviyo_emulator import render_2026
+
+    if count <= 0:
+        return []
+    ev = acc.events
+    orders = []
+    for i in range(ev.first_at_or_after(start), len(ev)):
+        if ev.ts(i) > end:
+            break
+        m = ev.metric_index(i)
+        if acc.events.families[m] == "order" and acc.event_visible(i, "2026-07-15"):
+            eid, *_, m_resolved, _, found = render_2026.event_parts(acc, i)
+            if m_resolved >= 0:
+                orders.append((eid, found))
+    campaign_msgs = [(mid, cid) for mid, cid in acc.attributions.campaign_messages
+                     if acc.get("campaign-message", mid) is not None]
+    flow_msgs = sorted((mid, acc.small["flow-action"][msg["rel"]["flow-action"]]["rel"]["flow"])
+                       for mid, msg in acc.small["flow-message"].items()
+                       if msg["rel"]["flow-action"] in acc.small["flow-action"])
+    revised = []
+    for eid, found in rng.sample(orders, min(count, len(orders))):
+        new = []
+        for a in found or [{"id": "", "campaign-message": ""}]:
+            pool, names = ((flow_msgs, ("flow-message", "flow")) if "flow-message" in a
+                           else (campaign_msgs, ("campaign-message", "campaign")))
+            choices = [x for x in pool if x[0] != a.get(names[0])]
+            if not choices:
+                new.append(dict(a))
+                continue
+            mid, parent = rng.choice(choices)
+            aid = f"{h64(acc.seed, 'revised', eid, a['id'], acc.version):016x}{rng.getrandbits(64):016x}"
+            new.append({"id": aid, names[1]: parent, names[0]: mid})
+        acc.attribution_overrides[eid] = new
+        revised.append(eid)
+    return revised

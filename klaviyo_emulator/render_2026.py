@@ -317,12 +317,15 @@ def metric_resolved(acc: "Account", i: int, m: int) -> bool:
 def event_parts(acc: "Account", i: int) -> tuple[str, int, dict[str, Any], str, int, int,
                                                   list[dict[str, str]]]:
     """(id, timestamp, event_properties, uuid, metric index or -1, profile index,
-    attributions) of event i in 2026-07-15 (`$attribution` left out of the properties)."""
+    attributions) of event i in 2026-07-15 (`$attribution` left out of the properties;
+    attributions revised by a mutation replace the generated ones)."""
     eid, ts, props, uid, m, p = acc.events.parts(i)
     props.pop("$attribution", None)
     if not metric_resolved(acc, i, m):
         return eid, ts, props, uid, -1, p, []
-    return eid, ts, props, uid, m, p, acc.attributions.of(i, m, props)
+    revised = acc.attribution_overrides.get(eid) if acc.attribution_overrides else None
+    return eid, ts, props, uid, m, p, (acc.attributions.of(i, m, props) if revised is None
+                                       else [dict(a) for a in revised])
 
 
 def event_resource(acc: "Account", i: int, fields: tuple[str, ...] | None = None) -> Record:

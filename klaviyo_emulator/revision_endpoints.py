@@ -26,11 +26,17 @@ TIERS_2026: dict[tuple[str, str], str] = {
     ("10/s", "150/m"): "M",
     ("75/s", "750/m"): "L",
     ("350/s", "3500/m"): "XL",
+    ("1/s", "2/m"): "REPORTING",
 }
 TIER_LIMITS_2026: dict[str, tuple[int, int]] = {
     "XS": (1, 15), "S": (3, 60), "M": (10, 150), "L": (75, 750), "XL": (350, 3500),
+    "REPORTING": (1, 2),
 }
-"""Tier -> (burst per 1 s, steady per 60 s) in 2026-07-15 (L went from 700/m to 750/m)."""
+"""Tier -> (burst per 1 s, steady per 60 s) in 2026-07-15 (L went from 700/m to 750/m).
+The reporting API's tier also has a daily limit (225/d; `EmulatorConfig.report_daily_limit`)."""
+REPORTING_TIER = "REPORTING"
+REPORT_PAGE_SIZE = 500
+"""Nominal page of a reporting answer (`EmulatorConfig.report_page_size` rules)."""
 
 TIER_LIMITS_BY_REVISION: dict[str, dict[str, tuple[int, int]]] = {
     "2023-10-15": TIER_LIMITS, REVISION_2026: TIER_LIMITS_2026}
@@ -71,7 +77,12 @@ FILTER_REQUIRED_BY_REVISION: dict[str, dict[str, tuple[RequiredCondition, ...]]]
 def _build_2026() -> list[Endpoint]:
     rows = []
     for (method, path), spec in spec2026.SPEC_OPERATIONS.items():
-        kind, parent, page, default_sort, archived = _SERVER_SIDE[path + "/"]
+        body = spec2026.REPORT_BODIES.get((method, path))
+        if body is not None:  # the reporting API: a POST whose body says everything
+            kind, parent, page, default_sort, archived = (
+                body["type"], None, PageRule(fixed=REPORT_PAGE_SIZE), "", False)
+        else:
+            kind, parent, page, default_sort, archived = _SERVER_SIDE[path + "/"]
         if spec["page_size"] is not None:
             default, minimum, maximum = spec["page_size"]
             page = PageRule(None, default, minimum, maximum)

@@ -91,6 +91,10 @@ class Account:
             {m["id"]: action_flow[m["rel"]["flow-action"]] for m in cat.flow_messages})
         self._members: dict[tuple[str, str], list[tuple[int, int]]] = {}
         self.extra_members: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        # Set by mutations, read by the reporting API (reports.py): when each deleted profile
+        # was deleted (epoch seconds), and revised attributions (event id -> attributions).
+        self.profile_deleted_at: dict[int, int] = {}
+        self.attribution_overrides: dict[str, list[dict[str, str]]] = {}
 
     @property
     def account_id(self) -> str:
@@ -312,8 +316,9 @@ class Account:
             pairs = [(ids[i], to_dt(ts)) for i, ts in self.members(kind, gid)]
         return sorted(pairs)
 
-    def members(self, kind: str, gid: str) -> list[tuple[int, int]]:
-        """Live members of a list/segment as (profile index, joined epoch seconds)."""
+    def members(self, kind: str, gid: str, include_deleted: bool = False) -> list[tuple[int, int]]:
+        """Live members of a list/segment as (profile index, joined epoch seconds) (with
+        `include_deleted`, also the memberships of profiles deleted since)."""
         if gid not in self.small[kind]:
             return []
         key = (kind, gid)
@@ -322,7 +327,7 @@ class Account:
             base = self._members[key] = self._generate_members(kind, gid)
         rows = base + self.extra_members.get(key, [])
         deleted = self.profiles.deleted
-        return [r for r in rows if r[0] not in deleted] if deleted else rows
+        return [r for r in rows if r[0] not in deleted] if deleted and not include_deleted else rows
 
     def _generate_members(self, kind: str, gid: str) -> list[tuple[int, int]]:
         rec = self.small[kind][gid]

@@ -93,8 +93,40 @@ def main(base_url: str, api_key: str) -> dict[str, Any]:
     agg = as_dict(sdk.Metrics.query_metric_aggregates(body))
     out["aggregate_total"] = sum(sum(row["measurements"]["count"])
                                  for row in agg["data"]["attributes"]["data"])
+    out["reports"] = reports(sdk, placed["id"])
+    return out
+
+
+REPORTS: dict[str, dict[str, Any]] = {
+    "campaign-values": {"statistics": ["opens", "conversion_value"],
+                        "timeframe": {"key": "last_30_days"}},
+    "flow-values": {"statistics": ["clicks", "click_rate"], "timeframe": {"key": "last_30_days"}},
+    "flow-series": {"statistics": ["delivered"], "timeframe": {"key": "last_7_days"},
+                    "interval": "daily"},
+    "form-values": {"statistics": ["viewed_form", "submits"], "timeframe": {"key": "last_30_days"}},
+    "form-series": {"statistics": ["submits"], "timeframe": {"key": "last_7_days"},
+                    "interval": "weekly"},
+    "segment-values": {"statistics": ["total_members"], "timeframe": {"key": "last_30_days"}},
+    "segment-series": {"statistics": ["members_added"], "timeframe": {"key": "last_7_days"},
+                       "interval": "daily"},
+}
+"""One request of each reporting family (the body attributes; campaign and flow reports
+also get the conversion metric)."""
+
+
+def reports(sdk: KlaviyoAPI, conversion_metric_id: str) -> dict[str, Any]:
+    """Report name -> `data.attributes` of the SDK's answer (parsed into its models)."""
+    out = {}
+    for name, attributes in REPORTS.items():
+        attrs = dict(attributes)
+        if name.startswith(("campaign", "flow")):
+            attrs["conversion_metric_id"] = conversion_metric_id
+        call = getattr(sdk.Reporting, "query_" + name.replace("-", "_"))
+        doc = as_dict(call({"data": {"type": f"{name}-report", "attributes": attrs}}))
+        out[name] = doc["data"]["attributes"]
     return out
 
 
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1], sys.argv[2])))
+    # the SDK parses `date_times` of series reports into datetimes: back to their text
+    print(json.dumps(main(sys.argv[1], sys.argv[2]), default=lambda d: d.isoformat()))

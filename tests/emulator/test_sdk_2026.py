@@ -114,3 +114,15 @@ def test_every_report(emu: Emulator, paged: dict) -> None:
         for gid, members in served.items():
             assert sorted(members) == sorted(p for p, _ in acc._member_pairs(kind, gid))
     assert paged["aggregate_total"] > 0
+
+
+def test_one_report_of_each_family(emu: Emulator, paged: dict) -> None:
+    """The SDK parses each reporting answer, equal to the emulator's ground truth."""
+    from tests.emulator.sdk2026_client import REPORTS
+    placed = next(m["id"] for m in emu.account.records("metric")
+                  if m["attributes"]["name"] == "Placed Order")
+    assert set(paged["reports"]) == set(REPORTS) and len(REPORTS) == 7
+    for name, attrs in REPORTS.items():
+        extra = {"conversion_metric_id": placed} if name.startswith(("campaign", "flow")) else {}
+        truth = emu.report(name, **attrs, **extra)
+        assert paged["reports"][name] == truth and truth["results"], name

@@ -348,3 +348,56 @@ def test_throttled_and_server_errors_validate(emu: Emulator, http: Http, spec: d
         assert seen == {500, 503}
     finally:
         emu.faults.rate = 0.0
+
+
+# ------------------------------------------------------------- the reporting API (2026)
+def _report_cases(emu: Emulator) -> list[tuple[str, dict]]:
+    placed = next(m["id"] for m in emu.account.records("metric")
+                  if m["attributes"]["name"] == "Placed Order")
+    week = {"start": "2023-10-25T00:00:00", "end": "2023-10-31T00:00:00"}
+    return [
+        ("/api/campaign-values-reports", {"statistics": ["opens", "open_rate", "conversion_value"],
+                                          "timeframe": {"key": "last_30_days"},
+                                          "conversion_metric_id": placed}),
+        ("/api/flow-values-reports", {"statistics": ["clicks", "average_order_value"],
+                                      "timeframe": week, "conversion_metric_id": placed,
+                                      "group_by": ["flow_id", "flow_message_id", "flow_name",
+                                                   "tag_name"]}),
+        ("/api/flow-series-reports", {"statistics": ["delivered", "click_rate"], "timeframe": week,
+                                      "interval": "daily", "conversion_metric_id": placed}),
+        ("/api/form-values-reports", {"statistics": ["viewed_form", "submit_rate"],
+                                      "timeframe": week, "group_by": ["form_id", "form_version_id"]}),
+        ("/api/form-series-reports", {"statistics": ["submits"], "timeframe": week,
+                                      "interval": "hourly"}),
+        ("/api/segment-values-reports", {"statistics": ["total_members", "members_added"],
+                                         "timeframe": {"key": "last_month"}}),
+        ("/api/segment-series-reports", {"statistics": ["net_members_changed"], "timeframe": week,
+                                         "interval": "weekly"}),
+    ]
+
+
+def test_every_report_operation_is_checked(emu: Emulator) -> None:
+    served = {ep.path for ep in ENDPOINTS_BY_REVISION["2026-07-15"] if ep.path.endswith("-reports")}
+    assert {path for path, _ in _report_cases(emu)} == served and len(served) == 7
+
+
+def test_report_responses_validate(emu: Emulator) -> None:
+    http = Http(emu, "2026-07-15")
+    spec = load_spec("2026-07-15")
+    comps = components_of("2026-07-15")
+    for path, attrs in _report_cases(emu):
+        kind = path[5:-1]
+        payload = {"data": {"type": kind, "attributes": attrs}}
+        r = http.post(path, payload)
+        assert r.status_code == 200 and r.headers["Content-Type"] == JSONAPI, r.text[:300]
+        doc = r.json()
+        assert doc["data"]["attributes"]["results"], f"{path} served no results"
+        validate(spec, comps, "POST", path, "200", doc)
+        bad = {"data": {"type": kind, "attributes": {**attrs, "statistics": ["nope"]}}}
+        r = http.post(path, bad)
+        assert r.status_code == 400
+        validate(spec, comps, "POST", path, "4XX", r.json())
+    r = Http(emu, "2023-10-15").post("/api/flow-values-reports", {"data": {}})
+    assert r.status_code == 404
+    validate(load_spec("2023-10-15"), components_of("2023-10-15"), "GET", "/api/events/", "4XX",
+             r.json())

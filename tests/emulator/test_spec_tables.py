@@ -130,8 +130,43 @@ def test_2026_filter_operators_equal_the_description(key: tuple[str, str]) -> No
 
 @pytest.mark.parametrize("revision", REVISIONS)
 def test_every_revision_serves_the_same_operations(revision: str) -> None:
+    """Both serve the same operations, and 2026-07-15 the reporting API besides."""
     served = {(ep.method, ep.path.rstrip("/")) for ep in ENDPOINTS_BY_REVISION[revision]}
-    assert served == {(m, p.rstrip("/")) for m, p in gen_spec_tables.SERVED}
+    assert served == {(m, p.rstrip("/")) for m, p in gen_spec_tables.SERVED_BY_REVISION[revision]}
+    reporting = {("POST", p) for _, p in gen_spec_tables.REPORTS}
+    assert (served & reporting == reporting) == (revision == "2026-07-15")
+    assert revision == "2026-07-15" or not served & reporting
+
+
+@pytest.mark.parametrize("key", sorted(spec_tables_2026_07_15.REPORT_BODIES),
+                         ids=lambda k: f"{k[0]} {k[1]}")
+def test_report_bodies_follow_the_spec(key: tuple[str, str]) -> None:
+    """The request-body facts of each report equal what its schema and descriptions say."""
+    spec = load_spec("2026-07-15")
+    op = spec["paths"][key[1]]["post"]
+    body = spec_tables_2026_07_15.REPORT_BODIES[key]
+    schema = gen_spec_tables.deref(spec, op["requestBody"]["content"]["application/vnd.api+json"]
+                                   ["schema"])["properties"]["data"]
+    attrs = schema["properties"]["attributes"]
+    assert body["type"] == schema["properties"]["type"]["enum"][0] == key[1][5:-1]
+    assert body["required"] == tuple(attrs["required"])
+    assert body["statistics"] == tuple(attrs["properties"]["statistics"]["items"]["enum"])
+    assert body["daily"] == op["x-klaviyo-ratelimit"]["daily"] == "225/d"
+    group_desc = attrs["properties"].get("group_by", {}).get("description", "")
+    for name in (*body["group_by_default"], *body["group_by_required"]):
+        assert name in body["group_by"] and name in group_desc
+    filter_desc = attrs["properties"]["filter"]["description"]
+    assert body["filter"] and all(name in filter_desc and all(op in filter_desc for op in ops)
+                                  for name, ops in body["filter"].items())
+    assert body["page_cursor"] == key[1].startswith(("/api/campaign", "/api/flow"))
+
+
+def test_reporting_tier_and_daily_limit() -> None:
+    from klaviyo_emulator.config import EmulatorConfig
+    rows = [ep for ep in ENDPOINTS_BY_REVISION["2026-07-15"] if ep.path.endswith("-reports")]
+    assert len(rows) == 7 and {ep.tier for ep in rows} == {"REPORTING"}
+    assert TIER_LIMITS_BY_REVISION["2026-07-15"]["REPORTING"] == (1, 2)
+    assert EmulatorConfig().report_daily_limit == 225
 
 
 @pytest.mark.parametrize("ep", ENDPOINTS_BY_REVISION["2026-07-15"],
