@@ -30,6 +30,7 @@ from dlt.sources.helpers.rest_client.paginators import (
 )
 
 from .errors import KlaviyoApiError, KlaviyoMalformedResponse, describe_http_error, endpoint_of
+from .quota import daily_refusal
 from .ratelimit import RateLimiter
 
 # Threads that read windows in parallel share the limiter; each keeps its own sessions.
@@ -90,6 +91,9 @@ class _PacedAdapter(HTTPAdapter):
     def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
         self.limiter.acquire(self.tier)
         response = super().send(request, *args, **kwargs)
+        daily = daily_refusal(self.tier, response)  # not retried, nor a pause of the tier: the next run's
+        if daily is not None:
+            raise daily
         self.limiter.observe(self.tier, response.status_code, response.headers)
         return response
 

@@ -104,3 +104,19 @@ def describe_http_error(
             " later (nothing loaded is lost: the next run resumes from the last committed state)"
         )
     return f"Klaviyo answered {status} for {endpoint}{where}{said}"
+
+
+class KlaviyoDailyLimit(Exception):
+    """Klaviyo answered 429 for a daily limit (the reporting API's 225 a day): the report stops
+    cleanly and the next run goes on. Not an `HTTPError`, so dlt's retries (which would wait
+    the hours of its `Retry-After`) let it through.
+
+    Args:
+        endpoint: The refused path.
+        retry_after: Seconds until Klaviyo takes requests to it again.
+    """
+
+    def __init__(self, endpoint: str, retry_after: float) -> None:
+        super().__init__(f"Klaviyo's daily limit of {endpoint} is spent for {retry_after:.0f} s")
+        self.endpoint = endpoint
+        self.retry_after = retry_after

@@ -9,7 +9,7 @@ All datetimes are timezone-aware UTC. Durations are `timedelta`s.
 """
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Dict, Literal, Mapping, Optional, Tuple
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
@@ -50,6 +50,9 @@ TIERS: Dict[str, Tier] = {
     "M": Tier(10, 150),
     "L": Tier(75, 700),
     "XL": Tier(350, 3500),
+    # The reporting API (revision 2024-02-15 on; `PERFORMANCE_REPORTS`), which also allows
+    # only `REPORTING_DAILY_LIMIT` requests a day (kept by `quota.py`, across runs).
+    "REPORTING": Tier(1, 2),
 }
 
 RowFormat = Literal["dict", "arrow"]
@@ -524,6 +527,162 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
     )
 }  # fmt: skip
 
+
+
+# ------------------------------------------------------------------------------------------
+# Klaviyo's reporting API: the numbers its dashboards show (campaign, flow, form and segment
+# performance), one table per report (`performance.py` reads them; README "Performance
+# reports"). Every row is checked against the spec of 2026-07-15 by
+# tests/source/test_performance_reports.py.
+# ------------------------------------------------------------------------------------------
+
+ReportFamily = Literal["campaign", "flow", "form", "segment"]
+# What one row of a reporting table covers: a day, or a calendar month (values reports of
+# families that also have a daily series: the month adds uniques and rates over the month).
+ReportPeriod = Literal["day", "month"]
+
+# Requests a day the reporting API allows an account (the spec's `x-klaviyo-ratelimit` daily
+# 225/d; UNCONFIRMED whether Klaviyo counts it per endpoint or per account: the source counts
+# every reporting request of the account against one quota, which is safe either way).
+REPORTING_DAILY_LIMIT = 225
+# Longest timeframe of a daily series (the spec: 60 days); values reports: one year.
+SERIES_DAILY_MAX_DAYS = 60
+
+_MESSAGE_STATISTICS = (
+    "average_order_value", "bounce_rate", "bounced", "bounced_or_failed", "bounced_or_failed_rate",
+    "click_rate", "click_to_open_rate", "clicks", "clicks_unique", "conversion_rate",
+    "conversion_uniques", "conversion_value", "conversions", "delivered", "delivery_rate", "failed",
+    "failed_rate", "message_segment_count_sum", "open_rate", "opens", "opens_unique", "recipients",
+    "revenue_per_recipient", "spam_complaint_rate", "spam_complaints",
+    "text_message_credit_usage_amount", "text_message_roi", "text_message_spend", "unsubscribe_rate",
+    "unsubscribe_uniques", "unsubscribes",
+)  # fmt: skip
+_FORM_STATISTICS = (
+    "closed_form", "closed_form_uniques", "qualified_form", "qualified_form_uniques", "submit_rate",
+    "submits", "submitted_form_step", "submitted_form_step_uniques", "viewed_form", "viewed_form_step",
+    "viewed_form_step_uniques", "viewed_form_uniques",
+)  # fmt: skip
+_SEGMENT_STATISTICS = ("members_added", "members_removed", "net_members_changed", "total_members")
+# Money: decimal, as everywhere in the source; rates and ratios: double; the rest are counts.
+_MONEY_STATISTICS = ("average_order_value", "conversion_value", "revenue_per_recipient", "text_message_spend")
+_RATIO_STATISTICS = ("text_message_roi", "text_message_credit_usage_amount")
+
+
+def statistic_type(name: str) -> str:
+    """The dlt data type of a statistic's column: decimal (money), double (rates, ratios,
+    credits) or bigint (counts)."""
+    if name in _MONEY_STATISTICS:
+        return "decimal"
+    if name.endswith("_rate") or name in _RATIO_STATISTICS:
+        return "double"
+    return "bigint"
+
+
+@dataclass(frozen=True)
+class PerformanceReport:
+    """One table of Klaviyo's reporting API: what is asked, how it is windowed, what a row is.
+
+    Rows hold one day (or one calendar month) of one grouping, for one conversion metric where
+    the report has one: windows are whole days (Klaviyo's timeframes cover both end days; days
+    are the account's, UTC in the emulator), never overlapping, so counts add up over any rows.
+
+    Attributes:
+        name: Table name.
+        path: The `POST` endpoint.
+        body_type: JSON:API `type` of the request body.
+        scope: API key scope the endpoint needs.
+        family: "campaign", "flow", "form" or "segment".
+        statistics: Every statistic the spec allows (what is asked unless `report_statistics`
+            says otherwise); one column each.
+        group_by: Groupings sent, the finest the spec allows whose values split the report
+            without counting an event twice (tags and audiences would: a campaign has several);
+            `()` where the endpoint takes none (segments: one result per segment).
+        groupings: Columns read from each result's `groupings`: the row's key with the date (and
+            `conversion_metric_id`); a grouping Klaviyo leaves empty is "" in them.
+        interval: Series interval sent ("daily"); None for a values report.
+        period: What one row of a values report covers ("day" or "month"); series rows are days.
+        conversion_metric: Whether the body needs `conversion_metric_id` (campaigns, flows).
+        paged: Whether answers come in pages (`links.next` with a `page_cursor`).
+        tier: Rate-limit tier key in `TIERS` (plus `REPORTING_DAILY_LIMIT` a day).
+        data_since: First day Klaviyo has data for; earlier days are never asked.
+        since_revision: First API revision serving the endpoint (`YYYY-MM-DD`).
+        default: Whether the table is in the default selection.
+    """
+
+    name: str
+    path: str
+    body_type: str
+    scope: str
+    family: ReportFamily
+    statistics: Tuple[str, ...]
+    group_by: Tuple[str, ...]
+    groupings: Tuple[str, ...]
+    interval: Optional[str] = None
+    period: ReportPeriod = "day"
+    conversion_metric: bool = False
+    paged: bool = False
+    tier: str = "REPORTING"
+    data_since: Optional[date] = None
+    since_revision: str = "2024-02-15"
+    default: bool = False
+
+    @property
+    def window_days(self) -> int:
+        """Most days one request covers: a daily series 60, a day values report 1 (months:
+        `report_days.py` cuts them)."""
+        return SERIES_DAILY_MAX_DAYS if self.interval == "daily" else 1
+
+    @property
+    def primary_key(self) -> Tuple[str, ...]:
+        """The row's key: its first day, its groupings and the conversion metric."""
+        return ("date", *self.groupings) + (("conversion_metric_id",) if self.conversion_metric else ())
+
+    @property
+    def merge_key(self) -> Tuple[str, ...]:
+        """What a re-read replaces: every row of the days (and metric) it read."""
+        return ("date", "conversion_metric_id") if self.conversion_metric else ("date",)
+
+
+_MESSAGE_GROUPS = ("send_channel", "variation", "text_message_format")
+
+
+def _message_report(name: str, family: ReportFamily, kind: str, interval: Optional[str] = None, period: ReportPeriod = "day") -> PerformanceReport:
+    groupings = (f"{family}_id", f"{family}_message_id", *_MESSAGE_GROUPS)
+    return PerformanceReport(
+        name=name, path=f"/api/{family}-{kind}-reports", body_type=f"{family}-{kind}-report",
+        scope=f"{family}s:read", family=family, statistics=_MESSAGE_STATISTICS, group_by=groupings,
+        groupings=groupings, interval=interval, period=period, conversion_metric=True, paged=True,
+    )
+
+
+def _form_report(name: str, kind: str, interval: Optional[str] = None, period: ReportPeriod = "day") -> PerformanceReport:
+    return PerformanceReport(
+        name=name, path=f"/api/form-{kind}-reports", body_type=f"form-{kind}-report", scope="forms:read",
+        family="form", statistics=_FORM_STATISTICS, group_by=("form_id", "form_version_id"),
+        groupings=("form_id", "form_version_id"), interval=interval, period=period, since_revision="2024-10-15",
+    )
+
+
+PERFORMANCE_REPORTS: Dict[str, PerformanceReport] = {
+    r.name: r
+    for r in (
+        # Campaigns have no series endpoint: one values request per day.
+        _message_report("campaign_values", "campaign", "values"),
+        # Daily numbers of flows come from the series (60 days a request); the values table holds
+        # calendar months (uniques and rates over the month, which daily rows cannot give).
+        _message_report("flow_values", "flow", "values", period="month"),
+        _message_report("flow_series", "flow", "series", interval="daily"),
+        _form_report("form_values", "values", period="month"),
+        _form_report("form_series", "series", interval="daily"),
+        # Members added, removed, net and total per day (no segment_values table: its numbers
+        # over a day or a month are those of these rows).
+        PerformanceReport(
+            name="segment_series", path="/api/segment-series-reports", body_type="segment-series-report",
+            scope="segments:read", family="segment", statistics=_SEGMENT_STATISTICS, group_by=(),
+            groupings=("segment_id",), interval="daily", data_since=date(2023, 6, 1), since_revision="2024-10-15",
+        ),
+    )
+}  # fmt: skip
 
 
 def table_report(name: str) -> Report:
