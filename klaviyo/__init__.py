@@ -23,9 +23,10 @@ from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
 from .hints import report_for_run
 from .options import validate_options
+from .performance import DEFAULT_BACKFILL_DAYS, DEFAULT_DAILY_SHARE, DEFAULT_LOOKBACK_DAYS, performance_resources, validate_reporting
 from .ratelimit import RateLimiter
 from .resources import aggregates_resource, report_resource, v1_resource
-from .settings import DEFAULT_BASE_URL, DEFAULT_REVISION, OTHER_REPORTS, REPORTS, SOURCE_NAME
+from .settings import DEFAULT_BASE_URL, DEFAULT_REVISION, OTHER_REPORTS, PERFORMANCE_REPORTS, REPORTING_DAILY_LIMIT, REPORTS, SOURCE_NAME
 from .windows import UTC
 
 __all__ = ["klaviyo_source", "backfill_pending", "KlaviyoConfigError", "KlaviyoApiError"]
@@ -48,6 +49,12 @@ def klaviyo_source(
     flatten_properties: bool = False,
     detect_deletes: bool = False,
     hard_deletes: bool = False,
+    conversion_metric_id: Optional[Union[str, Sequence[str]]] = None,
+    report_statistics: Optional[Dict[str, Any]] = None,
+    report_lookback_days: int = DEFAULT_LOOKBACK_DAYS,
+    report_backfill_days: int = DEFAULT_BACKFILL_DAYS,
+    report_daily_limit: int = REPORTING_DAILY_LIMIT,
+    report_daily_share: float = DEFAULT_DAILY_SHARE,
 ) -> Iterator[DltResource]:
     """Klaviyo reports as dlt resources.
 
@@ -88,6 +95,20 @@ def klaviyo_source(
             events) and mark the loaded rows Klaviyo no longer returns (`_klaviyo_deleted`,
             `_klaviyo_deleted_at`); costs one request per page of ids (see README).
         hard_deletes: With `detect_deletes`, remove those rows instead of marking them.
+        conversion_metric_id: For the reporting tables of campaigns and flows (revision
+            2024-02-15 on; README "Performance reports"): the id(s) of the metric conversions
+            are counted on (a list or comma-separated; one set of rows each); None: the
+            account's `Placed Order` metric, when it has exactly one.
+        report_statistics: Reporting table -> the statistics to ask (a list); None: all the
+            report allows.
+        report_lookback_days: Days before today every run reads again from the reporting API
+            (Klaviyo revises attribution for days), 0..30; re-read days replace their rows.
+        report_backfill_days: Days before today the reporting tables load on their first runs
+            (`start_date` overrides it).
+        report_daily_limit: Requests a day the reporting API allows the account (Klaviyo:
+            225), counted across runs in the source state.
+        report_daily_share: Most of that limit one reporting table spends in one run (0..1);
+            a backfill that needs more goes on in the next runs.
 
     Raises:
         KlaviyoConfigError: Bad input, before any request is sent.
@@ -103,6 +124,10 @@ def klaviyo_source(
         workers=workers,
         min_window_minutes=min_window_minutes,
         chunk_records=chunk_records,
+    )
+    reporting = validate_reporting(
+        options.reports, options.revision, conversion_metric_id, report_statistics,
+        report_lookback_days, report_backfill_days, report_daily_limit, report_daily_share,
     )
     queries = load_queries(aggregate_queries)
     if "metric_aggregates" in options.reports and not queries and reports is not None:
@@ -128,4 +153,6 @@ def klaviyo_source(
         elif name in OTHER_REPORTS and OTHER_REPORTS[name].pagination == "post" and queries:
             yield aggregates_resource(api, OTHER_REPORTS[name], queries)
     yield from related_resources(api, options, parents, run_started)
-    yield from delete_resources(api, with_parents(options.reports), detect_deletes, hard_deletes, run_started, options.workers)
+    yield from performance_resources(api, reporting, options, run_started)
+    dimensions = [n for n in with_parents(options.reports) if n not in PERFORMANCE_REPORTS]  # the reporting tables: no ids
+    yield from delete_resources(api, dimensions, detect_deletes, hard_deletes, run_started, options.workers)

@@ -8,7 +8,7 @@ from typing import Any, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from .errors import KlaviyoConfigError
-from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS, REPORTS, Report
+from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS, PERFORMANCE_REPORTS, REPORTS, Report
 from .windows import UTC
 
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")
@@ -69,10 +69,11 @@ def _report_names(reports: Optional[Union[str, Sequence[str]]]) -> Tuple[str, ..
         raise KlaviyoConfigError(
             f"No report selected; name at least one of: {', '.join(ALL_REPORT_NAMES)}"
         )
-    unknown = [n for n in names if n not in ALL_REPORT_NAMES]
+    known = ALL_REPORT_NAMES + tuple(PERFORMANCE_REPORTS)  # the reporting tables: performance.py
+    unknown = [n for n in names if n not in known]
     if unknown:
         raise KlaviyoConfigError(
-            f"Unknown report {unknown[0]!r}; choose from: {', '.join(ALL_REPORT_NAMES)}"
+            f"Unknown report {unknown[0]!r}; choose from: {', '.join(known)}"
         )
     return tuple(dict.fromkeys(names))
 

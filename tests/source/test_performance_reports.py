@@ -1,0 +1,495 @@
+"""The reporting tables (campaign, flow, form and segment performance; `klaviyo/performance.py`)
+against the emulator's reporting API (revision 2026-07-15).
+
+What is loaded is compared with the emulator's own answer (`emu.report`, the code its HTTP
+handler runs) twice: row by row, each day (month) against the report over that day (month),
+every statistic; and summed, the additive statistics of all rows of a table against one
+values report over all the days loaded. Runs are repeated to show a re-read replaces its rows,
+that a revised attribution inside the lookback is corrected, and that a backfill larger than
+the daily quota completes over several runs, nothing missing or doubled.
+
+Klaviyo paces the reporting API at 1 request/s and 2/min; at that pace each test would take
+minutes, so both sides' reporting tier is widened here (`fast_tier`); that the source paces
+at the spec's limits is `test_each_row_agrees_with_the_spec`.
+"""
+
+import json
+import logging
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import dlt
+import pytest
+
+import klaviyo.quota
+from klaviyo import KlaviyoConfigError, klaviyo_source
+from klaviyo.performance import EMPTY_MARKER, rows_of
+from klaviyo.report_days import Days, backward, days_left, extend, forward, plan
+from klaviyo.settings import PERFORMANCE_REPORTS, REPORTING_DAILY_LIMIT, SERIES_DAILY_MAX_DAYS, TIERS, PerformanceReport, Tier
+from klaviyo_emulator import Emulator, EmulatorConfig
+from klaviyo_emulator.reports import ADDITIVE
+from klaviyo_emulator.revision_endpoints import TIER_LIMITS_2026
+from tests.conftest import Document, edit_pages, load_spec, query
+
+REV = "2026-07-15"
+UTC = timezone.utc
+ALL = ",".join(PERFORMANCE_REPORTS)
+Key = Tuple[Any, ...]
+SOURCE_TIERS = dict(TIERS)  # as the source has them (`fast_tier` widens the reporting tier in the tests)
+
+
+@pytest.fixture(autouse=True)
+def fast_tier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Widens the reporting tier's 1/s and 2/min on both sides (the daily limit stays)."""
+    monkeypatch.setitem(TIERS, "REPORTING", Tier(100, 10_000))
+    monkeypatch.setitem(TIER_LIMITS_2026, "REPORTING", (100, 10_000))
+
+
+def config(**overrides: Any) -> EmulatorConfig:
+    """A small account whose data ends now (the source cuts its days from the clock); 6 results
+    a page, so campaign and flow answers come in several pages."""
+    base: Dict[str, Any] = dict(seed=7, profiles=300, events=4000, days=30, report_page_size=6)
+    base.update(overrides)
+    return EmulatorConfig(**base)
+
+
+@pytest.fixture
+def emu() -> Iterator[Emulator]:
+    with Emulator(config()) as emulator:
+        yield emulator
+
+
+def source(emu: Emulator, reports: str, **kwargs: Any) -> Any:
+    return klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, revision=REV, reports=reports, **kwargs)
+
+
+def placed(emu: Emulator) -> str:
+    return next(m["id"] for m in emu.account.records("metric", revision=REV) if m["attributes"]["name"] == "Placed Order")
+
+
+def today() -> date:
+    return datetime.now(tz=UTC).date()
+
+
+def report_name(table: PerformanceReport, kind: Optional[str] = None) -> str:
+    """The emulator's name of the report (e.g. "flow-series"), or of its `kind` sibling."""
+    return f"{table.family}-{kind or ('series' if table.interval else 'values')}"
+
+
+def timeframe(first: date, last: date) -> Dict[str, str]:
+    return {"start": f"{first}T00:00:00", "end": f"{last}T00:00:00"}
+
+
+def windows_of(table: PerformanceReport, first: date, last: date) -> List[Tuple[date, date]]:
+    """The truth's own cut of [first, last]: one day, one calendar month, or at most 60 days of
+    a daily series (independent of `report_days.py`)."""
+    out: List[Tuple[date, date]] = []
+    day = first.replace(day=1) if table.period == "month" else first
+    while day <= last:
+        if table.period == "month":
+            end = (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        else:
+            end = day + timedelta(days=(SERIES_DAILY_MAX_DAYS if table.interval else 1) - 1)
+        out.append((day, min(end, last)))
+        day = min(end, last) + timedelta(days=1)
+    return out
+
+
+def expected(emu: Emulator, table: PerformanceReport, first: date, last: date, metric: Optional[str], statistics: Sequence[str] = ()) -> Dict[Key, Dict[str, Any]]:
+    """(date, groupings..., metric) -> statistics the emulator reports for each day (month) of
+    [first, last], rows whose statistics are all zero left out."""
+    statistics = list(statistics or table.statistics)
+    out: Dict[Key, Dict[str, Any]] = {}
+    for start, end in windows_of(table, first, last):
+        attributes: Dict[str, Any] = {"statistics": statistics, "timeframe": timeframe(start, end)}
+        if table.interval:
+            attributes["interval"] = table.interval
+        if table.group_by:
+            attributes["group_by"] = list(table.group_by)
+        if metric:
+            attributes["conversion_metric_id"] = metric
+        answer = emu.report(report_name(table), **attributes)
+        days = [date.fromisoformat(d[:10]) for d in answer.get("date_times", [])] or [start]
+        for result in answer["results"]:
+            key = tuple("" if result["groupings"].get(g) is None else result["groupings"][g] for g in table.groupings)
+            for i, day in enumerate(days):
+                values = {s: (v[i] if table.interval else v) for s, v in result["statistics"].items()}
+                if any(values.values()):
+                    out[(day, *key, *((metric,) if metric else ()))] = values
+    return out
+
+
+def loaded(pipeline: dlt.Pipeline, table: PerformanceReport, statistics: Sequence[str] = ()) -> Dict[Key, Dict[str, Any]]:
+    """The table's rows, keyed like `expected`; a key loaded twice fails."""
+    statistics = list(statistics or table.statistics)
+    keys = list(table.primary_key)
+    rows = query(pipeline, f"SELECT {', '.join(keys + statistics)} FROM {table.name}")
+    out: Dict[Key, Dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[: len(keys)])
+        assert key not in out, f"{table.name}: {key} loaded twice"
+        out[key] = dict(zip(statistics, row[len(keys):]))
+    return out
+
+
+def same(a: Any, b: Any) -> bool:
+    """Values equal as loaded: money is decimal (cents), rates doubles."""
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        return round(Decimal(str(a or 0)), 2) == round(Decimal(str(b or 0)), 2)
+    if isinstance(a, float) or isinstance(b, float):
+        return abs(float(a or 0) - float(b or 0)) < 1e-9
+    return a == b
+
+
+def differences(got: Mapping[Key, Mapping[str, Any]], want: Mapping[Key, Mapping[str, Any]]) -> List[str]:
+    out = [f"missing {k}" for k in want if k not in got] + [f"extra {k}" for k in got if k not in want]
+    for key in set(got) & set(want):
+        out += [f"{key} {s}: {got[key][s]!r} != {v!r}" for s, v in want[key].items() if not same(got[key][s], v)]
+    return out
+
+
+def assert_sums(emu: Emulator, pipeline: dlt.Pipeline, table: PerformanceReport, first: date, last: date, metric: Optional[str]) -> None:
+    """The additive statistics summed over every row equal one values report over the days."""
+    additive = [s for s in table.statistics if s in ADDITIVE]
+    groupings = [g for g in table.groupings if g in ("campaign_message_id", "flow_message_id", "form_id", "segment_id")]
+    attributes: Dict[str, Any] = {"statistics": additive, "timeframe": timeframe(first, last)}
+    if table.group_by:
+        attributes["group_by"] = list(table.group_by)
+    if metric:
+        attributes["conversion_metric_id"] = metric
+    want: Dict[str, Dict[str, Any]] = {}
+    for result in emu.report(report_name(table, "values"), **attributes)["results"]:
+        sums = want.setdefault(result["groupings"][groupings[0]], {s: 0 for s in additive})
+        for s in additive:
+            sums[s] += result["statistics"][s]
+    sql = f"SELECT {groupings[0]}, {', '.join(f'SUM({s})' for s in additive)} FROM {table.name} GROUP BY 1"
+    got = {row[0]: dict(zip(additive, row[1:])) for row in query(pipeline, sql)}
+    want = {k: v for k, v in want.items() if any(v.values())}
+    assert not differences({(k,): v for k, v in got.items()}, {(k,): v for k, v in want.items()}), table.name
+
+
+def report_requests(emu: Emulator, table: PerformanceReport, since: int = 0) -> List[Dict[str, Any]]:
+    """Bodies of the table's POSTs logged from index `since` (first pages only)."""
+    return [
+        r.body for r in emu.request_log[since:]
+        if r.method == "POST" and r.path == table.path and "page_cursor" not in r.query and r.status == 200
+    ]
+
+
+def days_asked(bodies: Sequence[Mapping[str, Any]]) -> List[date]:
+    """Every day the bodies' timeframes cover (a day twice if asked twice)."""
+    out: List[date] = []
+    for body in bodies:
+        frame = body["data"]["attributes"]["timeframe"]
+        first, last = date.fromisoformat(frame["start"][:10]), date.fromisoformat(frame["end"][:10])
+        out += [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    return out
+
+
+def first_day(table: PerformanceReport, backfill_days: int) -> date:
+    first = today() - timedelta(days=backfill_days)
+    return first.replace(day=1) if table.period == "month" else first
+
+
+# ------------------------------------------------------------------------------ the tables
+def test_every_table_holds_what_klaviyo_reports_per_day_and_in_sum(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
+    pipeline = make_pipeline()
+    pipeline.run(source(emu, ALL, report_backfill_days=20, report_lookback_days=3)).raise_on_failed_jobs()
+    metric = placed(emu)
+    for table in PERFORMANCE_REPORTS.values():
+        first, m = first_day(table, 20), metric if table.conversion_metric else None
+        got, want = loaded(pipeline, table), expected(emu, table, first, today(), m)
+        assert want and not differences(got, want), (table.name, differences(got, want)[:5])
+        assert_sums(emu, pipeline, table, first, today(), m)
+        asked = days_asked(report_requests(emu, table))
+        assert sorted(asked) == [first + timedelta(days=i) for i in range((today() - first).days + 1)], (
+            f"{table.name}: the windows are whole days, none asked twice, none left out"
+        )
+    campaign = PERFORMANCE_REPORTS["campaign_values"]
+    assert any(r.path == campaign.path and "page_cursor" in r.query for r in emu.request_log), "paged answers are followed"
+    assert len(report_requests(emu, campaign)) == 21, "campaign values: one request a day"
+    assert len(report_requests(emu, PERFORMANCE_REPORTS["flow_series"])) == 1, "a daily series: 60 days a request"
+
+
+def test_a_second_run_rereads_the_lookback_and_replaces_its_rows(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
+    pipeline = make_pipeline()
+    reports = "campaign_values,flow_series,segment_series"
+    pipeline.run(source(emu, reports, report_backfill_days=10, report_lookback_days=2))
+    before = {t: loaded(pipeline, PERFORMANCE_REPORTS[t]) for t in reports.split(",")}
+    since = len(emu.request_log)
+    pipeline.run(source(emu, reports, report_backfill_days=10, report_lookback_days=2))
+    for name in reports.split(","):
+        table = PERFORMANCE_REPORTS[name]
+        assert loaded(pipeline, table) == before[name], f"{name}: a re-read of unchanged days changes nothing"
+        assert sorted(set(days_asked(report_requests(emu, table, since)))) == [today() - timedelta(days=i) for i in (2, 1, 0)]
+
+
+def test_a_revised_attribution_inside_the_lookback_is_corrected(make_pipeline: Callable[..., dlt.Pipeline]) -> None:
+    with Emulator(config()) as emu:
+        pipeline = make_pipeline()
+        reports = "campaign_values,flow_values,flow_series"
+        pipeline.run(source(emu, reports, report_backfill_days=12))  # lookback: 7 days, the default
+        emu.mutate(create=0, update=0, delete=0, revise_attribution=40, revise_days=5)
+        metric = placed(emu)
+        for name in reports.split(","):
+            table = PERFORMANCE_REPORTS[name]
+            assert differences(loaded(pipeline, table), expected(emu, table, first_day(table, 12), today(), metric)), (
+                f"{name}: the revision moved conversions of loaded days (else this test could not fail)"
+            )
+        pipeline.run(source(emu, reports, report_backfill_days=12))
+        for name in reports.split(","):
+            table = PERFORMANCE_REPORTS[name]
+            want = expected(emu, table, first_day(table, 12), today(), metric)
+            assert not differences(loaded(pipeline, table), want), (name, differences(loaded(pipeline, table), want)[:5])
+
+
+def test_a_reread_day_without_any_result_loses_its_old_rows(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
+    """The empty-day marker: a re-read that finds nothing replaces the day's rows with none."""
+    pipeline = make_pipeline()
+    table = PERFORMANCE_REPORTS["campaign_values"]
+    pipeline.run(source(emu, table.name, report_backfill_days=6, report_statistics={table.name: ["delivered"]}))
+    assert {k[0] for k in loaded(pipeline, table, ["delivered"])} >= {today() - timedelta(days=i) for i in (0, 1, 2)}
+    # spam complaints are 0 in the emulator: every day re-read now answers no result
+    pipeline.run(source(emu, table.name, report_backfill_days=6, report_lookback_days=2, report_statistics={table.name: ["spam_complaints"]}))
+    dates = {k[0] for k in loaded(pipeline, table, ["delivered"])}
+    assert not dates & {today() - timedelta(days=i) for i in (0, 1, 2)}, "the re-read days are cleared"
+    assert today() - timedelta(days=3) in dates, "the days not re-read keep their rows"
+    assert query(pipeline, f"SELECT COUNT(*) FROM {table.name} WHERE {EMPTY_MARKER}")[0][0] == 0, "markers are not stored"
+
+
+def test_custom_dates_read_exactly_their_days_and_leave_the_state(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
+    pipeline = make_pipeline()
+    table = PERFORMANCE_REPORTS["campaign_values"]
+    start, end = today() - timedelta(days=9), today() - timedelta(days=6)
+    pipeline.run(source(emu, table.name, start_date=f"{start}T00:00:00Z", end_date=f"{end}T00:00:00Z"))
+    assert sorted(days_asked(report_requests(emu, table))) == [start + timedelta(days=i) for i in range(4)]
+    assert not differences(loaded(pipeline, table), expected(emu, table, start, end, placed(emu)))
+    assert not pipeline.state["sources"]["klaviyo"].get("resources", {}).get(table.name, {}).get("held")
+
+
+def test_grouping_ids_join_the_served_records(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
+    pipeline = make_pipeline()
+    pipeline.run(source(emu, "campaign_values,flow_series,segment_series", report_backfill_days=10))
+    served = {kind: {r["id"] for r in emu.account.records(kind, revision=REV)} for kind in ("campaign", "campaign-message", "flow", "flow-message", "segment")}
+    for table, column, kind in (
+        ("campaign_values", "campaign_id", "campaign"), ("campaign_values", "campaign_message_id", "campaign-message"),
+        ("flow_series", "flow_id", "flow"), ("flow_series", "flow_message_id", "flow-message"), ("segment_series", "segment_id", "segment"),
+    ):
+        ids = {r[0] for r in query(pipeline, f"SELECT DISTINCT {column} FROM {table}")}
+        assert ids and ids <= served[kind], f"{table}.{column} joins {kind} ids"
+
+
+# ------------------------------------------------------------------------------ the budget
+def test_a_backfill_larger_than_the_daily_quota_completes_over_runs(
+    make_pipeline: Callable[..., dlt.Pipeline], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """31 days of campaign values need 31 requests (one page a day here; each run re-reads 8):
+    with 40 a day and half of it per table and run, they take three runs, the third a day later."""
+    clock = {"shift": 0.0}
+    real_now = klaviyo.quota.now
+    monkeypatch.setattr(klaviyo.quota, "now", lambda: real_now() + clock["shift"])
+    with Emulator(config(report_page_size=500)) as emu:
+        pipeline = make_pipeline()
+        campaign, segments = PERFORMANCE_REPORTS["campaign_values"], PERFORMANCE_REPORTS["segment_series"]
+        settings = dict(report_backfill_days=30, report_daily_limit=40, report_daily_share=0.5)
+        spent: List[int] = []
+        for run in range(6):
+            since = len(emu.request_log)
+            with caplog.at_level(logging.WARNING, logger="klaviyo.performance"):
+                pipeline.run(source(emu, "campaign_values,segment_series", **settings)).raise_on_failed_jobs()
+            spent.append(len(report_requests(emu, campaign, since)) + len(report_requests(emu, segments, since)))
+            assert len(report_requests(emu, campaign, since)) <= 20, "a table spends at most its share of a run"
+            if run == 0:
+                assert not differences(loaded(pipeline, segments), expected(emu, segments, today() - timedelta(days=30), today(), None)), (
+                    "the other table is complete in the first run"
+                )
+            held = pipeline.state["sources"]["klaviyo"]["resources"]["campaign_values"]["held"][placed(emu)]
+            if held["first"] <= str(today() - timedelta(days=30)):
+                break
+            if run == 1:
+                clock["shift"] += 86_400  # a day passes: the quota frees
+        assert run == 2, f"three runs (two the first day, quota {spent}); the backfill ended after {run + 1}"
+        assert sum(spent[:2]) <= 40, "the first day's runs stay inside the daily quota"
+        lines = [r.getMessage() for r in caplog.records if r.name == "klaviyo.performance"]
+        assert any("share of 20 requests" in line and "next run continues" in line for line in lines), lines
+        assert any("daily quota of 40 reporting requests is spent until" in line for line in lines), lines
+        assert all(len(line.splitlines()) == 1 for line in lines)
+        want = expected(emu, campaign, today() - timedelta(days=30), today(), placed(emu))
+        assert not differences(loaded(pipeline, campaign), want), "nothing missing, nothing doubled"
+
+
+def test_klaviyos_daily_429_stops_the_report_until_the_next_day(
+    make_pipeline: Callable[..., dlt.Pipeline], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Klaviyo's own daily limit (4 a day per endpoint here; the source believes 225): the 429
+    ends the report for the run at once (its Retry-After is an hour), the next run that day
+    does not ask, and the runs of the next days finish the backfill."""
+    clock = {"shift": 0.0}
+    real_now = klaviyo.quota.now
+    monkeypatch.setattr(klaviyo.quota, "now", lambda: real_now() + clock["shift"])
+    with Emulator(config(rate_limits=True, report_daily_limit=4, report_day_seconds=3600, report_page_size=500)) as emu:
+        pipeline = make_pipeline()
+        campaign = PERFORMANCE_REPORTS["campaign_values"]
+        settings = dict(report_backfill_days=8, report_lookback_days=1)
+        started = datetime.now(tz=UTC)
+        with caplog.at_level(logging.WARNING, logger="klaviyo.performance"):
+            pipeline.run(source(emu, "campaign_values,segment_series", **settings)).raise_on_failed_jobs()
+        assert (datetime.now(tz=UTC) - started).total_seconds() < 30, "the 429 is not waited for"
+        assert [r.status for r in emu.request_log if r.path == campaign.path][-1] == 429
+        assert any("429 for its daily limit" in r.getMessage() for r in caplog.records), "the stop is said"
+        assert loaded(pipeline, PERFORMANCE_REPORTS["segment_series"]), "the other endpoint is not refused"
+        since = len(emu.request_log)
+        pipeline.run(source(emu, "campaign_values", **settings)).raise_on_failed_jobs()
+        assert not [r for r in emu.request_log[since:] if r.path == campaign.path], "refused today: not asked again"
+        for _ in range(5):
+            clock["shift"] += 3601
+            emu.reset_rate_limits()
+            pipeline.run(source(emu, "campaign_values", **settings)).raise_on_failed_jobs()
+            if pipeline.state["sources"]["klaviyo"]["resources"]["campaign_values"]["held"][placed(emu)]["first"] <= str(today() - timedelta(days=8)):
+                break
+        want = expected(emu, campaign, today() - timedelta(days=8), today(), placed(emu))
+        assert not differences(loaded(pipeline, campaign), want)
+
+
+# ------------------------------------------------------------------------- bad settings
+BAD = [
+    ("revision", dict(revision="2023-10-15"), "revision 2023-10-15"),
+    ("statistic", dict(report_statistics={"campaign_values": ["opens", "openz"]}), "'openz' is not a statistic"),
+    ("statistics of no table", dict(report_statistics={"campaigns": ["opens"]}), "not a reporting table"),
+    ("metric name", dict(conversion_metric_id="Placed Order"), "is not a metric id"),
+    ("lookback", dict(report_lookback_days=45), "report_lookback_days 45"),
+    ("backfill", dict(report_backfill_days="a year"), "report_backfill_days 'a year'"),
+    ("share", dict(report_daily_share=0), "report_daily_share 0"),
+    ("limit", dict(report_daily_limit=0), "report_daily_limit 0"),
+    ("share below the lookback", dict(report_daily_share=0.02), "leaves campaign_values 4 requests a run, fewer than the 8 days"),
+]
+
+
+@pytest.mark.parametrize(("case", "settings", "says"), BAD, ids=[b[0] for b in BAD])
+def test_bad_settings_are_one_line_errors_before_any_request(emu: Emulator, case: str, settings: Dict[str, Any], says: str) -> None:
+    arguments: Dict[str, Any] = dict(api_key=emu.api_key, base_url=emu.base_url, revision=REV, reports="campaign_values,flow_series")
+    arguments.update(settings)
+    with pytest.raises(KlaviyoConfigError) as error:
+        klaviyo_source(**arguments)
+    assert says in str(error.value) and "\n" not in str(error.value)
+    assert not emu.request_log, "nothing was asked"
+
+
+def test_an_unknown_metric_id_is_refused_before_any_report_is_asked(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
+    with pytest.raises(Exception) as error:
+        make_pipeline().run(source(emu, "campaign_values", conversion_metric_id="ZZZZZZ"))
+    assert "conversion_metric_id 'ZZZZZZ' is not a metric of this account" in str(error.value)
+    assert f"Placed Order {placed(emu)}" in str(error.value), "the candidates are named"
+    assert not [r for r in emu.request_log if r.method == "POST"], "no report was asked"
+
+
+def test_the_conversion_metric_is_the_one_placed_order_or_those_configured(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
+    pipeline = make_pipeline()
+    table = PERFORMANCE_REPORTS["flow_series"]
+    pipeline.run(source(emu, table.name, report_backfill_days=3))
+    assert {r[0] for r in query(pipeline, "SELECT DISTINCT conversion_metric_id FROM flow_series")} == {placed(emu)}
+    other = next(m["id"] for m in emu.account.records("metric", revision=REV) if m["attributes"]["name"] == "Opened Email")
+    pipeline.run(source(emu, table.name, report_backfill_days=3, conversion_metric_id=f"{placed(emu)},{other}"))
+    for metric in (placed(emu), other):
+        want = expected(emu, table, today() - timedelta(days=3), today(), metric)
+        got = {k: v for k, v in loaded(pipeline, table).items() if k[-1] == metric}
+        assert want and not differences(got, want), metric
+
+
+def test_several_placed_order_metrics_are_a_one_line_error_naming_them(
+    emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def twice(document: Document) -> Document:  # a second store integration's Placed Order
+        orders = [m for m in document.get("data", []) if m.get("attributes", {}).get("name") == "Placed Order"]
+        return {**document, "data": document["data"] + [{**m, "id": "SeCoNd"} for m in orders]}
+
+    edit_pages(monkeypatch, lambda: twice)
+    with pytest.raises(Exception) as error:
+        make_pipeline().run(source(emu, "campaign_values"))
+    message = str(error.value)
+    assert "has 2 named Placed Order" in message and placed(emu) in message and "SeCoNd" in message
+    assert "conversion_metric_id" in message
+    assert not [r for r in emu.request_log if r.method == "POST"]
+
+
+# ----------------------------------------------------------------- the rows against the spec
+@pytest.mark.parametrize("name", list(PERFORMANCE_REPORTS))
+def test_each_row_agrees_with_the_spec(name: str) -> None:
+    table = PERFORMANCE_REPORTS[name]
+    operation = load_spec(REV)["paths"][table.path]["post"]
+    limits = operation["x-klaviyo-ratelimit"]
+    assert (limits["burst"], limits["steady"], limits["daily"]) == ("1/s", "2/m", f"{REPORTING_DAILY_LIMIT}/d")
+    assert SOURCE_TIERS[table.tier] == Tier(1, 2), "the source paces the reporting API at the spec's limits"
+    assert operation["x-klaviyo-scopes"] == [table.scope]
+    schema = _request_attributes(operation)
+    assert schema["properties"]["statistics"]["items"]["enum"] == list(table.statistics), "every statistic the spec allows"
+    group_by = schema["properties"].get("group_by")
+    if table.group_by:
+        assert set(table.group_by) <= set(group_by["items"]["enum"])
+    else:
+        assert group_by is None
+    assert ("interval" in schema["properties"]) == (table.interval is not None)
+    if table.interval:
+        assert table.interval in schema["properties"]["interval"]["enum"]
+    assert ("conversion_metric_id" in schema.get("required", [])) == table.conversion_metric
+    cursors = [p for p in operation.get("parameters", []) if p.get("name") == "page_cursor"]
+    assert bool(cursors) == table.paged
+
+
+def _request_attributes(operation: Mapping[str, Any]) -> Dict[str, Any]:
+    spec = load_spec(REV)
+
+    def resolve(node: Any) -> Any:
+        while isinstance(node, dict) and "$ref" in node:
+            node = spec["components"]["schemas"][node["$ref"].rsplit("/", 1)[-1]]
+        return node
+
+    body = resolve(operation["requestBody"]["content"]["application/vnd.api+json"]["schema"])
+    return resolve(resolve(resolve(body["properties"]["data"])["properties"]["attributes"]))  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------------ day windows
+def test_windows_cover_days_once_and_months_whole() -> None:
+    span = Days(date(2025, 1, 30), date(2025, 4, 2))
+    for period, size in (("day", 1), ("day", 60), ("month", 1)):
+        for cut in (forward(span, period, size), backward(span, period, size)):  # type: ignore[arg-type]
+            days = [w.first + timedelta(days=i) for w in cut for i in range(w.count)]
+            assert sorted(days) == [span.first + timedelta(days=i) for i in range(span.count)]
+    assert forward(span, "month", 1)[1] == Days(date(2025, 2, 1), date(2025, 2, 28))
+
+
+def test_the_plan_rereads_the_lookback_catches_up_gaps_and_backfills_newest_first() -> None:
+    now = date(2025, 6, 30)
+    recent, backfill = plan(None, now, date(2025, 6, 1), 7, "day", 1)
+    assert recent[0].first == date(2025, 6, 23) and recent[-1].last == now
+    assert backfill[0].last == date(2025, 6, 22) and backfill[-1].first == date(2025, 6, 1)
+    held = Days(date(2025, 6, 10), date(2025, 6, 20))  # runs stopped ten days ago
+    recent, backfill = plan(held, now, date(2025, 6, 1), 7, "day", 60)
+    assert recent == [Days(date(2025, 6, 21), now)] and backfill == [Days(date(2025, 6, 1), date(2025, 6, 9))]
+    recent, backfill = plan(Days(date(2025, 3, 1), now), now, date(2025, 3, 5), 3, "month", 1)
+    assert recent == [Days(date(2025, 6, 1), now)] and backfill == []
+    assert extend(held, Days(date(2025, 6, 21), now)) == Days(date(2025, 6, 10), now)
+    assert extend(held, Days(date(2025, 6, 1), date(2025, 6, 5))) == held, "a window not touching the range is not held"
+    assert days_left(held, date(2025, 6, 1), date(2025, 6, 20), "day") == 9
+
+
+def test_rows_leave_out_zero_rows_and_mark_empty_days() -> None:
+    table = PERFORMANCE_REPORTS["segment_series"]
+    window = Days(date(2025, 1, 1), date(2025, 1, 3))
+    answer = {"data": {"attributes": {"date_times": [f"2025-01-0{d}T00:00:00+00:00" for d in (1, 2, 3)], "results": [
+        {"groupings": {"segment_id": "S1"}, "statistics": {"members_added": [2, 0, 0], "total_members": [5, 0, 0]}},
+    ]}}}
+    rows = rows_of(table, [answer], window, ["members_added", "total_members"], None)
+    assert [r for r in rows if not r.get(EMPTY_MARKER)] == [{"date": date(2025, 1, 1), "segment_id": "S1", "members_added": 2, "total_members": 5}]
+    assert sorted(r["date"] for r in rows if r.get(EMPTY_MARKER)) == [date(2025, 1, 2), date(2025, 1, 3)]
+
+
+def test_the_request_body_asks_whole_days() -> None:
+    from klaviyo.performance import request_body
+
+    body = request_body(PERFORMANCE_REPORTS["flow_series"], Days(date(2025, 1, 1), date(2025, 1, 31)), ["opens"], "AbC123")
+    assert json.loads(json.dumps(body))["data"]["attributes"] == {
+        "statistics": ["opens"], "timeframe": {"start": "2025-01-01T00:00:00", "end": "2025-01-31T23:59:59"},
+        "interval": "daily", "group_by": list(PERFORMANCE_REPORTS["flow_series"].group_by), "conversion_metric_id": "AbC123",
+    }
