@@ -15,6 +15,7 @@ at the spec's limits is `test_each_row_agrees_with_the_spec`.
 
 import json
 import logging
+import re
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -30,7 +31,7 @@ from klaviyo.settings import PERFORMANCE_REPORTS, REPORTING_DAILY_LIMIT, SERIES_
 from klaviyo_emulator import Emulator, EmulatorConfig
 from klaviyo_emulator.reports import ADDITIVE
 from klaviyo_emulator.revision_endpoints import TIER_LIMITS_2026
-from tests.conftest import Document, edit_pages, load_spec, query
+from tests.conftest import REPO, Document, edit_pages, load_spec, query
 
 REV = "2026-07-15"
 UTC = timezone.utc
@@ -195,7 +196,7 @@ def first_day(table: PerformanceReport, backfill_days: int) -> date:
 # ------------------------------------------------------------------------------ the tables
 def test_every_table_holds_what_klaviyo_reports_per_day_and_in_sum(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
     pipeline = make_pipeline()
-    pipeline.run(source(emu, ALL, report_backfill_days=20, report_lookback_days=3)).raise_on_failed_jobs()
+    pipeline.run(source(emu, ALL, report_backfill_days=20, report_lookback_days=3, report_daily_limit=5000)).raise_on_failed_jobs()
     metric = placed(emu)
     for table in PERFORMANCE_REPORTS.values():
         first, m = first_day(table, 20), metric if table.conversion_metric else None
@@ -336,7 +337,8 @@ def test_klaviyos_daily_429_stops_the_report_until_the_next_day(
         with caplog.at_level(logging.WARNING, logger="klaviyo.performance"):
             pipeline.run(source(emu, "campaign_values,segment_series", **settings)).raise_on_failed_jobs()
         assert (datetime.now(tz=UTC) - started).total_seconds() < 30, "the 429 is not waited for"
-        assert [r.status for r in emu.request_log if r.path == campaign.path][-1] == 429
+        statuses = [r.status for r in emu.request_log if r.path == campaign.path]
+        assert statuses[-1] == 429 and statuses.count(429) == 1, "the daily 429 is not retried"
         assert any("429 for its daily limit" in r.getMessage() for r in caplog.records), "the stop is said"
         assert loaded(pipeline, PERFORMANCE_REPORTS["segment_series"]), "the other endpoint is not refused"
         since = len(emu.request_log)
@@ -493,3 +495,64 @@ def test_the_request_body_asks_whole_days() -> None:
         "statistics": ["opens"], "timeframe": {"start": "2025-01-01T00:00:00", "end": "2025-01-31T23:59:59"},
         "interval": "daily", "group_by": list(PERFORMANCE_REPORTS["flow_series"].group_by), "conversion_metric_id": "AbC123",
     }
+
+
+# ------------------------------------------------------------------ the guide's queries
+def guide_queries() -> Dict[str, str]:
+    """docs/data-model.md's performance queries: ```sql blocks opening `-- performance of <what>`."""
+    text = (REPO / "docs" / "data-model.md").read_text(encoding="utf-8")
+    found = {}
+    for block in re.findall(r"```sql\n(.*?)```", text, re.S):
+        named = re.match(r"-- performance of (\w+)", block)
+        if named:
+            found[named.group(1)] = block
+    return found
+
+
+def test_the_guides_performance_queries_answer_what_klaviyo_reports(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
+    queries = guide_queries()
+    assert set(queries) == {"campaign", "flows", "flow", "forms", "segments"}, "one query per report family"
+    pipeline = make_pipeline()
+    pipeline.run(source(emu, "campaign_values,flow_series,flow_values,form_series,segment_series", report_backfill_days=35, report_daily_limit=5000))
+    metric, now = placed(emu), today()
+
+    def rows(name: str) -> List[Dict[str, Any]]:
+        with pipeline.sql_client() as client:
+            with client.execute_query(queries[name]) as cursor:
+                names = [d[0] for d in cursor.description]
+                return [dict(zip(names, r)) for r in cursor.fetchall()]
+
+    def report(kind: str, first: date, last: date, statistics: List[str], **extra: Any) -> List[Dict[str, Any]]:
+        return emu.report(kind, statistics=statistics, timeframe=timeframe(first, last), **extra)["results"]  # type: ignore[no-any-return]
+
+    campaigns = {r["campaign_message_id"]: r for r in rows("campaign")}
+    want = report("campaign-values", now - timedelta(days=29), now, ["delivered", "clicks", "conversion_value"], conversion_metric_id=metric)
+    sent = {r["groupings"]["campaign_message_id"]: r["statistics"] for r in want if any(r["statistics"].values())}
+    assert set(campaigns) == set(sent)
+    assert all(campaigns[m]["delivered"] == s["delivered"] and same(campaigns[m]["revenue"], Decimal(str(s["conversion_value"]))) for m, s in sent.items())
+
+    daily = report("flow-series", now - timedelta(days=13), now, ["conversion_value"], interval="daily", conversion_metric_id=metric, group_by=["flow_id", "flow_message_id"])
+    revenue: Dict[Tuple[date, str], float] = {}
+    for result in daily:
+        for i, value in enumerate(result["statistics"]["conversion_value"]):
+            key = (now - timedelta(days=13 - i), result["groupings"]["flow_id"])
+            revenue[key] = revenue.get(key, 0.0) + value
+    got = {(r["date"], r["flow_id"]): r["revenue"] for r in rows("flows")}
+    assert got and all(same(v, Decimal(str(revenue[k]))) for k, v in got.items())
+
+    month = now.replace(day=1)
+    monthly = report("flow-values", month, now, ["open_rate"], conversion_metric_id=metric, filter='equals(send_channel,"email")')
+    rates = {r["groupings"]["flow_message_id"]: r["statistics"]["open_rate"] for r in monthly}
+    this_month = [r for r in rows("flow") if r["month"] == month]
+    assert this_month and all(same(r["open_rate"], rates[r["flow_message_id"]]) for r in this_month)
+
+    forms = {r["form_id"]: r for r in rows("forms") if r["month"].date() == month}
+    for result in report("form-values", month, now, ["viewed_form", "submits"], group_by=["form_id"]):
+        assert forms[result["groupings"]["form_id"]]["submits"] == result["statistics"]["submits"]
+
+    segments = {r["segment_id"]: r for r in rows("segments")}
+    for result in report("segment-values", now - timedelta(days=29), now, ["net_members_changed", "total_members"]):
+        stats = result["statistics"]
+        if result["groupings"]["segment_id"] in segments:
+            row = segments[result["groupings"]["segment_id"]]
+            assert (row["net"], row["members_at_end"]) == (stats["net_members_changed"], stats["total_members"])
