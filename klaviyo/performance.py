@@ -27,7 +27,7 @@ from .client import KlaviyoApi
 from .errors import KlaviyoConfigError, KlaviyoDailyLimit
 from .options import SourceOptions
 from .quota import DailyQuota
-from .report_days import Days, days_left, extend, forward, plan
+from .report_days import Days, align, days_left, extend, forward, month_last, plan
 from .settings import PERFORMANCE_REPORTS, REPORTING_DAILY_LIMIT, REPORTS, PerformanceReport, statistic_type
 
 logger = logging.getLogger(__name__)
@@ -392,7 +392,10 @@ def _plans(
         held = Days.from_state(held_state.get(metric or _NO_METRIC))
         p = _Plan(metric, held)
         if options.custom_dates and options.start and options.end:
-            p.recent = forward(Days(max(first_day, options.start.date()), options.end.date()), table.period, table.window_days)
+            # whole rows only: a month table reads the months the dates touch (to today)
+            first, last = align(max(first_day, options.start.date()), table.period), min(options.end.date(), today)
+            last = min(month_last(last), today) if table.period == "month" else last
+            p.recent = forward(Days(first, last), table.period, table.window_days) if first <= last else []
         else:
             p.recent, p.backfill = plan(held, today, first_day, reporting.lookback_days, table.period, table.window_days)
         plans.append(p)

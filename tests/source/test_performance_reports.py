@@ -267,6 +267,12 @@ def test_custom_dates_read_exactly_their_days_and_leave_the_state(emu: Emulator,
     assert sorted(days_asked(report_requests(emu, table))) == [start + timedelta(days=i) for i in range(4)]
     assert not differences(loaded(pipeline, table), expected(emu, table, start, end, placed(emu)))
     assert not pipeline.state["sources"]["klaviyo"].get("resources", {}).get(table.name, {}).get("held")
+    months = PERFORMANCE_REPORTS["flow_values"]  # a month table reads the whole months the dates touch
+    pipeline.run(source(emu, months.name, start_date=f"{end}T00:00:00Z", end_date=f"{end + timedelta(days=1)}T00:00:00Z"))
+    asked = sorted(days_asked(report_requests(emu, months)))
+    assert asked[0] == end.replace(day=1) and (asked[-1] == today() or (asked[-1] + timedelta(days=1)).day == 1)
+    assert {end, end + timedelta(days=1)} <= set(asked)
+    assert not differences(loaded(pipeline, months), expected(emu, months, asked[0], asked[-1], placed(emu)))
 
 
 def test_grouping_ids_join_the_served_records(emu: Emulator, make_pipeline: Callable[..., dlt.Pipeline]) -> None:
