@@ -21,10 +21,16 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klaviyo_source
 from klaviyo.recovery import repair_interrupted_packages
-from klaviyo.settings import ALL_REPORT_NAMES
+from klaviyo.settings import DEFAULT_REVISION, REVISIONS
 
-# The demo account is small: it loads every table, the opt-in ones too (not the retired v1 API).
-DEMO_REPORTS = ",".join(name for name in ALL_REPORT_NAMES if name != "campaigns_v1")
+ALL_REPORT_NAMES = REVISIONS[DEFAULT_REVISION].names
+
+
+def demo_reports() -> str:
+    """The demo's selection: the account is small, so every table of the configured revision,
+    the opt-in ones too (not the retired v1 API)."""
+    table = REVISIONS.get(str(dlt.config.get("sources.klaviyo.revision") or DEFAULT_REVISION), REVISIONS[DEFAULT_REVISION])
+    return ",".join(name for name in table.names if name != "campaigns_v1")
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -86,7 +92,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             demo = stack.enter_context(start_demo())
             source_args.update(api_key=demo.api_key, base_url=demo.base_url)
             source_args["aggregate_queries"] = demo.aggregate_queries
-            source_args["reports"] = args.reports or DEMO_REPORTS
+            source_args["reports"] = args.reports or demo_reports()
             if args.destination == "duckdb":
                 destination = dlt.destinations.duckdb(os.path.abspath("klaviyo.duckdb"))  # here, not where the pipeline first ran
         if args.aggregate_query:

@@ -1,7 +1,8 @@
-"""A dlt source for Klaviyo (REST API revision 2023-10-15).
+"""A dlt source for Klaviyo (REST API revision 2026-07-15 by default; 2023-10-15 on request).
 
-`klaviyo_source` yields one resource per report (see `settings.REPORTS`); every table merges
-on its primary key, and reports with a cursor load incrementally. Typical use:
+`klaviyo_source` yields one resource per report of the revision's report table
+(`settings.REVISIONS`); every table merges on its primary key, and reports with a cursor load
+incrementally. Typical use:
 
     pipeline = dlt.pipeline("klaviyo", destination="duckdb", dataset_name="klaviyo_data")
     pipeline.run(klaviyo_source())   # key from SOURCES__KLAVIYO__API_KEY or .dlt/secrets.toml
@@ -25,6 +26,7 @@ from .hints import dimension_columns, report_columns, report_for_run
 from .options import SourceOptions, validate_options
 from .ratelimit import RateLimiter
 from .records import parse_datetime, with_load_id
+from .revisions import warn_if_retired
 from .settings import (
     AGGREGATES_PATH,
     ARROW_BATCH_ROWS,
@@ -32,7 +34,6 @@ from .settings import (
     CURSOR_SAFETY_MARGIN,
     DEFAULT_BASE_URL,
     DEFAULT_REVISION,
-    REPORTS,
     SOURCE_NAME,
     STAGE_DEDUPLICATED,
     V1_CAMPAIGNS_PATH,
@@ -69,7 +70,9 @@ def klaviyo_source(
         api_key: Private API key (`pk_...`), from `[sources.klaviyo] api_key` or
             `SOURCES__KLAVIYO__API_KEY`.
         base_url: API base URL (http or https); the default is Klaviyo's.
-        revision: API revision sent in the `revision` header, `YYYY-MM-DD[.suffix]`.
+        revision: API revision sent in the `revision` header: "2026-07-15" (the default) or
+            "2023-10-15" (retired by Klaviyo, which answers it as a later revision); it
+            chooses the report table (paths, page sizes, tiers, columns; README, Revisions).
         reports: Report names (a list or a comma-separated string); None = the default
             selection (every report but `campaigns_v1` and `segment_profiles`). A child table
             (e.g. `flow_actions`) brings the reports it follows (`flows`).
@@ -121,17 +124,19 @@ def klaviyo_source(
             "The report metric_aggregates needs at least one query; set aggregate_queries"
             " (or --aggregate-query FILE) or drop metric_aggregates from the reports"
         )
+    table = options.table
+    warn_if_retired(table, options.base_url)
     api = KlaviyoApi(
         options.api_key,
         options.base_url,
         options.revision,
-        RateLimiter.for_account(options.base_url, options.api_key),
+        RateLimiter.for_account(options.base_url, options.api_key, table.tiers),
     )
     run_started = datetime.now(tz=UTC)
     parents: Dict[str, DltResource] = {}
-    for name in with_parents(options.reports):
-        if name in REPORTS:
-            report = report_for_run(REPORTS[name], predictive_analytics, flatten_properties)
+    for name in with_parents(options.reports, table):
+        if name in table.reports:
+            report = report_for_run(table.reports[name], predictive_analytics, flatten_properties)
             parents[name] = _report_resource(api, report, options, run_started)
             yield parents[name]
         elif name == "campaigns_v1":
@@ -142,7 +147,7 @@ def klaviyo_source(
         elif name == "metric_aggregates" and queries:
             yield _aggregates_resource(api, queries)
     yield from related_resources(api, options, parents, run_started)
-    yield from delete_resources(api, with_parents(options.reports), detect_deletes, hard_deletes, run_started, options.workers)
+    yield from delete_resources(api, with_parents(options.reports, table), detect_deletes, hard_deletes, run_started, options.workers, table)
 
 
 def _incremental(report: Report, options: SourceOptions) -> Optional[dlt.sources.incremental[Any]]:

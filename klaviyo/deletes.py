@@ -34,7 +34,7 @@ from dlt.sources import DltResource
 from .client import KlaviyoApi
 from .errors import KlaviyoConfigError
 from .ids import read_ids
-from .settings import CHILD_REPORTS, ID_SCANS, REPORTS, Report
+from .settings import ID_SCANS, Report, RevisionTable, report_table
 
 DELETED = "_klaviyo_deleted"
 DELETED_AT = "_klaviyo_deleted_at"
@@ -51,6 +51,7 @@ def delete_resources(
     hard: bool,
     run_started: datetime,
     workers: int,
+    table: Optional[RevisionTable] = None,
 ) -> Iterator[DltResource]:
     """One `<table>_deletes` resource per selected table that has an id scan (none unless
     `detect`).
@@ -62,6 +63,7 @@ def delete_resources(
         hard: Remove the rows (dlt `hard_delete`) instead of flagging them.
         run_started: Written to `_klaviyo_deleted_at` of the rows flagged in this run.
         workers: Variants of a report scanned at the same time.
+        table: The run's report table (default: the default revision's).
 
     Raises:
         KlaviyoConfigError: `hard` without `detect`.
@@ -70,9 +72,10 @@ def delete_resources(
         raise KlaviyoConfigError("hard_deletes needs detect_deletes=True (or --detect-deletes)")
     if not detect:
         return
+    table = table or report_table()
     for name in names:
         if name in ID_SCANS:
-            report = REPORTS[name] if name in REPORTS else CHILD_REPORTS[name].read
+            report = table.reports[name] if name in table.reports else table.children[name].read
             yield _delete_resource(api, report, hard, run_started, workers)
 
 

@@ -53,15 +53,16 @@ CASES: List[Any] = [
     ("aggregates without a query", ["--reports", "metric_aggregates"], {}, None, "needs at least one query"),
     ("missing query file", ["--reports", "metric_aggregates", "--aggregate-query", "/nonexistent/q.json"], {}, None, "does not exist"),
     ("chunk too small", ["--reports", "events", "--chunk-records", "5"], {}, None, "chunk_records 5 is below its minimum 100"),
-    ("rejected key (401)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_wrong_key_zz"}, None, "Klaviyo rejected the API key (401 on /api/metrics/)"),
-    ("missing scope (403)", ["--reports", "events"], {"SOURCES__KLAVIYO__API_KEY": LIMITED}, None, "The API key lacks the scope events:read to read the report events (403 on /api/events/)"),
-    ("unknown revision (400)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__REVISION": "2031-01-01"}, None, "Klaviyo refused the request to /api/metrics/ (400) (parameter revision)"),
+    ("rejected key (401)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_wrong_key_zz"}, None, "Klaviyo rejected the API key (401 on /api/metrics)"),
+    ("missing scope (403)", ["--reports", "events"], {"SOURCES__KLAVIYO__API_KEY": LIMITED}, None, "The API key lacks the scope events:read to read the report events (403 on /api/events)"),
+    ("unsupported revision", ["--reports", "metrics"], {"SOURCES__KLAVIYO__REVISION": "2031-01-01"}, None, "revision '2031-01-01' is not one this source speaks; set revision to one of: 2026-07-15 (the default), 2023-10-15"),
+    ("report of another revision", ["--reports", "campaigns_push"], {"SOURCES__KLAVIYO__REVISION": "2023-10-15"}, None, "The report 'campaigns_push' needs revision 2026-07-15"),
     ("v1 retired (410)", ["--reports", "campaigns_v1"], {}, None, "Klaviyo retired the v1 API on 2024-06-30"),
 ]
 
 
 # Cases refused by Klaviyo (the emulator) rather than by the source's own checks.
-API_REFUSALS = {"rejected key (401)", "missing scope (403)", "unknown revision (400)", "v1 retired (410)"}
+API_REFUSALS = {"rejected key (401)", "missing scope (403)", "v1 retired (410)"}
 
 
 @pytest.fixture(scope="module")
