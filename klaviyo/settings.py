@@ -551,7 +551,7 @@ _CONTENT_2026 = {
     f"content__{name}": _TEXT
     for name in (
         "subject", "preview_text", "from_email", "from_label", "reply_to_email", "cc_email", "bcc_email",
-        "body", "media_url", "title", "image_id", "dynamic_image",
+        "body", "media_url", "title", "dynamic_image",
     )
 }  # fmt: skip
 _RENDER_OPTIONS_2026 = {
@@ -564,7 +564,7 @@ _FLOW_ACTION_TYPES_2026 = {
     **_RENDER_OPTIONS_2026,
 }  # fmt: skip
 _FLOW_MESSAGE_TYPES_2026 = {
-    "name": _TEXT, "channel": _TEXT, **_CONTENT_2026,
+    "name": _TEXT, "channel": _TEXT, **_CONTENT_2026, "content__image_id": _TEXT,
     **{
         name: _BOOL
         for name in (
