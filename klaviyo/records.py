@@ -95,8 +95,11 @@ def _included_column(document: Mapping[str, Any], resources: List[Mapping[str, A
     included = {(r.get("type"), r.get("id")): r for r in document.get("included") or []}
     texts: List[Optional[str]] = []
     for resource in resources:
-        related = _related_included(resource, names, included)
-        texts.append(orjson.dumps(related).decode() if any(related.values()) else None)
+        relationships = resource.get("relationships") or {}
+        if not any((relationships.get(name) or {}).get("data") for name in names):
+            texts.append(None)  # most events have no attribution
+            continue
+        texts.append(orjson.dumps(_related_included(resource, names, included)).decode())
     return {INCLUDED: pa.array(texts, pa.string())}
 
 
