@@ -5,6 +5,7 @@ the source does not speak, and warns once when a retired revision is sent to Kla
 """
 
 import logging
+from functools import lru_cache
 from urllib.parse import urlsplit
 
 from .errors import KlaviyoConfigError
@@ -26,14 +27,19 @@ def supported_table(revision: str) -> RevisionTable:
 
 
 def warn_if_retired(table: RevisionTable, base_url: str) -> None:
-    """Logs one warning when a retired revision is sent to Klaviyo's own host: Klaviyo does not
-    refuse it but answers it as its oldest revision still supported (a different one every
-    quarter), in shapes this table was not written for. Other hosts (an emulator, a proxy)
-    are left alone."""
+    """Logs one warning (once per process: the command builds its source once per run and
+    chunk) when a retired revision is sent to Klaviyo's own host: Klaviyo does not refuse it
+    but answers it as its oldest revision still supported (a different one every quarter), in
+    shapes this table was not written for. Other hosts (an emulator, a proxy) are left alone."""
     if table.retired and urlsplit(base_url).hostname == urlsplit(DEFAULT_BASE_URL).hostname:
-        logger.warning(
-            "revision %s: Klaviyo retired it around %s and answers it as its oldest revision still"
-            " supported, whose shapes change every quarter; remove revision from the configuration"
-            " to read %s (see README, Revisions)",
-            table.revision, table.retired, DEFAULT_REVISION,
-        )
+        _warn_retired(table.revision, table.retired)
+
+
+@lru_cache(maxsize=None)  # the "once": one entry per retired revision
+def _warn_retired(revision: str, retired: str) -> None:
+    logger.warning(
+        "revision %s: Klaviyo retired it around %s and answers it as its oldest revision still"
+        " supported, whose shapes change every quarter; remove revision from the configuration"
+        " to read %s (see README, Revisions)",
+        revision, retired, DEFAULT_REVISION,
+    )
