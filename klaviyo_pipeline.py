@@ -29,11 +29,16 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klaviyo_source
 from klaviyo.recovery import repair_interrupted_packages
-from klaviyo.settings import ALL_REPORT_NAMES
+from klaviyo.settings import ALL_REPORT_NAMES, DEFAULT_REVISION, REVISIONS
 
 DEFAULT_DATASET = "klaviyo_data"
-# The demo account is small: it loads every table, the opt-in ones too (not the retired v1 API).
-DEMO_REPORTS = ",".join(name for name in ALL_REPORT_NAMES if name != "campaigns_v1")
+
+
+def demo_reports() -> str:
+    """The demo's selection: the account is small, so every table of the configured revision,
+    the opt-in ones too (not the retired v1 API)."""
+    table = REVISIONS.get(str(dlt.config.get("sources.klaviyo.revision") or DEFAULT_REVISION), REVISIONS[DEFAULT_REVISION])
+    return ",".join(name for name in table.names if name != "campaigns_v1")
 
 # DuckDB settings of the loader's connection (dlt's `global_config` of the DuckDB credentials):
 # a bounded buffer pool keeps the loader's memory flat in the size of a load (DuckDB spills to
@@ -112,7 +117,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             demo = stack.enter_context(start_demo())
             source_args.update(api_key=demo.api_key, base_url=demo.base_url)
             source_args["aggregate_queries"] = demo.aggregate_queries
-            source_args["reports"] = args.reports or DEMO_REPORTS
+            source_args["reports"] = args.reports or demo_reports()
             if args.destination == "duckdb":
                 destination = duckdb_destination(os.path.abspath(DEMO_DUCKDB))  # here, not where the pipeline first ran
         if args.aggregate_query:

@@ -1,9 +1,9 @@
-"""A dlt source for Klaviyo (REST API revision 2023-10-15).
+"""A dlt source for Klaviyo (REST API revision 2026-07-15 by default; 2023-10-15 on request).
 
 `klaviyo_source` validates its arguments and wires one resource per selected report of the
-report table (`settings.py`; the resources are built in `resources.py`, the child tables in
-`children.py`, delete detection in `deletes.py`); every table merges on its primary key, and
-reports with a cursor load incrementally. Typical use:
+report table of the configured API revision (`settings.REVISIONS`; the resources are built in
+`resources.py`, the child tables in `children.py`, delete detection in `deletes.py`); every
+table merges on its primary key, and reports with a cursor load incrementally. Typical use:
 
     pipeline = dlt.pipeline("klaviyo", destination="duckdb", dataset_name="klaviyo_data")
     pipeline.run(klaviyo_source())   # key from SOURCES__KLAVIYO__API_KEY or .dlt/secrets.toml
@@ -25,7 +25,8 @@ from .hints import report_for_run
 from .options import validate_options
 from .ratelimit import RateLimiter
 from .resources import aggregates_resource, report_resource, v1_resource
-from .settings import DEFAULT_BASE_URL, DEFAULT_REVISION, OTHER_REPORTS, REPORTS, SOURCE_NAME
+from .revisions import warn_if_retired
+from .settings import DEFAULT_BASE_URL, DEFAULT_REVISION, SOURCE_NAME
 from .windows import UTC
 
 __all__ = ["klaviyo_source", "backfill_pending", "KlaviyoConfigError", "KlaviyoApiError"]
@@ -55,7 +56,9 @@ def klaviyo_source(
         api_key: Private API key (`pk_...`), from `[sources.klaviyo] api_key` or
             `SOURCES__KLAVIYO__API_KEY`.
         base_url: API base URL (http or https); the default is Klaviyo's.
-        revision: API revision sent in the `revision` header, `YYYY-MM-DD[.suffix]`.
+        revision: API revision sent in the `revision` header: "2026-07-15" (the default) or
+            "2023-10-15" (retired by Klaviyo, which answers it as a later revision); it
+            chooses the report table (paths, page sizes, tiers, columns; README, Revisions).
         reports: Report names (a list or a comma-separated string); None = the default
             selection (every report but `campaigns_v1` and `segment_profiles`). A child table
             (e.g. `flow_actions`) brings the reports it follows (`flows`).
@@ -64,13 +67,14 @@ def klaviyo_source(
             Alone: the first-run start of every report with a cursor (inclusive).
         end_date: End of the custom dates (inclusive), `YYYY-MM-DDTHH:MM:SSZ`; needs start_date.
         aggregate_queries: Custom metric-aggregate queries: a mapping of name -> body of
-            POST /api/metric-aggregates/, a JSON text of one, or a JSON file's path.
+            POST /api/metric-aggregates, a JSON text of one, or a JSON file's path.
         predictive_analytics: Also read profiles' predictive analytics (Klaviyo then limits the
             profiles endpoint to 10 requests/s instead of 75/s).
         lookback_hours: Hours re-read before each cursor on incremental runs, for every report;
             None uses each report's default: `events` 168 (7 days: Klaviyo lists events
             late, see `settings.EVENTS_LOOKBACK`; each run then re-reads the last 7 days of
-            events, one request per 200), the others 0. Re-read rows are merged, not
+            events, one request per 1000 under 2026-07-15, per 200 under 2023-10-15), the
+            others 0. Re-read rows are merged, not
             duplicated; custom dates have no lookback.
         workers: Windows of one report read at the same time (the rate limiter sets the pace).
         min_window_minutes: Smallest window a report's range is split into for parallel reads
@@ -110,22 +114,24 @@ def klaviyo_source(
             "The report metric_aggregates needs at least one query; set aggregate_queries"
             " (or --aggregate-query FILE) or drop metric_aggregates from the reports"
         )
+    table = options.table
+    warn_if_retired(table, options.base_url)
     api = KlaviyoApi(
         options.api_key,
         options.base_url,
         options.revision,
-        RateLimiter.for_account(options.base_url, options.api_key),
+        RateLimiter.for_account(options.base_url, options.api_key, table.tiers),
     )
     run_started = datetime.now(tz=UTC)
     parents: Dict[str, DltResource] = {}
-    for name in with_parents(options.reports):
-        if name in REPORTS:
-            report = report_for_run(REPORTS[name], predictive_analytics, flatten_properties)
+    for name in with_parents(options.reports, table):
+        if name in table.reports:
+            report = report_for_run(table.reports[name], predictive_analytics, flatten_properties)
             parents[name] = report_resource(api, report, options, run_started)
             yield parents[name]
-        elif name in OTHER_REPORTS and OTHER_REPORTS[name].pagination == "v1":
-            yield v1_resource(api, OTHER_REPORTS[name])
-        elif name in OTHER_REPORTS and OTHER_REPORTS[name].pagination == "post" and queries:
-            yield aggregates_resource(api, OTHER_REPORTS[name], queries)
+        elif name in table.others and table.others[name].pagination == "v1":
+            yield v1_resource(api, table.others[name])
+        elif name in table.others and table.others[name].pagination == "post" and queries:
+            yield aggregates_resource(api, table.others[name], queries)
     yield from related_resources(api, options, parents, run_started)
-    yield from delete_resources(api, with_parents(options.reports), detect_deletes, hard_deletes, run_started, options.workers)
+    yield from delete_resources(api, with_parents(options.reports, table), detect_deletes, hard_deletes, run_started, options.workers, table)

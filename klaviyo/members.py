@@ -26,7 +26,7 @@ from .extract import plan_jobs, read_jobs
 from .ids import read_ids
 from .options import SourceOptions
 from .records import parse_datetime
-from .settings import REPORTS, ChildReport, Report
+from .settings import ChildReport, Report
 from .windows import Window
 
 STATE_KEY = "joined_group_at"  # resource state: {group id: last joined_group_at read (ISO 8601)}
@@ -46,7 +46,7 @@ def member_resource(
     api: KlaviyoApi, child: ChildReport, options: SourceOptions, run_started: datetime
 ) -> DltResource:
     """The membership resource of one "members" child (lists or segments)."""
-    groups = REPORTS[child.parents[0]]
+    groups = options.table.reports[child.parents[0]]
 
     def read() -> Iterator[TDataItems]:
         check_account(api)

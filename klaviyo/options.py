@@ -8,7 +8,8 @@ from typing import Any, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from .errors import KlaviyoConfigError
-from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS, REPORTS, Report
+from .revisions import supported_table
+from .settings import CUSTOM_DATE_FORMAT, REVISIONS, Report, RevisionTable, report_table
 from .windows import UTC
 
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")
@@ -46,6 +47,11 @@ class SourceOptions:
             return report.lookback
         return timedelta(seconds=self.lookback_seconds)
 
+    @property
+    def table(self) -> RevisionTable:
+        """The report table of the revision."""
+        return report_table(self.revision)
+
 
 def parse_custom_date(value: str, name: str) -> datetime:
     """Parses `YYYY-MM-DDTHH:MM:SSZ` (e.g. 2024-01-02T23:20:49Z) as aware UTC; `name` is the
@@ -60,21 +66,32 @@ def parse_custom_date(value: str, name: str) -> datetime:
         ) from None
 
 
-def _report_names(reports: Optional[Union[str, Sequence[str]]]) -> Tuple[str, ...]:
+def _report_names(reports: Optional[Union[str, Sequence[str]]], table: RevisionTable) -> Tuple[str, ...]:
     if reports is None:
-        return DEFAULT_REPORTS
+        return table.default_reports
     names = reports.split(",") if isinstance(reports, str) else list(reports)
     names = [str(n).strip() for n in names if str(n).strip()]
     if not names:
         raise KlaviyoConfigError(
-            f"No report selected; name at least one of: {', '.join(ALL_REPORT_NAMES)}"
+            f"No report selected; name at least one of: {', '.join(table.names)}"
         )
-    unknown = [n for n in names if n not in ALL_REPORT_NAMES]
+    unknown = [n for n in names if n not in table.names]
     if unknown:
+        _refuse_other_revision(unknown[0], table)
         raise KlaviyoConfigError(
-            f"Unknown report {unknown[0]!r}; choose from: {', '.join(ALL_REPORT_NAMES)}"
+            f"Unknown report {unknown[0]!r}; choose from: {', '.join(table.names)}"
         )
     return tuple(dict.fromkeys(names))
+
+
+def _refuse_other_revision(name: str, table: RevisionTable) -> None:
+    """A report that only another revision has (e.g. campaigns_push) is named with it."""
+    others = [t.revision for t in REVISIONS.values() if name in t.names]
+    if others:
+        raise KlaviyoConfigError(
+            f"The report {name!r} needs revision {' or '.join(others)} (this run uses {table.revision});"
+            " set revision accordingly or drop the report"
+        )
 
 
 def validate_options(
@@ -121,8 +138,9 @@ def validate_options(
     rev = str(revision or "").strip()
     if not _REVISION.match(rev):
         raise KlaviyoConfigError(
-            f"revision {rev!r} is malformed; use YYYY-MM-DD[.suffix], e.g. 2023-10-15"
+            f"revision {rev!r} is malformed; use YYYY-MM-DD, one of: {', '.join(REVISIONS)}"
         )
+    table = supported_table(rev)
     start = parse_custom_date(start_date, "start_date") if start_date else None
     end = parse_custom_date(end_date, "end_date") if end_date else None
     dates = ("start_date", "end_date")
@@ -139,7 +157,7 @@ def validate_options(
             f"{{start_date}} {start_date} lies in the future; Klaviyo has no data there yet", dates
         )
     if start is not None and end is not None and reports is not None:
-        undated = [n for n in _report_names(reports) if n in REPORTS and not REPORTS[n].cursor]
+        undated = [n for n in _report_names(reports, table) if n in table.reports and not table.reports[n].cursor]
         if undated:
             raise KlaviyoConfigError(
                 f"Custom dates cannot be served for {undated[0]}: Klaviyo cannot filter it by date;"
@@ -153,7 +171,7 @@ def validate_options(
         api_key=key,
         base_url=url.rstrip("/"),
         revision=rev,
-        reports=_report_names(reports),
+        reports=_report_names(reports, table),
         start=start,
         end=end,
         lookback_seconds=None if lookback is None else lookback * 3600.0,

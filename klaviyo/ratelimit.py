@@ -50,13 +50,28 @@ class RateLimiter:
         self.waited_s = 0.0  # total time callers spent waiting, seconds
 
     @classmethod
-    def for_account(cls, base_url: str, api_key: str) -> "RateLimiter":
-        """Returns the process-wide limiter of one account (keyed by a hash of the key)."""
+    def for_account(cls, base_url: str, api_key: str, tiers: Optional[Mapping[str, Tier]] = None) -> "RateLimiter":
+        """Returns the process-wide limiter of one account (keyed by a hash of the key), paced
+        at `tiers` (the limits of the run's API revision) when given: Klaviyo counts an
+        account's requests whatever their revision, so one limiter serves every revision and
+        takes the limits of the run that asked last."""
         account = (base_url, hashlib.sha256(api_key.encode()).hexdigest())
         with cls._shared_lock:
             if account not in cls._shared:
-                cls._shared[account] = cls()
-            return cls._shared[account]
+                cls._shared[account] = cls(tiers)
+            limiter = cls._shared[account]
+        if tiers is not None:
+            limiter.set_tiers(tiers)
+        return limiter
+
+    def set_tiers(self, tiers: Mapping[str, Tier]) -> None:
+        """Paces each tier at the given limits from now on (the requests already sent count)."""
+        with self._lock:
+            for name, tier in tiers.items():
+                if name in self._states:
+                    self._states[name].tier = tier
+                else:
+                    self._states[name] = _TierState(tier)
 
     def acquire(self, tier: str) -> None:
         """Blocks until a request of `tier` may be sent, then records it as sent."""

@@ -1,4 +1,5 @@
-"""The resources of the report table's top-level rows (`REPORTS` and `OTHER_REPORTS`).
+"""The resources of the report table's top-level rows (a revision's `reports` and `others`; for
+2023-10-15 `REPORTS` and `OTHER_REPORTS`).
 
 - `report_resource`: a JSON:API collection ("jsonapi" rows), incremental on its cursor, read
   in parallel windows (`extract.py`), in resumable chunks (`checkpoint.py`);
