@@ -152,9 +152,9 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-# The run's first request is the account check (GET /api/accounts/), for every report (the
-# legacy v1 API's key-in-URL redaction is covered by tests/source/test_secrets.py).
-@pytest.mark.parametrize("report, path", [("metrics", "/api/accounts/"), ("campaigns_v1", "/api/accounts/")])
+# The run's first request is the account check (GET /api/accounts under the default revision),
+# for every report (the legacy v1 API's key-in-URL redaction is covered by tests/source/test_secrets.py).
+@pytest.mark.parametrize("report, path", [("metrics", "/api/accounts"), ("campaigns_v1", "/api/accounts")])
 def test_each_retry_against_an_unreachable_host_is_said_on_stderr_before_the_final_error(tmp_path: Path, report: str, path: str) -> None:
     key = "pk_UnreachableRetryKey_9d2e"
     env = isolated_env(tmp_path, SOURCES__KLAVIYO__API_KEY=key, SOURCES__KLAVIYO__BASE_URL=f"http://127.0.0.1:{_closed_port()}",
