@@ -32,6 +32,7 @@ class _TierState:
         self.sent: Deque[float] = deque()  # monotonic send times within the steady window
         self.blocked_until = 0.0  # monotonic time before which nothing may be sent
         self.throttled = 0  # 429s seen
+        self.requests = 0  # requests let through (retries included)
 
 
 class RateLimiter:
@@ -52,7 +53,13 @@ class RateLimiter:
     @classmethod
     def for_account(cls, base_url: str, api_key: str) -> "RateLimiter":
         """Returns the process-wide limiter of one account (keyed by a hash of the key)."""
-        account = (base_url, hashlib.sha256(api_key.encode()).hexdigest())
+        return cls.for_identity(base_url, hashlib.sha256(api_key.encode()).hexdigest())
+
+    @classmethod
+    def for_identity(cls, base_url: str, identity: str) -> "RateLimiter":
+        """Returns the process-wide limiter of one credential, by its digest (`auth.Credentials.identity`;
+        a private key's is the SHA-256 of the key, so this is `for_account`'s limiter)."""
+        account = (base_url, identity)
         with cls._shared_lock:
             if account not in cls._shared:
                 cls._shared[account] = cls()
@@ -74,6 +81,7 @@ class RateLimiter:
                     wait = max(wait, oldest_in_burst + BURST_WINDOW_S + WINDOW_MARGIN_S - now)
                 if wait <= 0:
                     sent.append(now)
+                    state.requests += 1
                     return
             self.waited_s += wait
             time.sleep(min(wait, 5.0))
@@ -106,6 +114,11 @@ class RateLimiter:
             if status == 429:
                 state.throttled += 1
             state.blocked_until = max(state.blocked_until, time.monotonic() + pause)
+
+    def requests(self, tier: Optional[str] = None) -> int:
+        """Number of requests sent (retries included), for one tier or all."""
+        states = [self._states[tier]] if tier else list(self._states.values())
+        return sum(s.requests for s in states)
 
     def throttled(self, tier: Optional[str] = None) -> int:
         """Number of 429s seen, for one tier or all."""
