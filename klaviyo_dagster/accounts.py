@@ -1,4 +1,4 @@
-"""The accounts file: which Klaviyo accounts Dagster loads, where, and with which credentials.
+"""The accounts file: which Klaviyo accounts Dagster (or Airflow) loads, where, and with which credentials.
 
 A TOML file (`accounts.example.toml` beside this module shows every setting)::
 
@@ -17,7 +17,9 @@ A TOML file (`accounts.example.toml` beside this module shows every setting)::
     client_secret_env = "KLAVIYO_APP_CLIENT_SECRET"
 
 The file names environment variables, never secrets: it can be committed and shown in Dagster's
-UI; the values are read when an account's run starts, in the process that runs it.
+UI; the values are read when an account's run starts, in the process that runs it. Relative
+directories are relative to the file. Orchestrator-neutral (dlt and the source only): the
+Airflow DAG (deploy/airflow/klaviyo_dag.py) reads the same file.
 """
 
 import os
@@ -26,6 +28,11 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
+
+import dlt
+from dlt.common.destination import Destination
+
+from klaviyo import klaviyo_source
 
 ACCOUNTS_ENV = "KLAVIYO_DAGSTER_ACCOUNTS"  # the accounts file's path (default: ./accounts.toml)
 DEFAULT_FILE = "accounts.toml"
@@ -77,7 +84,8 @@ class Account:
                 f" set it to the account's {_argument(self.envs, missing[0])} where Dagster runs the account"
             )
         given = {argument: environ[env].strip() for argument, env in self.envs.items()}
-        return {argument: given.get(argument, "") for argument in ("api_key", "access_token", "refresh_token", "client_id", "client_secret")}
+        arguments = ("api_key", "access_token", "refresh_token", "client_id", "client_secret")
+        return {argument: given.get(argument, "") for argument in arguments}
 
 
 @dataclass(frozen=True)
@@ -135,13 +143,18 @@ def load_settings(path: Optional[Path] = None) -> Settings:
     reports = general.pop("reports", None)
     if isinstance(reports, list):
         reports = ",".join(str(r) for r in reports)
+    for directory in ("duckdb_dir", "pipelines_dir"):  # relative to the file, not to where the orchestrator runs
+        if general.get(directory):
+            general[directory] = str((path.parent / str(general[directory])).resolve())
     return Settings(accounts=accounts, reports=reports, source=path, **general)
 
 
 def _account(path: Path, name: str, entry: Any, base_url: str) -> Account:
     where = f"{path}: [accounts.{name}]"
     if not _NAME.fullmatch(name):
-        raise AccountsFileError(f"{where}: the name must be lower-case letters, digits and _ (it names a partition, a pipeline and a dataset)")
+        raise AccountsFileError(
+            f"{where}: the name must be lower-case letters, digits and _ (it names a partition, a pipeline and a dataset)"
+        )
     if not isinstance(entry, dict):
         raise AccountsFileError(f"{where} must be a table")
     unknown = sorted(set(entry) - _ACCOUNT_KEYS)
@@ -149,7 +162,9 @@ def _account(path: Path, name: str, entry: Any, base_url: str) -> Account:
         raise AccountsFileError(f"{where}: unknown key {unknown[0]!r}; known: {', '.join(sorted(_ACCOUNT_KEYS))}")
     envs = {key[: -len("_env")]: str(entry[key]) for key in _CREDENTIAL_ENVS if entry.get(key)}
     if not envs:
-        raise AccountsFileError(f"{where} names no credential; set api_key_env (or refresh_token_env with client_id_env and client_secret_env)")
+        raise AccountsFileError(
+            f"{where} names no credential; set api_key_env (or refresh_token_env with client_id_env and client_secret_env)"
+        )
     if "api_key" in envs and len(envs) > 1:
         raise AccountsFileError(f"{where} names both a private key and OAuth credentials; keep one")
     if "refresh_token" in envs and not {"client_id", "client_secret"} <= set(envs):
@@ -158,3 +173,34 @@ def _account(path: Path, name: str, entry: Any, base_url: str) -> Account:
     if dataset == name:  # DuckDB names the catalog after its file, <account>.duckdb: the two would clash
         raise AccountsFileError(f"{where}: the dataset must differ from the account's name; leave it out (klaviyo_{name})")
     return Account(name=name, envs=envs, base_url=str(entry.get("base_url") or base_url), dataset=dataset)
+
+
+def destination_for(settings: Settings, account: Account) -> Any:
+    """The account's destination: DuckDB gets a file per account (`<duckdb_dir>/<account>.duckdb`),
+    others the configured one."""
+    if settings.destination == "duckdb":
+        directory = Path(settings.duckdb_dir)
+        directory.mkdir(parents=True, exist_ok=True)
+        # named after the account, not the dataset: DuckDB calls its catalog after the file, and a
+        # catalog named like the schema makes dlt's queries ambiguous
+        return dlt.destinations.duckdb(str(directory / f"{account.name}.duckdb"))
+    return Destination.from_reference(settings.destination)
+
+
+def pipeline_for(settings: Settings, account: Account) -> dlt.Pipeline:
+    """The account's own dlt pipeline and dataset."""
+    return dlt.pipeline(
+        pipeline_name=account.pipeline_name,
+        destination=destination_for(settings, account),
+        dataset_name=account.dataset,
+        pipelines_dir=settings.pipelines_dir,
+        progress="log",
+    )
+
+
+def source_for(settings: Settings, account: Account) -> Any:
+    """The account's Klaviyo source, credentials read from the environment now."""
+    return klaviyo_source(
+        base_url=account.base_url, reports=settings.reports, start_date=settings.start_date, chunk_records=settings.chunk_records,
+        **account.credentials(),
+    )

@@ -14,7 +14,6 @@ False)` and its one-line message; anything else (Klaviyo's 5xx, dropped connecti
 own retries) is raised for the job's `RetryPolicy`.
 """
 
-from pathlib import Path
 from typing import Any, Dict, Iterator, List, Mapping, Optional
 
 import dlt
@@ -29,13 +28,12 @@ from dagster import (
 )
 from dagster_dlt import DagsterDltResource, DagsterDltTranslator, dlt_assets
 from dagster_dlt.translator import DltResourceTranslatorData
-from dlt.common.destination import Destination
 
 from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klaviyo_source
 from klaviyo.auth import OAuthToken, PrivateKey
 from klaviyo.ratelimit import RateLimiter
 
-from .accounts import Account, AccountsFileError, Settings
+from .accounts import Account, AccountsFileError, Settings, pipeline_for, source_for
 
 GROUP = "klaviyo"
 # A syntactically valid key used only to list the source's tables when the definitions load;
@@ -52,35 +50,6 @@ class KlaviyoTranslator(DagsterDltTranslator):
     def get_asset_spec(self, data: DltResourceTranslatorData) -> AssetSpec:
         spec = super().get_asset_spec(data)
         return spec.replace_attributes(key=AssetKey([GROUP, data.resource.name]), deps=[], group_name=GROUP)
-
-
-def destination_for(settings: Settings, account: Account) -> Any:
-    """The account's destination: DuckDB gets a file per account (`<duckdb_dir>/<account>.duckdb`),
-    others the configured one."""
-    if settings.destination == "duckdb":
-        directory = Path(settings.duckdb_dir)
-        directory.mkdir(parents=True, exist_ok=True)
-        # named after the account, not the dataset: DuckDB calls its catalog after the file, and a
-        # catalog named like the schema makes dlt's queries ambiguous
-        return dlt.destinations.duckdb(str(directory / f"{account.name}.duckdb"))
-    return Destination.from_reference(settings.destination)
-
-
-def pipeline_for(settings: Settings, account: Account) -> dlt.Pipeline:
-    """The account's own dlt pipeline and dataset."""
-    return dlt.pipeline(
-        pipeline_name=account.pipeline_name,
-        destination=destination_for(settings, account),
-        dataset_name=account.dataset,
-        pipelines_dir=settings.pipelines_dir,
-        progress="log",
-    )
-
-
-def source_for(settings: Settings, account: Account) -> Any:
-    """The account's Klaviyo source, credentials read from the environment now."""
-    return klaviyo_source(base_url=account.base_url, reports=settings.reports, start_date=settings.start_date, chunk_records=settings.chunk_records,
-                          **account.credentials())
 
 
 def _limiter(account: Account, credentials: Mapping[str, str]) -> RateLimiter:
@@ -194,4 +163,4 @@ def environment_names(settings: Settings) -> List[str]:
     return sorted({env for account in settings.accounts.values() for env in account.envs.values()})
 
 
-__all__ = ["build_assets", "KlaviyoTranslator", "pipeline_for", "source_for", "asset_keys", "environment_names"]
+__all__ = ["build_assets", "KlaviyoTranslator", "asset_keys", "environment_names"]

@@ -178,7 +178,8 @@ def _same_instant(a: str, b: str) -> bool:
     return parse(a) == parse(b)
 
 
-def test_a_rejected_key_fails_once_without_retries_with_one_line(fleet: Dict[str, Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_rejected_key_fails_once_without_retries_with_one_line(fleet: Dict[str, Emulator], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KLAVIYO_TEST_KEY_ALPHA", "pk_revoked_key_of_alpha")
     defs = build_definitions(tmp_path / "accounts.toml")
     instance = DagsterInstance.get()
