@@ -189,7 +189,7 @@ def destination_for(settings: Settings, account: Account) -> Any:
 
 def pipeline_for(settings: Settings, account: Account) -> dlt.Pipeline:
     """The account's own dlt pipeline and dataset."""
-    return dlt.pipeline(
+    return dlt.pipeline(  # type: ignore[call-overload]  # pipelines_dir None: dlt's default
         pipeline_name=account.pipeline_name,
         destination=destination_for(settings, account),
         dataset_name=account.dataset,
@@ -202,5 +202,5 @@ def source_for(settings: Settings, account: Account) -> Any:
     """The account's Klaviyo source, credentials read from the environment now."""
     return klaviyo_source(
         base_url=account.base_url, reports=settings.reports, start_date=settings.start_date, chunk_records=settings.chunk_records,
-        **account.credentials(),
+        **account.credentials(),  # type: ignore[arg-type]  # the five credential arguments, all str
     )

@@ -93,7 +93,7 @@ def build_assets(settings: Settings) -> Any:
     partitions = StaticPartitionsDefinition(list(settings.names))
     listing = klaviyo_source(api_key=_LISTING_KEY, reports=settings.reports)
     listing_pipeline = dlt.pipeline(pipeline_name="klaviyo_dagster_definitions", destination=settings.destination,
-                                    dataset_name="klaviyo", pipelines_dir=settings.pipelines_dir)
+                                    dataset_name="klaviyo", pipelines_dir=settings.pipelines_dir)  # type: ignore[arg-type]
 
     @dlt_assets(
         dlt_source=listing,
@@ -129,7 +129,8 @@ def _materialize(context: AssetExecutionContext, dlt_resource: DagsterDltResourc
         for result in dlt_resource.run(context=context, dlt_source=source, dlt_pipeline=pipeline):
             assert isinstance(result, MaterializeResult) and result.asset_key is not None
             results[result.asset_key] = result
-        for table, count in pipeline.last_trace.last_normalize_info.row_counts.items():
+        normalized = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+        for table, count in (normalized.row_counts if normalized else {}).items():
             if not table.startswith("_dlt"):
                 rows[table] = rows.get(table, 0) + count
         if not settings.chunk_records or not backfill_pending(pipeline):

@@ -11,10 +11,12 @@ from dagster import (
     Jitter,
     RetryPolicy,
     RunRequest,
+    ScheduleDefinition,
     ScheduleEvaluationContext,
     define_asset_job,
     schedule,
 )
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster_dlt import DagsterDltResource
 
 from .accounts import Settings, load_settings
@@ -47,7 +49,7 @@ def build_definitions(path: Optional[Path] = None) -> Definitions:
     )
 
 
-def daily_schedule(settings: Settings, job: object):  # type: ignore[no-untyped-def]
+def daily_schedule(settings: Settings, job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
     """One run per account at `settings.schedule`; each run's key names the account and the tick,
     so a tick never starts an account twice. Stopped until turned on in the UI (or
     `dagster schedule start klaviyo_daily`)."""

@@ -66,7 +66,7 @@ def build_dag(settings: Settings) -> Any:
             tasks = PipelineTasksGroup(account.pipeline_name, use_data_folder=False, wipe_local_data=True)
             pipeline = pipeline_for(settings, account)
             data: Any = source_for(settings, account) if DECOMPOSE == "serialize" else _source_at_run_time(settings, account)
-            tasks.add_run(pipeline, data, decompose=DECOMPOSE, trigger_rule="all_done")
+            tasks.add_run(pipeline, data, decompose=DECOMPOSE, trigger_rule="all_done")  # type: ignore[arg-type]
 
     return klaviyo_accounts()
 
