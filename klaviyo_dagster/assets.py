@@ -92,7 +92,8 @@ def build_assets(settings: Settings) -> Any:
     """The partitioned multi-asset of every table, for the accounts in `settings`."""
     partitions = StaticPartitionsDefinition(list(settings.names))
     # (the OAuth arguments given empty, so that none set in the environment mixes in)
-    listing = klaviyo_source(api_key=_LISTING_KEY, access_token="", refresh_token="", client_id="", client_secret="", reports=settings.reports)
+    listing = klaviyo_source(api_key=_LISTING_KEY, access_token="", refresh_token="", client_id="", client_secret="",
+                             reports=settings.reports)
     listing_pipeline = dlt.pipeline(pipeline_name="klaviyo_dagster_definitions", destination=settings.destination,
                                     dataset_name="klaviyo", pipelines_dir=settings.pipelines_dir)  # type: ignore[arg-type]
 
