@@ -10,19 +10,20 @@ table merges on its primary key, and reports with a cursor load incrementally. T
 """
 
 from datetime import datetime
-from typing import Any, Dict, Iterator, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Union
 
 import dlt
 from dlt.sources import DltResource
 
 from .aggregates import load_queries
+from .auth import TOKEN_PATH, Credentials, OAuthToken, PrivateKey
 from .checkpoint import backfill_pending
 from .children import related_resources, with_parents
 from .client import KlaviyoApi
 from .deletes import delete_resources
 from .errors import KlaviyoApiError, KlaviyoConfigError
 from .hints import report_for_run
-from .options import validate_options
+from .options import validate_oauth, validate_options
 from .ratelimit import RateLimiter
 from .resources import aggregates_resource, report_resource, v1_resource
 from .revisions import warn_if_retired
@@ -34,7 +35,7 @@ __all__ = ["klaviyo_source", "backfill_pending", "KlaviyoConfigError", "KlaviyoA
 
 @dlt.source(name=SOURCE_NAME)
 def klaviyo_source(
-    api_key: str = dlt.secrets.value,
+    api_key: Optional[str] = dlt.secrets.value,
     base_url: str = DEFAULT_BASE_URL,
     revision: str = DEFAULT_REVISION,
     reports: Optional[Union[str, Sequence[str]]] = None,
@@ -49,12 +50,19 @@ def klaviyo_source(
     flatten_properties: bool = False,
     detect_deletes: bool = False,
     hard_deletes: bool = False,
+    access_token: Optional[str] = dlt.secrets.value,
+    refresh_token: Optional[str] = dlt.secrets.value,
+    client_id: Optional[str] = dlt.secrets.value,
+    client_secret: Optional[str] = dlt.secrets.value,
+    on_refresh_token: Optional[Callable[[str], None]] = None,
 ) -> Iterator[DltResource]:
     """Klaviyo reports as dlt resources.
 
     Args:
         api_key: Private API key (`pk_...`), from `[sources.klaviyo] api_key` or
-            `SOURCES__KLAVIYO__API_KEY`.
+            `SOURCES__KLAVIYO__API_KEY`. Or, instead of a key, OAuth (a partner app installed
+            in the account): `refresh_token` with `client_id` and `client_secret`, or
+            `access_token` (the same section, `SOURCES__KLAVIYO__REFRESH_TOKEN`, ...).
         base_url: API base URL (http or https); the default is Klaviyo's.
         revision: API revision sent in the `revision` header: "2026-07-15" (the default) or
             "2023-10-15" (retired by Klaviyo, which answers it as a later revision); it
@@ -92,10 +100,23 @@ def klaviyo_source(
             events) and mark the loaded rows Klaviyo no longer returns (`_klaviyo_deleted`,
             `_klaviyo_deleted_at`); costs one request per page of ids (see README).
         hard_deletes: With `detect_deletes`, remove those rows instead of marking them.
+        access_token: OAuth access token, sent as `Authorization: Bearer ...`; alone it serves
+            until Klaviyo rejects it (an hour after it was issued), with `refresh_token` it is
+            the first one used.
+        refresh_token: OAuth refresh token of the app's installation in the account; access
+            tokens are obtained from `{base_url}/oauth/token` with it and renewed before they
+            expire or on a 401, for every thread of the run.
+        client_id: The OAuth app's client id (with `refresh_token`).
+        client_secret: The OAuth app's client secret (with `refresh_token`).
+        on_refresh_token: Called with the new refresh token if Klaviyo's token answer carries
+            one (store it where the next run reads its refresh_token).
 
     Raises:
         KlaviyoConfigError: Bad input, before any request is sent.
     """
+    oauth = validate_oauth(
+        api_key, access_token=access_token, refresh_token=refresh_token, client_id=client_id, client_secret=client_secret
+    )
     options = validate_options(
         api_key=api_key,
         base_url=base_url,
@@ -107,6 +128,20 @@ def klaviyo_source(
         workers=workers,
         min_window_minutes=min_window_minutes,
         chunk_records=chunk_records,
+        oauth=oauth is not None,
+    )
+    if oauth is not None and "campaigns_v1" in options.reports:
+        raise KlaviyoConfigError(
+            "The report campaigns_v1 (the legacy v1 API) reads only with a private API key, not OAuth;"
+            " drop it from the reports or use api_key"
+        )
+    credentials: Credentials = (
+        PrivateKey(options.api_key)
+        if oauth is None
+        else OAuthToken(
+            oauth.access_token, oauth.refresh_token, oauth.client_id, oauth.client_secret,
+            token_url=options.base_url + TOKEN_PATH, on_refresh_token=on_refresh_token,
+        )
     )
     queries = load_queries(aggregate_queries)
     if "metric_aggregates" in options.reports and not queries and reports is not None:
@@ -116,11 +151,11 @@ def klaviyo_source(
         )
     table = options.table
     warn_if_retired(table, options.base_url)
+    # one limiter per account credential (OAuth installations have their own quota), paced at
+    # the tiers of the run's revision
     api = KlaviyoApi(
-        options.api_key,
-        options.base_url,
-        options.revision,
-        RateLimiter.for_account(options.base_url, options.api_key, table.tiers),
+        credentials, options.base_url, options.revision,
+        RateLimiter.for_identity(options.base_url, credentials.identity, table.tiers),
     )
     run_started = datetime.now(tz=UTC)
     parents: Dict[str, DltResource] = {}

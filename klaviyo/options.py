@@ -94,24 +94,14 @@ def _refuse_other_revision(name: str, table: RevisionTable) -> None:
         )
 
 
-def validate_options(
-    api_key: Any,
-    base_url: Any,
-    revision: Any,
-    reports: Optional[Union[str, Sequence[str]]],
-    start_date: Optional[str],
-    end_date: Optional[str],
-    lookback_hours: Any,
-    workers: Any,
-    min_window_minutes: Any,
-    chunk_records: Any = None,
-) -> SourceOptions:
-    """Checks every argument; raises `KlaviyoConfigError` with a one-line message."""
+def _checked_api_key(api_key: Any) -> str:
+    """The private API key, stripped; `KlaviyoConfigError` when missing or malformed."""
     key = str(api_key or "").strip()
     if not key:
         raise KlaviyoConfigError(
             "No Klaviyo API key; set SOURCES__KLAVIYO__API_KEY or api_key in [sources.klaviyo]"
-            " of .dlt/secrets.toml (a private key, pk_...)"
+            " of .dlt/secrets.toml (a private key, pk_...), or OAuth: refresh_token with client_id"
+            " and client_secret, or access_token"
         )
     if any(c.isspace() for c in key):
         raise KlaviyoConfigError(
@@ -129,6 +119,78 @@ def validate_options(
             "The Klaviyo API key is malformed: after pk_ come letters and digits (34 in Klaviyo's keys);"
             " paste the whole private key"
         )
+    return key
+
+
+@dataclass(frozen=True)
+class OAuthOptions:
+    """OAuth credentials, validated (every field left out of the repr)."""
+
+    access_token: Optional[str] = field(default=None, repr=False)
+    refresh_token: Optional[str] = field(default=None, repr=False)
+    client_id: Optional[str] = field(default=None, repr=False)
+    client_secret: Optional[str] = field(default=None, repr=False)
+
+
+_OAUTH_FIELDS = ("access_token", "refresh_token", "client_id", "client_secret")
+
+
+def validate_oauth(api_key: Any, **oauth: Any) -> Optional[OAuthOptions]:
+    """Checks the OAuth arguments (`access_token`, `refresh_token`, `client_id`,
+    `client_secret`) against `api_key`: None when only a key is given (checked by
+    `validate_options`), else the OAuth credentials; `KlaviyoConfigError` (one line, naming
+    arguments, never values) when they are incomplete, malformed or mixed with a key."""
+    given = {name: str(oauth.get(name) or "").strip() for name in _OAUTH_FIELDS}
+    given = {name: value for name, value in given.items() if value}
+    if not given:
+        return None
+    how = "set api_key alone (a private key), or refresh_token with client_id and client_secret, or access_token"
+    if str(api_key or "").strip():
+        raise KlaviyoConfigError(f"Both api_key and OAuth credentials ({', '.join(given)}) are set; {how}")
+    for name, value in given.items():
+        _check_token(name, value)
+    if "refresh_token" in given:
+        missing = [name for name in ("client_id", "client_secret") if name not in given]
+        if missing:
+            raise KlaviyoConfigError(
+                f"The OAuth refresh_token needs the app's {' and '.join(missing)} (Klaviyo: Manage apps);"
+                " set them beside it in [sources.klaviyo] or SOURCES__KLAVIYO__CLIENT_ID / __CLIENT_SECRET"
+            )
+    elif "access_token" not in given:
+        raise KlaviyoConfigError(
+            f"OAuth {' and '.join(given)} alone cannot authenticate; add the installation's refresh_token"
+            " (or an access_token), or use a private api_key instead"
+        )
+    return OAuthOptions(**given)
+
+
+def _check_token(name: str, value: str) -> None:
+    if value[0] in "'\"" and value[-1] == value[0]:
+        raise KlaviyoConfigError(f"The OAuth {name} is wrapped in quotes; set it without them")
+    if value.lower().startswith(("bearer ", "basic ")):
+        raise KlaviyoConfigError(f"The OAuth {name} starts with an auth scheme; set the token alone, without 'Bearer '")
+    if any(c.isspace() for c in value):
+        raise KlaviyoConfigError(f"The OAuth {name} contains white space; paste it alone, on one line")
+    if name in ("access_token", "refresh_token") and value.startswith("pk_"):
+        raise KlaviyoConfigError(f"The OAuth {name} looks like a private API key (pk_...); set it as api_key instead")
+
+
+def validate_options(
+    api_key: Any,
+    base_url: Any,
+    revision: Any,
+    reports: Optional[Union[str, Sequence[str]]],
+    start_date: Optional[str],
+    end_date: Optional[str],
+    lookback_hours: Any,
+    workers: Any,
+    min_window_minutes: Any,
+    chunk_records: Any = None,
+    oauth: bool = False,
+) -> SourceOptions:
+    """Checks every argument; raises `KlaviyoConfigError` with a one-line message. With `oauth`
+    (OAuth credentials, checked by `validate_oauth`) no API key is expected."""
+    key = "" if oauth else _checked_api_key(api_key)
     url = str(base_url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
