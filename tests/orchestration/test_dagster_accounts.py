@@ -139,7 +139,7 @@ def test_accounts_load_in_parallel_exactly_and_a_failing_one_is_retried_alone(fl
     # the faulty account was retried by the job's RetryPolicy (max_retries=1): two attempts,
     # each with dlt's two tries of the run's first request (which account the key belongs to)
     assert len(_events(instance, runs[FAULTY].run_id, DagsterEventType.STEP_UP_FOR_RETRY)) == 1
-    assert [r.path for r in fleet[FAULTY].request_log] == ["/api/accounts/"] * 4
+    assert [r.path for r in fleet[FAULTY].request_log] == ["/api/accounts"] * 4  # the default revision 2026-07-15: no trailing slash
     assert not (tmp_path / "data" / f"{FAULTY}.duckdb").exists() or _tables(tmp_path, FAULTY) == []
 
     # the run summary of a loaded account, as asset metadata of each table
@@ -188,9 +188,9 @@ def test_a_rejected_key_fails_once_without_retries_with_one_line(fleet: Dict[str
     assert _events(instance, result.run_id, DagsterEventType.STEP_UP_FOR_RETRY) == []
     (failure,) = _events(instance, result.run_id, DagsterEventType.STEP_FAILURE)
     message = failure.dagster_event.step_failure_data.user_failure_data.description
-    assert message == ("Klaviyo account alpha: Klaviyo rejected the API key (401 on /api/accounts/): Missing or invalid private key.;"
+    assert message == ("Klaviyo account alpha: Klaviyo rejected the API key (401 on /api/accounts): Missing or invalid private key.;"
                        " set a valid private key (pk_...) in SOURCES__KLAVIYO__API_KEY or [sources.klaviyo] api_key")
-    assert [r.path for r in fleet["alpha"].request_log] == ["/api/accounts/"]  # asked once: not retried
+    assert [r.path for r in fleet["alpha"].request_log] == ["/api/accounts"]  # asked once: not retried
     assert "pk_revoked_key_of_alpha" not in str(failure.dagster_event)
 
 
