@@ -22,9 +22,10 @@ from typing import Any, Dict, List, Optional, Sequence
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import Destination
+from dlt.common.destination.capabilities import TLoaderFileFormat
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.exceptions import MissingDependencyException
-from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.pipeline import TRefreshMode, get_dlt_pipelines_dir
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klaviyo_source
@@ -148,14 +149,14 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             # an interrupted run left extracted or normalized data: dlt loads it first (and
             # extracts nothing new in that run), then the loop below continues the backfill
             print("Finishing the data an interrupted run left behind", flush=True)
-            info = pipeline.run(loader_file_format=_file_format(args.destination))
+            info = pipeline.run(**_run_options(args.destination))
             _add_counts(counts, pipeline)
         # The demo's account is generated anew on every start: its first run replaces the
         # demo tables and cursors of any earlier demo (dlt's refresh), so the result never
         # depends on what an earlier run left in the working directory or the database.
-        refresh: Optional[str] = "drop_sources" if args.demo else None
+        refresh: Optional[TRefreshMode] = "drop_sources" if args.demo else None
         while True:
-            info = pipeline.run(make_source(), loader_file_format=_file_format(args.destination), refresh=refresh)
+            info = pipeline.run(make_source(), **_run_options(args.destination, refresh))
             refresh = None
             info.raise_on_failed_jobs()
             _add_counts(counts, pipeline)
@@ -203,7 +204,14 @@ def _merge_query_files(files: List[str]) -> Dict[str, Any]:
     return merged
 
 
-def _file_format(destination: str) -> Optional[str]:
+def _run_options(destination: str, refresh: Optional[TRefreshMode] = None) -> Dict[str, Any]:
+    """`pipeline.run`'s file format and refresh mode, each only when set (dlt's signature types
+    them without None, though None is their default)."""
+    options: Dict[str, Any] = {"loader_file_format": _file_format(destination), "refresh": refresh}
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _file_format(destination: str) -> Optional[TLoaderFileFormat]:
     """Parquet where the destination takes it (several times cheaper per row than the
     default insert files); the destination's own default elsewhere."""
     return "parquet" if destination in ("duckdb", "filesystem", "bigquery", "snowflake") else None
@@ -258,7 +266,7 @@ def _location(pipeline: dlt.Pipeline, info: Any) -> str:
     """Where the data went: the DuckDB file's absolute path, else the destination's
     displayable location (dlt hides passwords in it)."""
     if pipeline.destination.destination_name == "duckdb":
-        database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
+        database = getattr(pipeline.destination_client().config.credentials, "database", None)
         if isinstance(database, str) and database != ":memory:":
             return os.path.abspath(database)
     return str(info.destination_displayable_credentials or "")

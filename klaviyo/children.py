@@ -26,7 +26,7 @@ from dlt.sources import DltResource
 from .client import KlaviyoApi
 from .exclusions import exclusions_resource
 from .extract import plan_jobs, read_jobs
-from .hints import report_columns
+from .hints import TColumns, report_columns
 from .members import member_resource
 from .options import SourceOptions
 from .records import INCLUDED, to_rows
@@ -53,7 +53,7 @@ def with_parents(names: Sequence[str], table: Optional[RevisionTable] = None) ->
     return tuple(out)
 
 
-def child_columns(child: ChildReport) -> Dict[str, Dict[str, Any]]:
+def child_columns(child: ChildReport) -> TColumns:
     """Column hints of a child table: its key columns, then as for any report."""
     return report_columns(child.report, child.primary_key)
 
