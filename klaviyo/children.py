@@ -147,7 +147,7 @@ def _per_parent(api: KlaviyoApi, child: ChildReport) -> Any:
             path = child.report.path.format(id=quote(str(row["id"]), safe=""))
             report = replace(child.report, path=path)
             jobs = plan_jobs(report, [Window(None, None)])
-            for page in read_jobs(api, report, jobs, report.tier, workers=1):
+            for page in read_jobs(api, report, jobs, workers=1):
                 yield keyed(page, child, row["id"])
 
     return read

@@ -85,7 +85,7 @@ def _read_group(
     jobs = plan_jobs(report, [window])
     newest: Optional[datetime] = None
     min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.min_split
-    for page in read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window):
+    for page in read_jobs(api, report, jobs, options.workers, min_window=min_window):
         rows = []
         for row in page:
             joined = row.get("joined_group_at")

@@ -59,10 +59,10 @@ def report_resource(
         if resumable:
             window = resume_window(full, state)
             if options.chunk_records:
-                window = plan_chunk(api, report, window, report.tier, options.chunk_records)
+                window = plan_chunk(api, report, window, options.chunk_records)
         if not window.empty:
             jobs = plan_jobs(report, [window])
-            pages = read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window)
+            pages = read_jobs(api, report, jobs, options.workers, min_window=min_window)
             if report.row_format == "arrow":
                 load_id = _load_id()
                 tables = batched_tables(pages, ARROW_BATCH_ROWS)

@@ -219,7 +219,7 @@ def _drive(api: KlaviyoApi, report: Any, job: ReadJob, idle: Any = None) -> Tupl
     splitter.try_split = spy  # type: ignore[method-assign]
     ids: List[str] = []
     while not pending.empty():
-        for items in read_job(api, report, pending.get_nowait(), report.tier, splitter):
+        for items in read_job(api, report, pending.get_nowait(), splitter):
             ids += items.column("id").to_pylist() if hasattr(items, "column") else [r["id"] for r in items]
     return ids, points
 

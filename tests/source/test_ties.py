@@ -234,7 +234,7 @@ def _drive(api: KlaviyoApi, report: Report, job: ReadJob) -> Tuple[List[str], Li
     pending.put = spy  # type: ignore[method-assign]
     ids: List[str] = []
     while not pending.empty():
-        for items in read_job(api, report, pending.get_nowait(), report.tier, splitter):
+        for items in read_job(api, report, pending.get_nowait(), splitter):
             ids += items.column("id").to_pylist() if hasattr(items, "column") else [r["id"] for r in items]
     return ids, edges
 
