@@ -46,17 +46,24 @@ FIXED_PAGE_SIZES = {"/api/events/": 200}
 START = "2000-01-01T00:00:00Z"
 
 
-def ceiling(report: str, revision: str) -> Tuple[int, int]:
-    """(steady requests/min, records per page) of `report` under `revision`, from the
-    source's report table (per revision where the source has one)."""
+def report_row(report: str, revision: str) -> Tuple[Any, Dict[str, Any]]:
+    """The source's report-table row of `report` under `revision` (its path, tier, page size),
+    and that revision's rate-limit tiers (per revision where the source has a table for each)."""
     table = getattr(settings, "report_table", None)
     if table is not None:
-        rows, tiers = table(revision).reports, table(revision).tiers
-    elif revision == settings.DEFAULT_REVISION:
-        rows, tiers = settings.REPORTS, settings.TIERS
-    else:
+        try:
+            revision_table = table(revision)
+        except KeyError:
+            raise SystemExit(f"--revision {revision}: the source has no report table for it") from None
+        return revision_table.reports[report], revision_table.tiers
+    if revision != settings.DEFAULT_REVISION:
         raise SystemExit(f"--revision {revision}: this source has the report table of {settings.DEFAULT_REVISION} only")
-    row = rows[report]
+    return settings.REPORTS[report], settings.TIERS
+
+
+def ceiling(report: str, revision: str) -> Tuple[int, int]:
+    """(steady requests/min, records per page) of `report` under `revision`."""
+    row, tiers = report_row(report, revision)
     return tiers[row.tier].steady_per_minute, row.page_size or FIXED_PAGE_SIZES[row.path]
 
 
@@ -195,7 +202,7 @@ Runner = Callable[[argparse.Namespace, str, int, str, Optional[float]], Dict[str
 def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, workers: int, workdir: Optional[str] = None) -> Dict[str, Any]:
     """One backfill (into a fresh directory unless `workdir` is given); prints its two lines."""
     runner: Runner = run_command if args.mode == "command" else run_child
-    path = run_path(args.report)
+    path = run_path(args)
     load_before = load_average()
     cpu_before = emulator_cpu(emulator.pid)
     since = time.time()
@@ -234,8 +241,9 @@ def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, 
     return result
 
 
-def run_path(report: str) -> str:
-    return f"/api/{report}/"
+def run_path(args: argparse.Namespace) -> str:
+    """The API path of the run's report (2026-07-15 drops 2023-10-15's trailing slash)."""
+    return str(report_row(args.report, args.revision)[0].path)
 
 
 def incremental_check(args: argparse.Namespace, emulator: Any, log_file: str) -> None:
@@ -251,7 +259,7 @@ def incremental_check(args: argparse.Namespace, emulator: Any, log_file: str) ->
             since = time.time()
             second = runner(args, emulator.base_url, args.workers, workdir, lookback_hours)
             entries = requests_in(log_file, since)
-            ours = sum(1 for e in entries if e.get("path") == run_path(args.report))
+            ours = sum(1 for e in entries if e.get("path") == run_path(args))
             print(
                 f"no-op run, {name}: {args.report} {second['distinct'] - backfill['distinct']} new ids,"
                 f" {second['new_rows']} rows re-read and merged | {ours} {args.report} requests, {len(entries)} in all"
