@@ -22,18 +22,24 @@ from typing import Any, Dict, List, Optional, Sequence
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.common.destination import Destination
+from dlt.common.destination.capabilities import TLoaderFileFormat
 from dlt.common.destination.exceptions import UnknownDestinationModule
 from dlt.common.exceptions import MissingDependencyException
-from dlt.common.pipeline import get_dlt_pipelines_dir
+from dlt.common.pipeline import TRefreshMode, get_dlt_pipelines_dir
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 from klaviyo import KlaviyoApiError, KlaviyoConfigError, backfill_pending, klaviyo_source
 from klaviyo.recovery import repair_interrupted_packages
-from klaviyo.settings import ALL_REPORT_NAMES
+from klaviyo.settings import ALL_REPORT_NAMES, DEFAULT_REVISION, REVISIONS
 
 DEFAULT_DATASET = "klaviyo_data"
-# The demo account is small: it loads every table, the opt-in ones too (not the retired v1 API).
-DEMO_REPORTS = ",".join(name for name in ALL_REPORT_NAMES if name != "campaigns_v1")
+
+
+def demo_reports() -> str:
+    """The demo's selection: the account is small, so every table of the configured revision,
+    the opt-in ones too (not the retired v1 API)."""
+    table = REVISIONS.get(str(dlt.config.get("sources.klaviyo.revision") or DEFAULT_REVISION), REVISIONS[DEFAULT_REVISION])
+    return ",".join(name for name in table.names if name != "campaigns_v1")
 
 # DuckDB settings of the loader's connection (dlt's `global_config` of the DuckDB credentials):
 # a bounded buffer pool keeps the loader's memory flat in the size of a load (DuckDB spills to
@@ -112,7 +118,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             demo = stack.enter_context(start_demo())
             source_args.update(api_key=demo.api_key, base_url=demo.base_url)
             source_args["aggregate_queries"] = demo.aggregate_queries
-            source_args["reports"] = args.reports or DEMO_REPORTS
+            source_args["reports"] = args.reports or demo_reports()
             if args.destination == "duckdb":
                 destination = duckdb_destination(os.path.abspath(DEMO_DUCKDB))  # here, not where the pipeline first ran
         if args.aggregate_query:
@@ -143,14 +149,14 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             # an interrupted run left extracted or normalized data: dlt loads it first (and
             # extracts nothing new in that run), then the loop below continues the backfill
             print("Finishing the data an interrupted run left behind", flush=True)
-            info = pipeline.run(loader_file_format=_file_format(args.destination))
+            info = pipeline.run(**_run_options(args.destination))
             _add_counts(counts, pipeline)
         # The demo's account is generated anew on every start: its first run replaces the
         # demo tables and cursors of any earlier demo (dlt's refresh), so the result never
         # depends on what an earlier run left in the working directory or the database.
-        refresh: Optional[str] = "drop_sources" if args.demo else None
+        refresh: Optional[TRefreshMode] = "drop_sources" if args.demo else None
         while True:
-            info = pipeline.run(make_source(), loader_file_format=_file_format(args.destination), refresh=refresh)
+            info = pipeline.run(make_source(), **_run_options(args.destination, refresh))
             refresh = None
             info.raise_on_failed_jobs()
             _add_counts(counts, pipeline)
@@ -198,7 +204,14 @@ def _merge_query_files(files: List[str]) -> Dict[str, Any]:
     return merged
 
 
-def _file_format(destination: str) -> Optional[str]:
+def _run_options(destination: str, refresh: Optional[TRefreshMode] = None) -> Dict[str, Any]:
+    """`pipeline.run`'s file format and refresh mode, each only when set (dlt's signature types
+    them without None, though None is their default)."""
+    options: Dict[str, Any] = {"loader_file_format": _file_format(destination), "refresh": refresh}
+    return {name: value for name, value in options.items() if value is not None}
+
+
+def _file_format(destination: str) -> Optional[TLoaderFileFormat]:
     """Parquet where the destination takes it (several times cheaper per row than the
     default insert files); the destination's own default elsewhere."""
     return "parquet" if destination in ("duckdb", "filesystem", "bigquery", "snowflake") else None
@@ -253,7 +266,7 @@ def _location(pipeline: dlt.Pipeline, info: Any) -> str:
     """Where the data went: the DuckDB file's absolute path, else the destination's
     displayable location (dlt hides passwords in it)."""
     if pipeline.destination.destination_name == "duckdb":
-        database = pipeline.destination_client().config.credentials.database  # type: ignore[attr-defined]
+        database = getattr(pipeline.destination_client().config.credentials, "database", None)
         if isinstance(database, str) and database != ":memory:":
             return os.path.abspath(database)
     return str(info.destination_displayable_credentials or "")

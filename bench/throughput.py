@@ -1,33 +1,74 @@
 """Throughput benchmark: events (or profiles) from the emulator into DuckDB, at Klaviyo's pace.
 
 Starts the emulator as a subprocess with Klaviyo's rate limits and a per-response latency,
-then runs the pipeline in a child process twice — windowed and parallel, then a sequential
-baseline (one window, one worker) — and prints one line per run:
+then loads its account twice (windowed and parallel, then a sequential baseline: one worker)
+and prints two lines per run. Two modes:
 
-    python bench/throughput.py                       # events, N=200,000
+- `command` (default): `klaviyo_pipeline.py` itself, as README tells users to run it, in a
+  subprocess: its chunked commits (`--chunk-records`, default 250000: a 1M backfill is four
+  runs), its DuckDB destination and process settings, `--progress log` (what it prints off a
+  terminal), the repository's `.dlt/config.toml`, the key and base URL in the environment;
+- `run`: one `pipeline.run` of the source in a child process, no chunks (the benchmark's path
+  until 2026-12; kept to compare with the figures measured that way).
+
+    python bench/throughput.py                       # events, N=200,000, command + baseline
     python bench/throughput.py --events 1000000 --skip-baseline
+    python bench/throughput.py --mode run --events 1000000 --skip-baseline
     python bench/throughput.py --report profiles --profiles 70000
-    python bench/throughput.py --incremental-check   # a backfill, then a run with nothing new
+    python bench/throughput.py --incremental-check   # a backfill, then runs with nothing new
 
-Figures: records/s, requests/min, ratio to the tier's steady ceiling (requests/min x page
-size), 429s received, peak RSS of the pipeline process, CPU seconds per 100k records (pipeline
-process; the emulator's CPU is printed apart), wall time.
+Figures: records/s, requests/min, ratio to the steady ceiling of the revision's tier (steady
+requests/min x page size), 429s received, peak RSS and CPU of the pipeline's process tree,
+the emulator's CPU, and the 1-min load average before and after each run (the machine is
+shared: figures taken at a load above 1.5 are suspect).
 """
 
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-CEILINGS = {"events": (3500, 200), "profiles": (700, 100)}  # steady requests/min, page size
+from klaviyo import settings  # noqa: E402 (after the path above)
+
+# Klaviyo's page size where the source sends no `page[size]` (events in 2023-10-15: 200).
+FIXED_PAGE_SIZES = {"/api/events/": 200}
+# The account is read from here: every event of the emulator's account (its 30 days).
+START = "2000-01-01T00:00:00Z"
+
+
+def report_row(report: str, revision: str) -> Tuple[Any, Dict[str, Any]]:
+    """The source's report-table row of `report` under `revision` (its path, tier, page size),
+    and that revision's rate-limit tiers (per revision where the source has a table for each)."""
+    table = getattr(settings, "report_table", None)
+    if table is not None:
+        try:
+            revision_table = table(revision)
+        except KeyError:
+            raise SystemExit(f"--revision {revision}: the source has no report table for it") from None
+        return revision_table.reports[report], revision_table.tiers
+    if revision != settings.DEFAULT_REVISION:
+        raise SystemExit(f"--revision {revision}: this source has the report table of {settings.DEFAULT_REVISION} only")
+    return settings.REPORTS[report], settings.TIERS
+
+
+def ceiling(report: str, revision: str) -> Tuple[int, int]:
+    """(steady requests/min, records per page) of `report` under `revision`."""
+    row, tiers = report_row(report, revision)
+    return tiers[row.tier].steady_per_minute, row.page_size or FIXED_PAGE_SIZES[row.path]
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def start_emulator(args: argparse.Namespace, log_file: str) -> "subprocess.Popen[str]":
@@ -47,53 +88,100 @@ def start_emulator(args: argparse.Namespace, log_file: str) -> "subprocess.Popen
     return process
 
 
-def run_child(report: str, base_url: str, workers: int, min_window_minutes: Optional[float], workdir: str) -> Dict[str, Any]:
-    """Runs one pipeline in a child process and returns its measurements (a second call with
-    the same `workdir` runs the same pipeline again: an incremental run)."""
+def run_tree(command: List[str], cwd: str, env: Dict[str, str]) -> Dict[str, Any]:
+    """Runs `command` to its end; its output lines (stdout and stderr), wall seconds, and the
+    CPU seconds and peak RSS (MB) of its process tree (`wait4`: the process and every
+    descendant it waited for)."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
+    lines = [line.rstrip("\n") for line in process.stdout]
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    wall = time.monotonic() - started
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:3])} ... failed ({process.returncode}):\n" + "\n".join(lines[-40:]))
+    return dict(lines=lines, process_wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_mb=usage.ru_maxrss / 1024)
+
+
+def run_command(args: argparse.Namespace, base_url: str, workers: int, workdir: str, lookback_hours: Optional[float]) -> Dict[str, Any]:
+    """Runs `klaviyo_pipeline.py` as a user would, from `workdir` (a copy of the repository's
+    `.dlt/config.toml`, so no developer's secrets.toml applies; `klaviyo.duckdb` lands there);
+    a second call with the same `workdir` is an incremental run."""
+    os.makedirs(os.path.join(workdir, ".dlt"), exist_ok=True)
+    shutil.copy(REPO / ".dlt" / "config.toml", os.path.join(workdir, ".dlt", "config.toml"))
+    env = dict(os.environ)  # DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG, if set, reaches the command
+    env.pop("SOURCES__KLAVIYO__LOOKBACK_HOURS", None)
+    env.update(SOURCES__KLAVIYO__API_KEY="pk_demo", SOURCES__KLAVIYO__BASE_URL=base_url, SOURCES__KLAVIYO__REVISION=args.revision)
+    if workers != 16:
+        env["SOURCES__KLAVIYO__WORKERS"] = str(workers)
+    if args.min_window_minutes is not None:
+        env["SOURCES__KLAVIYO__MIN_WINDOW_MINUTES"] = str(args.min_window_minutes)
+    if lookback_hours is not None:
+        env["SOURCES__KLAVIYO__LOOKBACK_HOURS"] = str(lookback_hours)
+    command = [sys.executable, str(REPO / "klaviyo_pipeline.py"), "--reports", args.report, "--start", START,
+               "--pipelines-dir", os.path.join(workdir, "pipelines"), "--progress", "log"]
+    if args.chunk_records is not None:
+        command += ["--chunk-records", str(args.chunk_records)]
+    result = run_tree(command, workdir, env)
+    # ProgressLog's closing line of each step and chunk: "Extract klaviyo: done in 12.3 s | ...",
+    # "Load klaviyo in <load id>: done in 1.2 s | ..."
+    steps: Dict[str, float] = {}
+    for line in result["lines"]:
+        match = re.match(r"^(Extract|Normalize|Load) [^:]*: done in ([\d.]+) s", line)
+        if match:
+            steps[match.group(1).lower()] = steps.get(match.group(1).lower(), 0.0) + float(match.group(2))
+    loaded = [re.match(rf"^\s+{args.report}\s+(\d+) rows$", line) for line in result["lines"]]
+    import duckdb
+
+    with duckdb.connect(os.path.join(workdir, "klaviyo.duckdb"), read_only=True) as connection:
+        rows, distinct = connection.execute(f"SELECT count(*), count(DISTINCT id) FROM klaviyo_data.{args.report}").fetchone()  # type: ignore[misc]
+    result.update(
+        wall=result["process_wall"], rows=rows, distinct=distinct, steps=steps,
+        new_rows=sum(int(m.group(1)) for m in loaded if m), chunks=1 + sum("Backfill chunk committed" in line for line in result["lines"]),
+    )
+    return result
+
+
+def run_child(args: argparse.Namespace, base_url: str, workers: int, workdir: str, lookback_hours: Optional[float]) -> Dict[str, Any]:
+    """Runs one `pipeline.run` of the source (no chunks) in a child process and returns its
+    measurements (a second call with the same `workdir` is an incremental run)."""
+    report, min_window_minutes = args.report, args.min_window_minutes
     code = f"""
-import json, os, resource, sys, time
+import json, os, sys, time
 sys.path.insert(0, {str(REPO)!r})
 import dlt
 from klaviyo import klaviyo_source
 from klaviyo_pipeline import configure_process, duckdb_destination
 configure_process()
-from klaviyo.ratelimit import RateLimiter
-source = klaviyo_source(api_key="pk_demo", base_url={base_url!r}, reports=[{report!r}],
-                        workers={workers}, min_window_minutes={min_window_minutes!r}, start_date="2000-01-01T00:00:00Z")
+source = klaviyo_source(api_key="pk_demo", base_url={base_url!r}, revision={args.revision!r}, reports=[{report!r}], lookback_hours={lookback_hours!r},
+                        workers={workers}, min_window_minutes={min_window_minutes!r}, start_date={START!r})
 pipeline = dlt.pipeline("bench_{report}_{workers}", destination=duckdb_destination(os.path.join({workdir!r}, "bench.duckdb")),
                         dataset_name="klaviyo_data", pipelines_dir=os.path.join({workdir!r}, "pipelines"))
 started = time.monotonic()
 info = pipeline.run(source, loader_file_format="parquet")
 wall = time.monotonic() - started
-usage = resource.getrusage(resource.RUSAGE_SELF)
-children = resource.getrusage(resource.RUSAGE_CHILDREN)
 new_rows = pipeline.last_trace.last_normalize_info.row_counts.get({report!r}, 0)
 steps = {{step.step: (step.finished_at - step.started_at).total_seconds() for step in pipeline.last_trace.steps}}
 with pipeline.sql_client() as client:
     rows, distinct = client.execute_sql("SELECT count(*), count(DISTINCT id) FROM {report}")[0]
-limiter = RateLimiter.for_account({base_url!r}, "pk_demo")
-print(json.dumps(dict(wall=wall, cpu=usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime,
-                      rss_mb=max(usage.ru_maxrss, children.ru_maxrss) / 1024,
-                      rows=rows, distinct=distinct, new_rows=new_rows, steps=steps, throttled=limiter.throttled(), waited=limiter.waited_s)))
+    duckdb = client.execute_sql("SELECT current_setting('memory_limit'), current_setting('threads'), current_setting('preserve_insertion_order')")[0]
+print(json.dumps(dict(wall=wall, rows=rows, distinct=distinct, new_rows=new_rows, steps=steps, chunks=1, duckdb=list(duckdb))))
 """
     # cwd = the repository, so that .dlt/config.toml applies as it does for klaviyo_pipeline.py;
     # the DuckDB destination is the command's own (its memory bound, DUCKDB_GLOBAL_CONFIG)
-    started = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=False)
-    process_wall = time.monotonic() - started
-    if out.returncode != 0:
-        raise SystemExit(f"pipeline failed:\n{out.stderr[-3000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
-    result["process_wall"] = process_wall
+    result = run_tree([sys.executable, "-c", code], str(REPO), dict(os.environ))
+    result.update(json.loads(result["lines"][-1]))
     return result
 
 
-def requests_in(log_file: str, since: float, path: str) -> List[Dict[str, Any]]:
+def requests_in(log_file: str, since: float, path: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The emulator's log entries of requests started after `since` (epoch s), of `path` or all."""
     entries = []
     with open(log_file, encoding="utf-8") as handle:
         for line in handle:
             entry = json.loads(line)
-            if entry.get("path") == path and entry.get("started", 0) >= since:
+            if entry.get("started", 0) >= since and (path is None or entry.get("path") == path):
                 entries.append(entry)
     return entries
 
@@ -108,69 +196,100 @@ def emulator_cpu(pid: int) -> float:
         return float("nan")
 
 
-def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, workers: int, min_window_minutes: Optional[float], workdir: Optional[str] = None) -> Dict[str, Any]:
-    path = f"/api/{args.report}/"
+Runner = Callable[[argparse.Namespace, str, int, str, Optional[float]], Dict[str, Any]]
+
+
+def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, workers: int, workdir: Optional[str] = None) -> Dict[str, Any]:
+    """One backfill (into a fresh directory unless `workdir` is given); prints its two lines."""
+    runner: Runner = run_command if args.mode == "command" else run_child
+    path = run_path(args)
+    load_before = load_average()
     cpu_before = emulator_cpu(emulator.pid)
     since = time.time()
     if workdir is None:
-        with tempfile.TemporaryDirectory() as workdir:
-            result = run_child(args.report, emulator.base_url, workers, min_window_minutes, workdir)
+        with tempfile.TemporaryDirectory() as fresh:
+            result = runner(args, emulator.base_url, workers, fresh, None)
     else:
-        result = run_child(args.report, emulator.base_url, workers, min_window_minutes, workdir)
+        result = runner(args, emulator.base_url, workers, workdir, None)
     entries = requests_in(log_file, since, path)
     requests_ok = [e for e in entries if e.get("status") == 200]
-    throttled = sum(1 for e in entries if e.get("status") == 429)
-    steady, page = CEILINGS[args.report]
+    throttled = sum(1 for e in requests_in(log_file, since) if e.get("status") == 429)
+    steady, page = ceiling(args.report, args.revision)
     per_second = result["rows"] / result["wall"]
-    ceiling = steady / 60 * page
+    ceiling_per_second = steady / 60 * page
+    timed = "process" if args.mode == "command" else "pipeline.run"
     line = (
-        f"{label:<10} {args.report}: {result['rows']:>9} rows ({result['distinct']} distinct) in {result['wall']:7.1f} s"
+        f"{label:<10} {args.report}: {result['rows']:>9} rows ({result['distinct']} distinct) in {result['wall']:7.1f} s ({timed})"
         f" | {per_second:9.0f} rec/s | {len(requests_ok) / result['wall'] * 60:7.0f} req/min"
-        f" | ratio to steady ceiling {per_second / ceiling:5.2f} | 429s {throttled}"
+        f" | ratio to steady ceiling {per_second / ceiling_per_second:5.2f} | 429s {throttled}"
         f" | peak RSS {result['rss_mb']:6.0f} MB | CPU {result['cpu'] / max(result['rows'], 1) * 1e5:5.1f} s/100k"
-        f" | emulator CPU {emulator_cpu(emulator.pid) - cpu_before:5.1f} s"
+        f" | emulator CPU {emulator_cpu(emulator.pid) - cpu_before:5.1f} s | load {load_before} -> {load_average()}"
     )
     steps = result.get("steps", {})
     span = max(e["finished"] for e in requests_ok) - min(e["started"] for e in requests_ok) if requests_ok else float("nan")
+    summed = " (summed over chunks)" if result["chunks"] > 1 else ""
     line += (
-        f"\n{'':<10} steps: extract {steps.get('extract', float('nan')):.1f} s, normalize {steps.get('normalize', float('nan')):.1f} s,"
-        f" load {steps.get('load', float('nan')):.1f} s | {len(requests_ok)} requests ({len(requests_ok) * page / max(result['rows'], 1):.2f} per full page)"
-        f" from first to last in {span:.1f} s: {result['rows'] / span:.0f} rec/s, ratio {result['rows'] / span / ceiling:.2f}"
+        f"\n{'':<10} {args.mode} {args.revision}: {result['chunks']} chunk(s) | steps{summed}: extract {steps.get('extract', float('nan')):.1f} s,"
+        f" normalize {steps.get('normalize', float('nan')):.1f} s, load {steps.get('load', float('nan')):.1f} s"
+        f" | {len(requests_ok)} requests ({len(requests_ok) * page / max(result['rows'], 1):.2f} per full page of {page})"
+        f" from first to last in {span:.1f} s: {result['rows'] / span:.0f} rec/s, ratio {result['rows'] / span / ceiling_per_second:.2f}"
     )
+    if result.get("duckdb"):
+        line += f" | DuckDB memory_limit, threads, preserve_insertion_order: {', '.join(map(str, result['duckdb']))}"
     print(line, flush=True)
-    result.update(per_second=per_second, throttled_seen=throttled, requests=len(entries), line=line)
+    result.update(per_second=per_second, line=line)
     return result
 
 
+def run_path(args: argparse.Namespace) -> str:
+    """The API path of the run's report (2026-07-15 drops 2023-10-15's trailing slash)."""
+    return str(report_row(args.report, args.revision)[0].path)
+
+
 def incremental_check(args: argparse.Namespace, emulator: Any, log_file: str) -> None:
-    """A backfill, then the same pipeline again with nothing new: prints the second run's
-    wall time (pipeline.run, and the whole process with Python's and dlt's start-up)."""
+    """A backfill, then the same pipeline twice more with nothing new in the account: with the
+    source's default lookback (events: the last 7 days are read again and merged) and with
+    `lookback_hours=0`. Prints each run's requests, rows re-read and wall time (the whole
+    process: Python's, dlt's and the source's start-up included)."""
+    runner: Runner = run_command if args.mode == "command" else run_child
     with tempfile.TemporaryDirectory() as workdir:
-        measure("backfill", args, emulator, log_file, args.workers, args.min_window_minutes, workdir)
-        since = time.time()
-        second = run_child(args.report, emulator.base_url, args.workers, args.min_window_minutes, workdir)
-        entries = requests_in(log_file, since, f"/api/{args.report}/")
-    print(
-        f"incremental run with nothing new, {args.report}: {second['new_rows']} new rows, {len(entries)} requests"
-        f" | pipeline.run {second['wall']:5.2f} s | whole process {second['process_wall']:5.2f} s"
-        f" | peak RSS {second['rss_mb']:4.0f} MB | goal <= 3 s",
-        flush=True,
-    )
+        backfill = measure("backfill", args, emulator, log_file, args.workers, workdir)
+        for lookback_hours, name in ((None, "default lookback"), (0.0, "lookback_hours=0")):
+            load_before = load_average()
+            since = time.time()
+            second = runner(args, emulator.base_url, args.workers, workdir, lookback_hours)
+            entries = requests_in(log_file, since)
+            ours = sum(1 for e in entries if e.get("path") == run_path(args))
+            print(
+                f"no-op run, {name}: {args.report} {second['distinct'] - backfill['distinct']} new ids,"
+                f" {second['new_rows']} rows re-read and merged | {ours} {args.report} requests, {len(entries)} in all"
+                f" | whole process {second['process_wall']:5.2f} s | peak RSS {second['rss_mb']:4.0f} MB"
+                f" | CPU {second['cpu']:5.2f} s | load {load_before} -> {load_average()}",
+                flush=True,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--report", choices=sorted(CEILINGS), default="events")
+    parser.add_argument("--mode", choices=("command", "run"), default="command",
+                        help="command: klaviyo_pipeline.py in a subprocess (default); run: one pipeline.run, no chunks")
+    parser.add_argument("--report", choices=("events", "profiles"), default="events")
+    parser.add_argument("--revision", default=settings.DEFAULT_REVISION, help=f"API revision (default the source's, {settings.DEFAULT_REVISION})")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--profiles", type=int, default=500)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--latency-ms", type=float, default=150)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--min-window-minutes", type=float, default=None)
+    parser.add_argument("--chunk-records", type=int, default=None,
+                        help="command mode: the command's --chunk-records (default: the command's own default)")
     parser.add_argument("--skip-baseline", action="store_true", help="no sequential baseline run")
     parser.add_argument("--no-rate-limits", action="store_true", help="emulator without rate limits")
-    parser.add_argument("--incremental-check", action="store_true", help="a backfill, then a timed run with nothing new")
+    parser.add_argument("--incremental-check", action="store_true", help="a backfill, then timed runs with nothing new")
     args = parser.parse_args()
+    if args.chunk_records is not None and args.mode != "command":
+        parser.error("--chunk-records is a flag of the command: use it with --mode command")
+    ceiling(args.report, args.revision)  # a revision the source has no table for stops here
     with tempfile.TemporaryDirectory() as logs:
         log_file = os.path.join(logs, "requests.jsonl")
         emulator = start_emulator(args, log_file)
@@ -178,10 +297,10 @@ def main() -> None:
             if args.incremental_check:
                 incremental_check(args, emulator, log_file)
                 return
-            parallel = measure("parallel", args, emulator, log_file, args.workers, args.min_window_minutes)
+            parallel = measure("parallel", args, emulator, log_file, args.workers)
             if not args.skip_baseline:
                 time.sleep(61)  # let the steady window drain so both runs start alike
-                baseline = measure("sequential", args, emulator, log_file, 1, None)
+                baseline = measure("sequential", args, emulator, log_file, 1)
                 print(f"speed-up parallel / sequential: {parallel['per_second'] / baseline['per_second']:.1f}x")
         finally:
             emulator.terminate()

@@ -7,10 +7,11 @@ account's. So the source keeps the account's identity in its source state (`acco
 on the first run, and every resource checks it before it reads its first page
 (`check_account`). The identity is:
 
-- the account id from `GET /api/accounts/` (scope `accounts:read`, tier XS: 1/s, 15/min). A
-  key belongs to one account for its whole life, so the id is asked once per process and key;
+- the account id from `GET /api/accounts` (scope `accounts:read`, tier XS: 1/s, 15/min; the
+  row `account` of the revision's report table). A key belongs to one account for its whole
+  life, so the id is asked once per process and key;
 - for a key without `accounts:read` (Klaviyo's custom keys may lack it), the ids of the
-  account's metrics: the first page of `/api/metrics/` (scope `metrics:read`, which the events,
+  account's metrics: the first page of `/api/metrics` (scope `metrics:read`, which the events,
   metrics and metric-aggregate reports need anyway; one request). Klaviyo's metric ids are
   object ids unique across accounts, so two accounts share none, while one account keeps most
   of its metrics from one run to the next: two fingerprints with no id in common are two
@@ -30,11 +31,8 @@ import dlt
 
 from .client import KlaviyoApi
 from .errors import KlaviyoApiError, KlaviyoConfigError
+from .settings import DEFAULT_REVISION, REVISIONS, RevisionTable
 
-ACCOUNTS_PATH = "/api/accounts/"
-ACCOUNTS_TIER = "XS"
-METRICS_PATH = "/api/metrics/"
-METRICS_TIER = "M"
 STATE_KEY = "account"  # in the source state: {"id": account id, "metric_ids": [sorted ids]}
 _PURPOSE = "check which account the pipeline's state belongs to"
 
@@ -140,10 +138,16 @@ def _cached(api: KlaviyoApi, what: str, read: Any) -> Any:
     return answer
 
 
+def _table(api: KlaviyoApi) -> RevisionTable:
+    """The report table of the client's revision (the default's for a client built with another)."""
+    return REVISIONS.get(api.revision) or REVISIONS[DEFAULT_REVISION]
+
+
 def _read_account_id(api: KlaviyoApi) -> Optional[str]:
     """The account id, or None when the key lacks accounts:read."""
+    account = _table(api).account
     try:
-        document = _first_page(api, ACCOUNTS_PATH, {"fields[account]": "public_api_key"}, ACCOUNTS_TIER, "accounts:read")
+        document = _first_page(api, account.path, dict(account.params), account.tier, account.scope)
     except KlaviyoApiError as error:
         if error.status == 403:
             return None
@@ -155,8 +159,9 @@ def _read_account_id(api: KlaviyoApi) -> Optional[str]:
 def _read_metric_ids(api: KlaviyoApi) -> Optional[List[str]]:
     """The sorted ids of the account's first page of metrics, or None when the key lacks
     metrics:read."""
+    metrics = _table(api).reports["metrics"]
     try:
-        document = _first_page(api, METRICS_PATH, {"fields[metric]": "name"}, METRICS_TIER, "metrics:read")
+        document = _first_page(api, metrics.path, {"fields[metric]": "name"}, metrics.tier, metrics.scope)
     except KlaviyoApiError as error:
         if error.status == 403:
             return None

@@ -53,7 +53,6 @@ def plan_chunk(
     api: KlaviyoApi,
     report: Report,
     window: Window,
-    tier: str,
     chunk_records: int,
 ) -> Window:
     """The part of `window` this run reads: all of it, or its first ~`chunk_records` records.
@@ -64,7 +63,7 @@ def plan_chunk(
     if window.end is None or report.cursor is None or report.sort != report.cursor:
         return window
     job = ReadJob(report.variants[0], window)
-    document = next(iter(api.paginate(report.path, request_params(report, job), tier, report.scope, report.name)), {})
+    document = next(iter(api.paginate(report.path, request_params(report, job), report.tier, report.scope, report.name)), {})
     data: List[Dict[str, Any]] = document.get("data") or []
     if not data or not (document.get("links") or {}).get("next"):
         return window  # one page holds the whole window

@@ -1,8 +1,10 @@
-"""The child tables of `settings.CHILD_REPORTS`, wired to their parents' resources.
+"""The child tables of the report table (`settings.CHILD_REPORTS`, per revision `RevisionTable.children`),
+wired to their parents' resources.
 
-- "include" (campaign_messages, campaign_tags): the campaign pages carry `included[]`; a step
-  placed after the campaign resource's incremental step splits the included resources off the
-  rows that step let through into their own tables. No request per campaign.
+- "include" (campaign_messages, campaign_tags; event_attributions in 2026-07-15): the parent
+  pages carry `included[]`; a step placed after the parent resource's incremental step splits
+  the included resources off the rows that step let through (row dicts, or the JSON column of
+  Arrow pages) into their own tables. No request per campaign or event.
 - "parent" (flow_actions, flow_messages): `dlt.transformer`s fed by the rows their parent
   resource yields in this run, so unchanged parents are not re-read; one collection request
   (or more pages) per parent, paced by the shared rate limiter.
@@ -11,10 +13,12 @@
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar, Dict, Iterator, List, Mapping, Sequence, Tuple
+from typing import Any, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 from urllib.parse import quote
 
 import dlt
+import orjson
+import pyarrow as pa
 from dlt.common.typing import TDataItems
 from dlt.extract.items_transform import ItemTransform
 from dlt.sources import DltResource
@@ -22,22 +26,23 @@ from dlt.sources import DltResource
 from .client import KlaviyoApi
 from .exclusions import exclusions_resource
 from .extract import plan_jobs, read_jobs
-from .hints import report_columns
+from .hints import TColumns, report_columns
 from .members import member_resource
 from .options import SourceOptions
 from .records import INCLUDED, to_rows
-from .settings import CHILD_REPORTS, ChildReport, REPORTS
+from .settings import ChildReport, RevisionTable, report_table
 from .windows import Window
 
 
-def with_parents(names: Sequence[str]) -> Tuple[str, ...]:
+def with_parents(names: Sequence[str], table: Optional[RevisionTable] = None) -> Tuple[str, ...]:
     """The selection plus the parents of its "include" and "parent" children (a child
     follows its parents' incremental runs, so they are read and loaded with it), parents
-    first."""
+    first, in `table` (default: the default revision's)."""
     out: Dict[str, None] = {}
+    children = (table or report_table()).children
 
     def add(name: str) -> None:
-        child = CHILD_REPORTS.get(name)
+        child = children.get(name)
         if child is not None and child.source in ("include", "parent"):
             for parent in child.parents:
                 add(parent)
@@ -48,7 +53,7 @@ def with_parents(names: Sequence[str]) -> Tuple[str, ...]:
     return tuple(out)
 
 
-def child_columns(child: ChildReport) -> Dict[str, Dict[str, Any]]:
+def child_columns(child: ChildReport) -> TColumns:
     """Column hints of a child table: its key columns, then as for any report."""
     return report_columns(child.report, child.primary_key)
 
@@ -76,28 +81,50 @@ class _SplitIncluded(ItemTransform[TDataItems, Dict[str, Any]]):
         self.children = children
 
     def __call__(self, item: TDataItems, meta: Any = None) -> Iterator[TDataItems]:  # type: ignore[override]
+        if isinstance(item, pa.Table):
+            yield from self._split_arrow(item)
+            return
         if not isinstance(item, list):
             yield item
             return
-        tables: Dict[str, List[Dict[str, Any]]] = {child.name: [] for child in self.children}
-        for row in item:
-            related: Mapping[str, List[Mapping[str, Any]]] = row.pop(INCLUDED, None) or {}
-            for child in self.children:
-                resources = related.get(child.include or "")
-                if resources:
-                    rows = to_rows({"data": resources}, child.report, Window(None, None))
-                    tables[child.name] += keyed(rows, child, row["id"])
+        tables = self._child_rows((row["id"], row.pop(INCLUDED, None)) for row in item)
         yield item
         for name, rows in tables.items():
             if rows:
                 yield dlt.mark.with_table_name(rows, name)
 
+    def _split_arrow(self, table: pa.Table) -> Iterator[TDataItems]:
+        """An Arrow page carries the included resources as JSON text in its `INCLUDED` column
+        (`records.to_arrow`): the column is dropped and its resources become child rows."""
+        if INCLUDED not in table.column_names:
+            yield table
+            return
+        carried = zip(table.column("id").to_pylist(), table.column(INCLUDED).to_pylist())
+        tables = self._child_rows((id_, orjson.loads(text)) for id_, text in carried if text)
+        yield table.drop_columns([INCLUDED])
+        for name, rows in tables.items():
+            if rows:
+                yield dlt.mark.with_table_name(rows, name)
 
-def attach_included(parent: DltResource, names: Sequence[str]) -> DltResource:
+    def _child_rows(self, parents: Iterable[Tuple[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
+        """Child rows per table from (parent id, {relationship: [included resource, ...]})."""
+        tables: Dict[str, List[Dict[str, Any]]] = {child.name: [] for child in self.children}
+        for parent_id, carried in parents:
+            related: Mapping[str, List[Mapping[str, Any]]] = carried or {}
+            for child in self.children:
+                resources = related.get(child.include or "")
+                if resources:
+                    rows = to_rows({"data": resources}, child.report, Window(None, None))
+                    tables[child.name] += keyed(rows, child, parent_id)
+        return tables
+
+
+def attach_included(parent: DltResource, names: Sequence[str], table: Optional[RevisionTable] = None) -> DltResource:
     """Adds the split step to a parent whose requests carry `include=`: the selected "include"
-    children become table variants of the parent resource; the others are dropped."""
+    children (of `table`, default: the default revision's) become table variants of the parent
+    resource; the others are dropped."""
     children = [
-        c for c in CHILD_REPORTS.values()
+        c for c in (table or report_table()).children.values()
         if c.source == "include" and parent.name in c.parents and c.name in names
     ]
     for child in children:
@@ -120,7 +147,7 @@ def _per_parent(api: KlaviyoApi, child: ChildReport) -> Any:
             path = child.report.path.format(id=quote(str(row["id"]), safe=""))
             report = replace(child.report, path=path)
             jobs = plan_jobs(report, [Window(None, None)])
-            for page in read_jobs(api, report, jobs, report.tier, workers=1):
+            for page in read_jobs(api, report, jobs, workers=1):
                 yield keyed(page, child, row["id"])
 
     return read
@@ -132,7 +159,7 @@ def related_resources(
     parents: Mapping[str, DltResource],
     run_started: datetime,
 ) -> Iterator[DltResource]:
-    """The selected tables of `CHILD_REPORTS`, plus the split step on every parent whose
+    """The selected child tables of the run's revision, plus the split step on every parent whose
     requests carry `include=` (it also strips the carried resources when no child is selected).
 
     Args:
@@ -141,12 +168,13 @@ def related_resources(
         parents: The report resources of this source instance, by name.
         run_started: When the run started (cursors never pass it, minus the safety margin).
     """
+    table = options.table
     for name, resource in parents.items():
-        if name in REPORTS and REPORTS[name].params.get("include"):
-            attach_included(resource, options.reports)
+        if name in table.reports and table.reports[name].params.get("include"):
+            attach_included(resource, options.reports, table)
     made: Dict[str, DltResource] = dict(parents)
-    for name in with_parents(options.reports):
-        child = CHILD_REPORTS.get(name)
+    for name in with_parents(options.reports, table):
+        child = table.children.get(name)
         if child is None:
             continue
         if child.source == "parent":

@@ -6,10 +6,9 @@ queries), dlt's retries (429 and 5xx, `Retry-After` first, configured in `[runti
 one said on dlt's log), pacing per rate-limit tier and the error map.
 """
 
-import hashlib
 import re
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
 
 import orjson
 from requests import PreparedRequest, Response
@@ -29,6 +28,7 @@ from dlt.sources.helpers.rest_client.paginators import (
     PageNumberPaginator,
 )
 
+from .auth import Credentials, PrivateKey
 from .errors import KlaviyoApiError, KlaviyoMalformedResponse, describe_http_error, endpoint_of
 from .quota import daily_refusal
 from .ratelimit import RateLimiter
@@ -81,15 +81,29 @@ def _log_retry(state: RetryCallState) -> None:
 
 class _PacedAdapter(HTTPAdapter):
     """Sends each attempt (retries included) only when the tier's limiter allows it, and
-    tells the limiter what the server said about its limits."""
+    tells the limiter what the server said about its limits. With `credentials`, each attempt
+    is signed right before it goes out (an OAuth access token renewed since the request was
+    prepared, e.g. during a retry's wait, is used), and a 401 is answered by renewing the
+    access token and sending the request once more."""
 
-    def __init__(self, limiter: RateLimiter, tier: str) -> None:
+    def __init__(self, limiter: RateLimiter, tier: str, credentials: Optional[Credentials] = None) -> None:
         super().__init__(pool_connections=_POOL_CONNECTIONS, pool_maxsize=_POOL_CONNECTIONS)
         self.limiter = limiter
         self.tier = tier
+        self.credentials = credentials
 
     def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        response = self._send(request, *args, **kwargs)
+        if response.status_code == 401 and self.credentials is not None:
+            if self.credentials.renew(str(request.headers.get("Authorization", ""))):
+                response.close()
+                response = self._send(request, *args, **kwargs)
+        return response
+
+    def _send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
         self.limiter.acquire(self.tier)
+        if self.credentials is not None:
+            self.credentials(request)
         response = super().send(request, *args, **kwargs)
         daily = daily_refusal(self.tier, response)  # not retried, nor a pause of the tier: the next run's
         if daily is not None:
@@ -108,24 +122,30 @@ class KlaviyoApi:
     """Klaviyo REST API access for one source instance.
 
     Args:
-        api_key: Private API key (`pk_...`); sent only in the Authorization header (or, for the
-            legacy v1 API, as the `api_key` query parameter added at send time).
+        api_key: Private API key (`pk_...`) or `auth.Credentials` (OAuth); sent only in the
+            Authorization header (a private key, for the legacy v1 API, as the `api_key` query
+            parameter added at send time).
         base_url: API base URL, e.g. `https://a.klaviyo.com`.
         revision: API revision header, e.g. `2023-10-15`.
         limiter: The rate limiter shared by every request of the run.
     """
 
-    def __init__(self, api_key: str, base_url: str, revision: str, limiter: RateLimiter) -> None:
-        self._auth = APIKeyAuth(
-            name="Authorization", api_key=f"Klaviyo-API-Key {api_key}", location="header"
+    def __init__(self, api_key: Union[str, Credentials], base_url: str, revision: str, limiter: RateLimiter) -> None:
+        credentials = PrivateKey(api_key) if isinstance(api_key, str) else api_key
+        self.credentials = credentials
+        self._auth: Credentials = credentials
+        self._v1_auth = (
+            APIKeyAuth(name="api_key", api_key=credentials.api_key, location="query")
+            if isinstance(credentials, PrivateKey)
+            else None
         )
-        self._v1_auth = APIKeyAuth(name="api_key", api_key=api_key, location="query")
         self.base_url = base_url.rstrip("/")
         self.revision = revision
         self.limiter = limiter
-        # identifies the account's key in per-process caches (`account.py`); memory only, never
-        # in state, logs or errors
-        self.account_key = (self.base_url, hashlib.sha256(api_key.encode()).hexdigest())
+        # identifies the account's credential in per-process caches (`account.py`): a digest of
+        # the key or of the OAuth refresh (or access) token; memory only, never in state, logs
+        # or errors
+        self.account_key = (self.base_url, credentials.identity)
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -141,7 +161,7 @@ class KlaviyoApi:
                 raise_for_status=False,
                 exceptions=(*DEFAULT_RETRY_EXCEPTIONS, KlaviyoMalformedResponse),
             ).session
-            adapter = _PacedAdapter(self.limiter, tier)
+            adapter = _PacedAdapter(self.limiter, tier, None if v1 else self.credentials)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             headers = {"accept": "application/vnd.api+json"}
@@ -177,7 +197,7 @@ class KlaviyoApi:
             params=params,
             paginator=JSONLinkPaginator(next_url_path="links.next"),
             data_selector=DATA_PATH,
-            hooks={"response": [_response_hook(scope, report)]},
+            hooks={"response": [_response_hook(scope, report, self.credentials)]},
         )
         for page in _unreachable_as_error(pages, path):
             yield page.response.json()
@@ -199,7 +219,7 @@ class KlaviyoApi:
             params={"count": page_size} if page_size else {},
             paginator=paginator,
             data_selector=DATA_PATH,
-            hooks={"response": [_response_hook(None, report)]},
+            hooks={"response": [_response_hook(None, report, self.credentials)]},
         )
         for page in _unreachable_as_error(pages, path):
             yield list(page)
@@ -213,7 +233,7 @@ class KlaviyoApi:
             path,
             json=body,
             headers={"content-type": "application/json"},
-            hooks={"response": [_response_hook(scope, report)]},
+            hooks={"response": [_response_hook(scope, report, self.credentials)]},
         )
         (response,) = _unreachable_as_error(iter([None]), path, answer)
         return response.json()  # type: ignore[no-any-return]
@@ -280,8 +300,23 @@ def _unreachable_as_error(pages: Iterator[Any], path: str, call: Any = None) -> 
         ) from None
 
 
-def _response_hook(scope: Optional[str], report: Optional[str]) -> Any:
-    """Builds the response hook: raises the error map's message for any status >= 400, and
+def _oauth_worded(message: str, status: int) -> str:
+    """The error map's 401/403 message for OAuth credentials (the map speaks of API keys)."""
+    if status == 401:
+        head = message.split(";")[0].replace("the API key", "the OAuth access token")
+        return (
+            f"{head}; give a refresh_token with the app's client_id and client_secret (access tokens"
+            " expire after an hour), or a current access_token"
+        )
+    if status == 403:
+        head = message.split(";")[0].replace("The API key lacks", "The OAuth app's installation lacks")
+        return f"{head}; add the scope to the app's scopes in Klaviyo and have the account reinstall the app, or drop the report"
+    return message
+
+
+def _response_hook(scope: Optional[str], report: Optional[str], credentials: Optional[Credentials] = None) -> Any:
+    """Builds the response hook: raises the error map's message for any status >= 400 (a 401 or
+    403 under OAuth names the token and the app's scopes instead of the API key), and
     parses 2xx bodies once with orjson (requests' `.json()` would parse them with the slower
     stdlib, twice: once for the data, once for the paginator)."""
 
@@ -298,6 +333,8 @@ def _response_hook(scope: Optional[str], report: Optional[str]) -> Any:
             message = describe_http_error(
                 response.status_code, response.url, body, scope=scope, report=report
             )
+            if credentials is not None and not isinstance(credentials, PrivateKey):
+                message = _oauth_worded(message, response.status_code)
             raise KlaviyoApiError(
                 message, response, response.status_code, endpoint_of(response.url)
             )

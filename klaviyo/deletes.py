@@ -37,7 +37,7 @@ from .account import check_account
 from .client import KlaviyoApi
 from .errors import KlaviyoConfigError
 from .ids import read_ids
-from .settings import Report, table_report
+from .settings import Report, RevisionTable, report_table
 
 DELETED = "_klaviyo_deleted"
 DELETED_AT = "_klaviyo_deleted_at"
@@ -54,6 +54,7 @@ def delete_resources(
     hard: bool,
     run_started: datetime,
     workers: int,
+    table: Optional[RevisionTable] = None,
 ) -> Iterator[DltResource]:
     """One `<table>_deletes` resource per selected table that has an id scan (none unless
     `detect`).
@@ -65,6 +66,7 @@ def delete_resources(
         hard: Remove the rows (dlt `hard_delete`) instead of flagging them.
         run_started: Written to `_klaviyo_deleted_at` of the rows flagged in this run.
         workers: Variants of a report scanned at the same time.
+        table: The run's report table (default: the default revision's).
 
     Raises:
         KlaviyoConfigError: `hard` without `detect`.
@@ -73,8 +75,9 @@ def delete_resources(
         raise KlaviyoConfigError("hard_deletes needs detect_deletes=True (or --detect-deletes)")
     if not detect:
         return
+    table = table or report_table()
     for name in names:
-        report = table_report(name)
+        report = table.row(name)
         if report.id_scan:
             yield _delete_resource(api, report, hard, run_started, workers)
 

@@ -34,7 +34,7 @@ class KlaviyoApiError(HTTPError):
     """A response Klaviyo refused, after any retries. Subclasses `HTTPError` so that dlt's
     retry policy (429 and 5xx, `Retry-After` first) sees the response it carries."""
 
-    def __init__(self, message: str, response: Response, status: int, endpoint: str) -> None:
+    def __init__(self, message: str, response: Optional[Response], status: int, endpoint: str) -> None:
         super().__init__(message, response=response)
         self.status = status
         self.endpoint = endpoint

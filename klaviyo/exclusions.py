@@ -64,7 +64,7 @@ def exclusions_resource(
         # The cursor is nested in a list, so rows are trimmed here, not by the reader.
         bounds = tuple(bound_conditions(report.cursor or "", window, report.cursor_ops))
         scan = replace(report, cursor=None, filters=report.filters + bounds)
-        for page in read_jobs(api, scan, plan_jobs(scan, [Window(None, None)]), scan.tier, workers=1):
+        for page in read_jobs(api, scan, plan_jobs(scan, [Window(None, None)]), workers=1):
             rows: List[Dict[str, Any]] = [exclusion_row(row) for row in page]
             rows = [row for row in rows if window.contains(row[CURSOR_COLUMN])]
             if rows:

@@ -154,7 +154,6 @@ def read_job(
     api: KlaviyoApi,
     report: Report,
     job: ReadJob,
-    tier: str,
     splitter: Optional[_Splitter] = None,
 ) -> Iterator[PageItems]:
     """Yields the converted pages of one job (empty pages left out); hands the rest of the
@@ -164,7 +163,7 @@ def read_job(
     sorted_by_cursor = bool(cursor) and report.sort == cursor
     previous_ids: frozenset = frozenset()
     for document in api.paginate(
-        report.path, request_params(report, job), tier, report.scope, report.name
+        report.path, request_params(report, job), report.tier, report.scope, report.name
     ):
         document, previous_ids = _without_repeats(document, previous_ids)
         window = job.window
@@ -206,7 +205,6 @@ def read_jobs(
     api: KlaviyoApi,
     report: Report,
     jobs: Sequence[ReadJob],
-    tier: str,
     workers: int,
     min_window: Optional[timedelta] = None,
 ) -> Iterator[PageItems]:
@@ -217,13 +215,13 @@ def read_jobs(
     """
     if workers <= 1:
         for job in jobs:
-            yield from read_job(api, report, job, tier)
+            yield from read_job(api, report, job)
         return
 
     pending: "queue.Queue[ReadJob]" = queue.Queue()
     for job in jobs:
         pending.put(job)
-    splitter = _Splitter(workers, pending, min_window or timedelta(minutes=10), lambda: api.limiter.saturated(tier))
+    splitter = _Splitter(workers, pending, min_window or timedelta(minutes=10), lambda: api.limiter.saturated(report.tier))
     pages: "queue.Queue[Tuple[Any, Any]]" = queue.Queue(maxsize=2 * workers)
     stop = threading.Event()
 
@@ -252,7 +250,7 @@ def read_jobs(
                     stop.wait(0.02)
                     continue
                 try:
-                    for items in read_job(api, report, job, tier, splitter):
+                    for items in read_job(api, report, job, splitter):
                         if not put("page", items):
                             return
                 finally:

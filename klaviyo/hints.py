@@ -18,11 +18,13 @@ tables (`profiles__subscriptions__email__marketing__suppression`, ...).
 """
 
 from dataclasses import replace
-from typing import Any, Dict, Iterable, Sequence
+from typing import Dict, Iterable, Sequence, cast
+
+from dlt.common.schema.typing import TDataType, TTableSchemaColumns
 
 from .settings import SUPPRESSION_LISTS, Report
 
-TColumns = Dict[str, Dict[str, Any]]
+TColumns = TTableSchemaColumns
 
 # Objects whose keys are chosen by each Klaviyo account (custom properties).
 FREE_FORM_COLUMNS = ("properties", "event_properties")
@@ -77,5 +79,5 @@ def report_columns(report: Report, keys: Sequence[str] = ("id",)) -> TColumns:
     for column in report.to_one.values():
         columns[column] = {"data_type": "text"}
     for column, data_type in report.column_types.items():
-        columns[column] = {"data_type": data_type}
+        columns[column] = {"data_type": cast(TDataType, data_type)}
     return columns

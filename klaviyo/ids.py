@@ -31,5 +31,5 @@ def read_ids(api: KlaviyoApi, report: Report, workers: int = 1) -> Iterator[List
     """
     scan = id_scan(report)
     jobs = plan_jobs(scan, [Window(None, None)])
-    for page in read_jobs(api, scan, jobs, scan.tier, min(workers, len(jobs))):
+    for page in read_jobs(api, scan, jobs, min(workers, len(jobs))):
         yield [row["id"] for row in page]

@@ -26,7 +26,7 @@ from .extract import plan_jobs, read_jobs
 from .ids import read_ids
 from .options import SourceOptions
 from .records import parse_datetime
-from .settings import REPORTS, ChildReport, Report
+from .settings import ChildReport, Report
 from .windows import Window
 
 STATE_KEY = "joined_group_at"  # resource state: {group id: last joined_group_at read (ISO 8601)}
@@ -46,7 +46,7 @@ def member_resource(
     api: KlaviyoApi, child: ChildReport, options: SourceOptions, run_started: datetime
 ) -> DltResource:
     """The membership resource of one "members" child (lists or segments)."""
-    groups = REPORTS[child.parents[0]]
+    groups = options.table.reports[child.parents[0]]
 
     def read() -> Iterator[TDataItems]:
         check_account(api)
@@ -85,7 +85,7 @@ def _read_group(
     jobs = plan_jobs(report, [window])
     newest: Optional[datetime] = None
     min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.min_split
-    for page in read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window):
+    for page in read_jobs(api, report, jobs, options.workers, min_window=min_window):
         rows = []
         for row in page:
             joined = row.get("joined_group_at")

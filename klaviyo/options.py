@@ -8,7 +8,8 @@ from typing import Any, Optional, Sequence, Tuple, Union
 from urllib.parse import urlsplit
 
 from .errors import KlaviyoConfigError
-from .settings import ALL_REPORT_NAMES, CUSTOM_DATE_FORMAT, DEFAULT_REPORTS, PERFORMANCE_REPORTS, REPORTS, Report
+from .revisions import supported_table
+from .settings import CUSTOM_DATE_FORMAT, REVISIONS, Report, RevisionTable, report_table
 from .windows import UTC
 
 _REVISION = re.compile(r"^\d{4}-\d{2}-\d{2}(\.[A-Za-z0-9_-]+)?$")
@@ -46,6 +47,11 @@ class SourceOptions:
             return report.lookback
         return timedelta(seconds=self.lookback_seconds)
 
+    @property
+    def table(self) -> RevisionTable:
+        """The report table of the revision."""
+        return report_table(self.revision)
+
 
 def parse_custom_date(value: str, name: str) -> datetime:
     """Parses `YYYY-MM-DDTHH:MM:SSZ` (e.g. 2024-01-02T23:20:49Z) as aware UTC; `name` is the
@@ -60,42 +66,42 @@ def parse_custom_date(value: str, name: str) -> datetime:
         ) from None
 
 
-def _report_names(reports: Optional[Union[str, Sequence[str]]]) -> Tuple[str, ...]:
+def _report_names(reports: Optional[Union[str, Sequence[str]]], table: RevisionTable) -> Tuple[str, ...]:
     if reports is None:
-        return DEFAULT_REPORTS
+        return table.default_reports
     names = reports.split(",") if isinstance(reports, str) else list(reports)
     names = [str(n).strip() for n in names if str(n).strip()]
     if not names:
         raise KlaviyoConfigError(
-            f"No report selected; name at least one of: {', '.join(ALL_REPORT_NAMES)}"
+            f"No report selected; name at least one of: {', '.join(table.names)}"
         )
-    known = ALL_REPORT_NAMES + tuple(PERFORMANCE_REPORTS)  # the reporting tables: performance.py
-    unknown = [n for n in names if n not in known]
+    unknown = [n for n in names if n not in table.names and n not in table.performance]
     if unknown:
+        _refuse_other_revision(unknown[0], table)
         raise KlaviyoConfigError(
-            f"Unknown report {unknown[0]!r}; choose from: {', '.join(known)}"
+            f"Unknown report {unknown[0]!r}; choose from: {', '.join((*table.names, *table.performance))}"
         )
     return tuple(dict.fromkeys(names))
 
 
-def validate_options(
-    api_key: Any,
-    base_url: Any,
-    revision: Any,
-    reports: Optional[Union[str, Sequence[str]]],
-    start_date: Optional[str],
-    end_date: Optional[str],
-    lookback_hours: Any,
-    workers: Any,
-    min_window_minutes: Any,
-    chunk_records: Any = None,
-) -> SourceOptions:
-    """Checks every argument; raises `KlaviyoConfigError` with a one-line message."""
+def _refuse_other_revision(name: str, table: RevisionTable) -> None:
+    """A report that only another revision has (e.g. campaigns_push) is named with it."""
+    others = [t.revision for t in REVISIONS.values() if name in t.names or name in t.performance]
+    if others:
+        raise KlaviyoConfigError(
+            f"The report {name!r} needs revision {' or '.join(others)} (this run uses {table.revision});"
+            " set revision accordingly or drop the report"
+        )
+
+
+def _checked_api_key(api_key: Any) -> str:
+    """The private API key, stripped; `KlaviyoConfigError` when missing or malformed."""
     key = str(api_key or "").strip()
     if not key:
         raise KlaviyoConfigError(
             "No Klaviyo API key; set SOURCES__KLAVIYO__API_KEY or api_key in [sources.klaviyo]"
-            " of .dlt/secrets.toml (a private key, pk_...)"
+            " of .dlt/secrets.toml (a private key, pk_...), or OAuth: refresh_token with client_id"
+            " and client_secret, or access_token"
         )
     if any(c.isspace() for c in key):
         raise KlaviyoConfigError(
@@ -113,6 +119,78 @@ def validate_options(
             "The Klaviyo API key is malformed: after pk_ come letters and digits (34 in Klaviyo's keys);"
             " paste the whole private key"
         )
+    return key
+
+
+@dataclass(frozen=True)
+class OAuthOptions:
+    """OAuth credentials, validated (every field left out of the repr)."""
+
+    access_token: Optional[str] = field(default=None, repr=False)
+    refresh_token: Optional[str] = field(default=None, repr=False)
+    client_id: Optional[str] = field(default=None, repr=False)
+    client_secret: Optional[str] = field(default=None, repr=False)
+
+
+_OAUTH_FIELDS = ("access_token", "refresh_token", "client_id", "client_secret")
+
+
+def validate_oauth(api_key: Any, **oauth: Any) -> Optional[OAuthOptions]:
+    """Checks the OAuth arguments (`access_token`, `refresh_token`, `client_id`,
+    `client_secret`) against `api_key`: None when only a key is given (checked by
+    `validate_options`), else the OAuth credentials; `KlaviyoConfigError` (one line, naming
+    arguments, never values) when they are incomplete, malformed or mixed with a key."""
+    given = {name: str(oauth.get(name) or "").strip() for name in _OAUTH_FIELDS}
+    given = {name: value for name, value in given.items() if value}
+    if not given:
+        return None
+    how = "set api_key alone (a private key), or refresh_token with client_id and client_secret, or access_token"
+    if str(api_key or "").strip():
+        raise KlaviyoConfigError(f"Both api_key and OAuth credentials ({', '.join(given)}) are set; {how}")
+    for name, value in given.items():
+        _check_token(name, value)
+    if "refresh_token" in given:
+        missing = [name for name in ("client_id", "client_secret") if name not in given]
+        if missing:
+            raise KlaviyoConfigError(
+                f"The OAuth refresh_token needs the app's {' and '.join(missing)} (Klaviyo: Manage apps);"
+                " set them beside it in [sources.klaviyo] or SOURCES__KLAVIYO__CLIENT_ID / __CLIENT_SECRET"
+            )
+    elif "access_token" not in given:
+        raise KlaviyoConfigError(
+            f"OAuth {' and '.join(given)} alone cannot authenticate; add the installation's refresh_token"
+            " (or an access_token), or use a private api_key instead"
+        )
+    return OAuthOptions(**given)
+
+
+def _check_token(name: str, value: str) -> None:
+    if value[0] in "'\"" and value[-1] == value[0]:
+        raise KlaviyoConfigError(f"The OAuth {name} is wrapped in quotes; set it without them")
+    if value.lower().startswith(("bearer ", "basic ")):
+        raise KlaviyoConfigError(f"The OAuth {name} starts with an auth scheme; set the token alone, without 'Bearer '")
+    if any(c.isspace() for c in value):
+        raise KlaviyoConfigError(f"The OAuth {name} contains white space; paste it alone, on one line")
+    if name in ("access_token", "refresh_token") and value.startswith("pk_"):
+        raise KlaviyoConfigError(f"The OAuth {name} looks like a private API key (pk_...); set it as api_key instead")
+
+
+def validate_options(
+    api_key: Any,
+    base_url: Any,
+    revision: Any,
+    reports: Optional[Union[str, Sequence[str]]],
+    start_date: Optional[str],
+    end_date: Optional[str],
+    lookback_hours: Any,
+    workers: Any,
+    min_window_minutes: Any,
+    chunk_records: Any = None,
+    oauth: bool = False,
+) -> SourceOptions:
+    """Checks every argument; raises `KlaviyoConfigError` with a one-line message. With `oauth`
+    (OAuth credentials, checked by `validate_oauth`) no API key is expected."""
+    key = "" if oauth else _checked_api_key(api_key)
     url = str(base_url or "").strip()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
@@ -122,8 +200,9 @@ def validate_options(
     rev = str(revision or "").strip()
     if not _REVISION.match(rev):
         raise KlaviyoConfigError(
-            f"revision {rev!r} is malformed; use YYYY-MM-DD[.suffix], e.g. 2023-10-15"
+            f"revision {rev!r} is malformed; use YYYY-MM-DD, one of: {', '.join(REVISIONS)}"
         )
+    table = supported_table(rev)
     start = parse_custom_date(start_date, "start_date") if start_date else None
     end = parse_custom_date(end_date, "end_date") if end_date else None
     dates = ("start_date", "end_date")
@@ -140,7 +219,7 @@ def validate_options(
             f"{{start_date}} {start_date} lies in the future; Klaviyo has no data there yet", dates
         )
     if start is not None and end is not None and reports is not None:
-        undated = [n for n in _report_names(reports) if n in REPORTS and not REPORTS[n].cursor]
+        undated = [n for n in _report_names(reports, table) if n in table.reports and not table.reports[n].cursor]
         if undated:
             raise KlaviyoConfigError(
                 f"Custom dates cannot be served for {undated[0]}: Klaviyo cannot filter it by date;"
@@ -154,7 +233,7 @@ def validate_options(
         api_key=key,
         base_url=url.rstrip("/"),
         revision=rev,
-        reports=_report_names(reports),
+        reports=_report_names(reports, table),
         start=start,
         end=end,
         lookback_seconds=None if lookback is None else lookback * 3600.0,

@@ -16,19 +16,21 @@ import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, cast
 
 import dlt
+from dlt.common.schema.typing import TDataType, TDeleteInsertStrategyDict
 from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
 from .account import check_account
 from .client import KlaviyoApi
 from .errors import KlaviyoConfigError, KlaviyoDailyLimit
+from .hints import TColumns
 from .options import SourceOptions
 from .quota import DailyQuota
 from .report_days import Days, align, days_left, extend, forward, month_last, plan
-from .settings import PERFORMANCE_REPORTS, REPORTING_DAILY_LIMIT, REPORTS, PerformanceReport, statistic_type
+from .settings import PERFORMANCE_REPORTS, REPORTING_DAILY_LIMIT, PerformanceReport, Report, RevisionTable, statistic_type
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,8 @@ ORDER_METRIC = "Placed Order"  # the default conversion metric, by name
 _METRIC_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 # The hard-delete column of the marker rows a re-read sends for a day without result.
 EMPTY_MARKER = "_klaviyo_empty"
+# Each re-read replaces all rows of the days it read (`PerformanceReport.merge_key`).
+DELETE_INSERT: TDeleteInsertStrategyDict = {"disposition": "merge", "strategy": "delete-insert"}
 STATE_KEY = "held"  # in a reporting table's resource state: {metric or "-": {"first", "last"}}
 _NO_METRIC = "-"
 
@@ -72,7 +76,7 @@ class ReportingOptions:
 
 def validate_reporting(
     names: Sequence[str],
-    revision: str,
+    table: RevisionTable,
     conversion_metric_id: Any = None,
     report_statistics: Any = None,
     report_lookback_days: Any = DEFAULT_LOOKBACK_DAYS,
@@ -84,8 +88,8 @@ def validate_reporting(
     the first bad one.
 
     Args:
-        names: The selected report names (the reporting tables among them are read).
-        revision: The API revision of the run (`YYYY-MM-DD[.suffix]`).
+        names: The selected report names (the performance tables among them are read).
+        table: The report table of the run's revision (its `performance` rows).
         conversion_metric_id: Metric id(s) conversions are counted on (a list or a
             comma-separated string); None: the account's one `Placed Order` metric.
         report_statistics: Table -> statistics (a list or comma-separated string) to ask
@@ -95,13 +99,8 @@ def validate_reporting(
         report_daily_limit: Reporting requests a day (Klaviyo allows 225).
         report_daily_share: Most of the daily limit one table may spend in one run (0 < x <= 1).
     """
-    tables = tuple(PERFORMANCE_REPORTS[n] for n in names if n in PERFORMANCE_REPORTS)
-    for table in tables:
-        if revision[:10] < table.since_revision:
-            raise KlaviyoConfigError(
-                f"{table.name} comes from Klaviyo's reporting API, which revision {revision} does not have"
-                f" (it starts with {table.since_revision}); set revision = \"2026-07-15\" or drop {table.name} from the reports"
-            )
+    # a performance table of another revision was refused with the revisions that have it (options.py)
+    tables = tuple(table.performance[n] for n in names if n in table.performance)
     statistics = {t.name: t.statistics for t in tables}
     for name, value in _mapping(report_statistics, "report_statistics").items():
         if name not in PERFORMANCE_REPORTS:
@@ -136,10 +135,10 @@ def validate_reporting(
         )
     options = ReportingOptions(tables, statistics, metrics, lookback, backfill, limit, share)
     per_run = DailyQuota(limit, share).per_report
-    for table in tables:
-        if table.window_days == 1 and table.period == "day" and per_run < lookback + 1:
+    for row in tables:
+        if row.window_days == 1 and row.period == "day" and per_run < lookback + 1:
             raise KlaviyoConfigError(
-                f"report_daily_share {share:g} of report_daily_limit {limit} leaves {table.name} {per_run} requests a run, fewer than"
+                f"report_daily_share {share:g} of report_daily_limit {limit} leaves {row.name} {per_run} requests a run, fewer than"
                 f" the {lookback + 1} days it reads every run (report_lookback_days {lookback} and today); raise either or lower the lookback"
             )
     return options
@@ -179,6 +178,7 @@ class ConversionMetrics:
 
     api: KlaviyoApi
     configured: Tuple[str, ...]
+    metrics: Report  # the revision's `metrics` row: how /api/metrics is read
     _ids: Optional[Tuple[str, ...]] = None
 
     def ids(self, table: str) -> Tuple[str, ...]:
@@ -189,7 +189,7 @@ class ConversionMetrics:
         return self._ids
 
     def _resolve(self, table: str) -> Tuple[str, ...]:
-        metrics = REPORTS["metrics"]
+        metrics = self.metrics
         found: List[Tuple[str, str, str]] = []  # (id, name, integration)
         for document in self.api.paginate(metrics.path, {}, metrics.tier, metrics.scope, table):
             for record in document.get("data") or []:
@@ -327,7 +327,7 @@ def performance_resources(api: KlaviyoApi, reporting: ReportingOptions, options:
     if not reporting.tables:
         return
     quota = DailyQuota(reporting.daily_limit, reporting.daily_share)
-    metrics = ConversionMetrics(api, reporting.conversion_metric_ids)
+    metrics = ConversionMetrics(api, reporting.conversion_metric_ids, options.table.reports["metrics"])
     for table in reporting.tables:
         yield performance_resource(api, table, reporting, options, quota, metrics, run_started)
 
@@ -371,7 +371,7 @@ def performance_resource(
         name=table.name,
         primary_key=list(table.primary_key),
         merge_key=list(table.merge_key),
-        write_disposition={"disposition": "merge", "strategy": "delete-insert"},
+        write_disposition=DELETE_INSERT,
         columns=_columns(table, statistics),
     )()
 
@@ -425,10 +425,10 @@ def _stop_line(
     return f"{table.name}: stopped for this run, {reason} ({spent}); {held}; the next run continues where it stopped"
 
 
-def _columns(table: PerformanceReport, statistics: Sequence[str]) -> Dict[str, Dict[str, Any]]:
+def _columns(table: PerformanceReport, statistics: Sequence[str]) -> TColumns:
     """Column hints: the day(s), the groupings and metric as text, each statistic typed, the
     marker column."""
-    columns: Dict[str, Dict[str, Any]] = {"date": {"data_type": "date", "nullable": False}}
+    columns: TColumns = {"date": {"data_type": "date", "nullable": False}}
     if table.period == "month":
         columns["end_date"] = {"data_type": "date"}
     for name in table.groupings:
@@ -436,7 +436,7 @@ def _columns(table: PerformanceReport, statistics: Sequence[str]) -> Dict[str, D
     if table.conversion_metric:
         columns["conversion_metric_id"] = {"data_type": "text", "nullable": False}
     for name in statistics:
-        columns[name] = {"data_type": statistic_type(name)}
+        columns[name] = {"data_type": cast(TDataType, statistic_type(name))}
     columns[EMPTY_MARKER] = {"data_type": "bool", "hard_delete": True}
     return columns
 

@@ -32,6 +32,7 @@ class _TierState:
         self.sent: Deque[float] = deque()  # monotonic send times within the steady window
         self.blocked_until = 0.0  # monotonic time before which nothing may be sent
         self.throttled = 0  # 429s seen
+        self.requests = 0  # requests let through (retries included)
 
 
 class RateLimiter:
@@ -50,13 +51,34 @@ class RateLimiter:
         self.waited_s = 0.0  # total time callers spent waiting, seconds
 
     @classmethod
-    def for_account(cls, base_url: str, api_key: str) -> "RateLimiter":
+    def for_account(cls, base_url: str, api_key: str, tiers: Optional[Mapping[str, Tier]] = None) -> "RateLimiter":
         """Returns the process-wide limiter of one account (keyed by a hash of the key)."""
-        account = (base_url, hashlib.sha256(api_key.encode()).hexdigest())
+        return cls.for_identity(base_url, hashlib.sha256(api_key.encode()).hexdigest(), tiers)
+
+    @classmethod
+    def for_identity(cls, base_url: str, identity: str, tiers: Optional[Mapping[str, Tier]] = None) -> "RateLimiter":
+        """Returns the process-wide limiter of one credential, by its digest (`auth.Credentials.identity`;
+        a private key's is the SHA-256 of the key, so this is `for_account`'s limiter), paced at
+        `tiers` (the limits of the run's API revision) when given: Klaviyo counts an account's
+        requests whatever their revision, so one limiter serves every revision and takes the
+        limits of the run that asked last."""
+        account = (base_url, identity)
         with cls._shared_lock:
             if account not in cls._shared:
-                cls._shared[account] = cls()
-            return cls._shared[account]
+                cls._shared[account] = cls(tiers)
+            limiter = cls._shared[account]
+        if tiers is not None:
+            limiter.set_tiers(tiers)
+        return limiter
+
+    def set_tiers(self, tiers: Mapping[str, Tier]) -> None:
+        """Paces each tier at the given limits from now on (the requests already sent count)."""
+        with self._lock:
+            for name, tier in tiers.items():
+                if name in self._states:
+                    self._states[name].tier = tier
+                else:
+                    self._states[name] = _TierState(tier)
 
     def acquire(self, tier: str) -> None:
         """Blocks until a request of `tier` may be sent, then records it as sent."""
@@ -74,6 +96,7 @@ class RateLimiter:
                     wait = max(wait, oldest_in_burst + BURST_WINDOW_S + WINDOW_MARGIN_S - now)
                 if wait <= 0:
                     sent.append(now)
+                    state.requests += 1
                     return
             self.waited_s += wait
             time.sleep(min(wait, 5.0))
@@ -106,6 +129,11 @@ class RateLimiter:
             if status == 429:
                 state.throttled += 1
             state.blocked_until = max(state.blocked_until, time.monotonic() + pause)
+
+    def requests(self, tier: Optional[str] = None) -> int:
+        """Number of requests sent (retries included), for one tier or all."""
+        states = [self._states[tier]] if tier else list(self._states.values())
+        return sum(s.requests for s in states)
 
     def throttled(self, tier: Optional[str] = None) -> int:
         """Number of 429s seen, for one tier or all."""

@@ -1,4 +1,5 @@
-"""The resources of the report table's top-level rows (`REPORTS` and `OTHER_REPORTS`).
+"""The resources of the report table's top-level rows (a revision's `reports` and `others`; for
+2023-10-15 `REPORTS` and `OTHER_REPORTS`).
 
 - `report_resource`: a JSON:API collection ("jsonapi" rows), incremental on its cursor, read
   in parallel windows (`extract.py`), in resumable chunks (`checkpoint.py`);
@@ -58,10 +59,10 @@ def report_resource(
         if resumable:
             window = resume_window(full, state)
             if options.chunk_records:
-                window = plan_chunk(api, report, window, report.tier, options.chunk_records)
+                window = plan_chunk(api, report, window, options.chunk_records)
         if not window.empty:
             jobs = plan_jobs(report, [window])
-            pages = read_jobs(api, report, jobs, report.tier, options.workers, min_window=min_window)
+            pages = read_jobs(api, report, jobs, options.workers, min_window=min_window)
             if report.row_format == "arrow":
                 load_id = _load_id()
                 tables = batched_tables(pages, ARROW_BATCH_ROWS)

@@ -3,17 +3,22 @@
 Adding a report is adding a `Report` row: to `REPORTS` (JSON:API collections, windowed by
 their cursor), `CHILD_REPORTS` (tables that belong to other reports) or `OTHER_REPORTS` (the
 legacy v1 list and the metric-aggregate queries); the HTTP client, the window planner, the
-rate limiter and the error map serve every report alike.
+rate limiter and the error map serve every report alike. Those rows are revision 2023-10-15's;
+each API revision's table (`RevisionTable`: its reports, children, others and tiers) is in
+`REVISIONS` at the end, the later ones derived from them with `replace()`; a run reads the
+table of its revision (`report_table(revision)`, default `DEFAULT_REVISION`).
 
 All datetimes are timezone-aware UTC. Durations are `timedelta`s.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from typing import Dict, Literal, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Literal, Mapping, Optional, Tuple
+
+from .converters import campaign_message_from_definition, flow_action_from_definition, flow_message_from_definition
 
 DEFAULT_BASE_URL = "https://a.klaviyo.com"
-DEFAULT_REVISION = "2023-10-15"
+DEFAULT_REVISION = "2026-07-15"  # the table of each revision: REVISIONS, at the end
 SOURCE_NAME = "klaviyo"
 
 # Cursor safety: requests never ask for records dated later than the run's start minus this
@@ -26,7 +31,8 @@ CURSOR_SAFETY_MARGIN = timedelta(seconds=5)
 # now, then re-read 4 days, then 7 days after missing events that appeared more than 4 days
 # late; Klaviyo's attribution window is 5 days. Each incremental run of `events` therefore
 # re-reads this much before its cursor, merged on `id` (cost: the events of these 7 days, at
-# 200 a request, per run; `lookback_hours` overrides it for every report).
+# 1000 a request under 2026-07-15, 200 under 2023-10-15, per run; `lookback_hours` overrides it
+# for every report).
 EVENTS_LOOKBACK = timedelta(days=7)
 
 # Klaviyo filters only on whole datetimes; where an endpoint offers only `greater-than` for the
@@ -143,6 +149,8 @@ class Report:
         default: Whether the report is in the default selection.
         retired: The one-line message that replaces Klaviyo's 410 Gone for an endpoint
             Klaviyo retired (naming what to load instead); None for live endpoints.
+        columns_from: How a record's `attributes` become the row's columns, where a revision
+            moved them (a function of `converters.py`); None: the attributes as they are.
     """
 
     name: str
@@ -174,6 +182,7 @@ class Report:
     id_scan: Mapping[str, str] = field(default_factory=dict)
     default: bool = True
     retired: Optional[str] = None
+    columns_from: Optional[Callable[[Mapping[str, Any]], Dict[str, Any]]] = None
 
 
 _ALL_COMPARISONS = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
@@ -529,6 +538,13 @@ CHILD_REPORTS: Dict[str, ChildReport] = {
 
 
 
+# The custom-dates format of `start_date`/`end_date` (e.g. 2024-01-02T23:20:49Z).
+CUSTOM_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# Which account a key belongs to (`account.py`): its first request of every run, tier XS.
+ACCOUNT = Report(name="accounts", path="/api/accounts/", scope="accounts:read", tier="XS", params={"fields[account]": "public_api_key"})
+
+
 # ------------------------------------------------------------------------------------------
 # Klaviyo's reporting API: the numbers its dashboards show (campaign, flow, form and segment
 # performance), one table per report (`performance.py` reads them; README "Performance
@@ -685,19 +701,259 @@ PERFORMANCE_REPORTS: Dict[str, PerformanceReport] = {
 }  # fmt: skip
 
 
-def table_report(name: str) -> Report:
-    """The row of any report or child table by its name (KeyError for an unknown name)."""
-    if name in CHILD_REPORTS:
-        return CHILD_REPORTS[name].report
-    return REPORTS[name] if name in REPORTS else OTHER_REPORTS[name]
+# ------------------------------------------------------------------------------------------
+# Revisions. The rows above are those of revision 2023-10-15 (the revision the source was first
+# specified for); every other revision's table is derived from them with `replace()` plus its
+# own rows, so adding a revision is adding a section here. `report_table(revision)` gives the
+# table the source reads for a run; every row is checked against the spec of its revision by
+# tests/source/test_report_table.py.
+# ------------------------------------------------------------------------------------------
 
 
-ALL_REPORT_NAMES = tuple(REPORTS) + tuple(CHILD_REPORTS) + tuple(OTHER_REPORTS)
-DEFAULT_REPORTS = (
-    tuple(name for name, r in REPORTS.items() if r.default)
-    + tuple(name for name, c in CHILD_REPORTS.items() if c.default)
-    + tuple(name for name, r in OTHER_REPORTS.items() if r.default)
+@dataclass(frozen=True)
+class RevisionTable:
+    """Everything the source reads from Klaviyo under one API revision.
+
+    Attributes:
+        revision: The `revision` header sent, `YYYY-MM-DD`.
+        reports: The JSON:API collection reports (one table each), by name.
+        children: The child tables, by name.
+        others: The reports not read as windowed collections (v1 list, metric aggregates).
+        account: The request that says which account the key belongs to (`account.py`).
+        tiers: Rate-limit tiers of this revision (tier key -> limits).
+        retired: About when Klaviyo retired the revision (`YYYY-MM-DD`), None while supported;
+            Klaviyo then answers it as its oldest revision still supported.
+        supported_until: About when Klaviyo retires it (two years after its release).
+        performance: The tables of Klaviyo's reporting API (`performance.py`), opt-in and not
+            among `names` (the demo and `--reports` listings leave them out: each costs
+            requests of a 225-a-day quota); empty where the revision has no reporting API.
+    """
+
+    revision: str
+    reports: Mapping[str, Report]
+    children: Mapping[str, ChildReport]
+    others: Mapping[str, Report]
+    account: Report
+    tiers: Mapping[str, Tier]
+    retired: Optional[str] = None
+    supported_until: Optional[str] = None
+    performance: Mapping[str, PerformanceReport] = field(default_factory=dict)
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        """Every report and child table name of this revision."""
+        return tuple(self.reports) + tuple(self.children) + tuple(self.others)
+
+    @property
+    def default_reports(self) -> Tuple[str, ...]:
+        """The default selection under this revision."""
+        return (
+            tuple(name for name, r in self.reports.items() if r.default)
+            + tuple(name for name, c in self.children.items() if c.default)
+            + tuple(name for name, r in self.others.items() if r.default)
+        )
+
+    def row(self, name: str) -> Report:
+        """The row of any report or child table by its name (KeyError for an unknown name)."""
+        if name in self.children:
+            return self.children[name].report
+        return self.reports[name] if name in self.reports else self.others[name]
+
+
+REVISION_2023 = RevisionTable(
+    revision="2023-10-15", reports=REPORTS, children=CHILD_REPORTS, others=OTHER_REPORTS, account=ACCOUNT,
+    tiers=TIERS, retired="2025-10-15", supported_until="2025-10-15",
 )
 
-# The custom-dates format of `start_date`/`end_date` (e.g. 2024-01-02T23:20:49Z).
-CUSTOM_DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# -- 2026-07-15 (openapi-2026-07-15.json; REVISIONS.md lists what changed since 2023-10-15) ----
+# Its spec writes paths without the trailing slash (Klaviyo routes both forms).
+
+def _in_2026(row: Report, **changes: Any) -> Report:
+    """A 2023-10-15 row as revision 2026-07-15 reads it: the spec's path, plus `changes`."""
+    return replace(row, path=row.path.rstrip("/"), **changes)
+
+
+def _child_in_2026(child: ChildReport, report: Optional[Mapping[str, Any]] = None, **changes: Any) -> ChildReport:
+    """A 2023-10-15 child table as revision 2026-07-15 reads it: its report `_in_2026` with
+    the `report` changes, plus `changes` of the child."""
+    return replace(child, report=_in_2026(child.report, **(report or {})), **changes)
+
+
+# Tier L: 700/min -> 750/min (2026-01-15).
+TIERS_2026: Dict[str, Tier] = {**TIERS, "L": Tier(75, 750)}
+# Every date-time attribute of the 2026 profile subscriptions (new: SMS transactional, mobile
+# push, WhatsApp, email open tracking), flattened as dlt names them.
+_SUBSCRIPTION_TIMESTAMPS_2026 = tuple(
+    f"subscriptions__{group}__{name}"
+    for group, names in (
+        ("email__marketing", ("consent_timestamp", "last_updated")),
+        ("email__open_tracking", ("consent_timestamp", "last_updated", "created_timestamp", "valid_until")),
+        ("sms__marketing", ("consent_timestamp", "last_updated")),
+        ("sms__transactional", ("consent_timestamp", "last_updated")),
+        ("mobile_push__marketing", ("consent_timestamp",)),
+        *(
+            (f"whatsapp__{kind}", ("consent_timestamp", "last_updated", "created_timestamp", "valid_until"))
+            for kind in ("marketing", "transactional", "conversational")
+        ),
+    )
+    for name in names
+)
+# Free-form objects of those subscriptions: JSON columns.
+_SUBSCRIPTION_METADATA_2026 = (
+    "subscriptions__email__open_tracking__metadata",
+    *(f"subscriptions__whatsapp__{kind}__metadata" for kind in ("marketing", "transactional", "conversational")),
+)
+_CAMPAIGN_CHANNELS_2026 = ("campaigns_email", "campaigns_sms", "campaigns_push")
+# 2026 flow-action types that own no flow message (the spec's action types, `definition.type`).
+# Not skipped, since they may own messages (UNCONFIRMED): ab-test, content-experiment,
+# internal-service and every send-* type.
+_SILENT_ACTIONS_2026 = (
+    "time-delay", "countdown-delay", "target-date", "back-in-stock-delay", "conditional-split",
+    "trigger-split", "multi-branch-split", "action-output-split", "update-profile", "list-update", "code",
+)  # fmt: skip
+# Lists and free-form objects of 2026 flow-message definitions (custom tracking parameters,
+# audience filters, push key/value pairs and buttons, webhook headers, ...): JSON columns.
+_FLOW_MESSAGE_JSON_2026 = (
+    "custom_tracking_params", "additional_filters", "message_hierarchy", "kv_pairs", "action_buttons",
+    "badge_options", "headers", "to_emails",
+)  # fmt: skip
+
+# Columns the 2026 shapes may leave null on a whole load: typed up front (stable tables, and no
+# "could not infer" warnings from dlt).
+_TEXT, _BOOL = "text", "bool"
+_CONTENT_2026 = {
+    f"content__{name}": _TEXT
+    for name in (
+        "subject", "preview_text", "from_email", "from_label", "reply_to_email", "cc_email", "bcc_email",
+        "body", "media_url", "title", "dynamic_image",
+    )
+}  # fmt: skip
+_RENDER_OPTIONS_2026 = {
+    f"render_options__{name}": _BOOL for name in ("shorten_links", "add_org_prefix", "add_info_link", "add_opt_out_language")
+}
+_CAMPAIGN_MESSAGE_TYPES_2026 = {"label": _TEXT, "channel": _TEXT, "notification_type": _TEXT, **_CONTENT_2026, **_RENDER_OPTIONS_2026}
+_FLOW_ACTION_TYPES_2026 = {
+    "action_type": _TEXT, "status": _TEXT, "links__next": _TEXT, "links__next_if_true": _TEXT,
+    "links__next_if_false": _TEXT, "send_options__use_smart_sending": _BOOL, "send_options__is_transactional": _BOOL,
+    **_RENDER_OPTIONS_2026,
+}  # fmt: skip
+_FLOW_MESSAGE_TYPES_2026 = {
+    "name": _TEXT, "channel": _TEXT, **_CONTENT_2026, "content__image_id": _TEXT,
+    **{
+        name: _BOOL
+        for name in (
+            "smart_sending_enabled", "transactional", "add_tracking_params", "shorten_links", "include_contact_card",
+            "add_org_prefix", "add_info_link", "add_opt_out_language", "sms_quiet_hours_enabled",
+        )
+    },
+}  # fmt: skip
+
+REPORTS_2026: Dict[str, Report] = {
+    r.name: r
+    for r in (
+        # `page[size]` up to 100 (2026-04-15); the channel filter is still required.
+        *(_in_2026(REPORTS[name], page_size=100) for name in ("campaigns_email", "campaigns_sms")),
+        _in_2026(replace(_campaigns("mobile_push"), name="campaigns_push"), page_size=100),
+        # Tier M -> L (75/s, 750/min), at most 10 a page (2025-10-15, 2026-04-15).
+        _in_2026(REPORTS["templates"], tier="L", page_size=10, column_types={"amp": _TEXT}),
+        _in_2026(
+            REPORTS["profiles"],
+            timestamps=("created", "updated", "last_event_date", *_SUBSCRIPTION_TIMESTAMPS_2026),
+            json_columns=(*REPORTS["profiles"].json_columns, *_SUBSCRIPTION_METADATA_2026),
+        ),
+        # 1000 a page (2026-01-15); attributions come with `include=attributions` (table
+        # event_attributions). Events whose metric Klaviyo cannot resolve are kept, with a null
+        # metric_id (README, "Revisions").
+        _in_2026(REPORTS["events"], page_size=1000, params={"include": "attributions"}),
+        _in_2026(REPORTS["metrics"]),
+        # New: `definition` (JSON), `is_active`, `is_processing`, `is_starred`; 10 a page.
+        _in_2026(
+            REPORTS["segments"], page_size=10, json_columns=("definition",),
+            column_types={"is_active": _BOOL, "is_processing": _BOOL, "is_starred": _BOOL},
+        ),
+        # New: `opt_in_process`; the scope is spelled lists:read; 10 a page.
+        _in_2026(REPORTS["lists"], scope="lists:read", page_size=10, column_types={"opt_in_process": _TEXT}),
+        _in_2026(REPORTS["flows"]),
+        _in_2026(REPORTS["tags"], page_size=50),
+    )
+}
+
+CHILD_REPORTS_2026: Dict[str, ChildReport] = {
+    c.name: c
+    for c in (
+        # Label, channel, content and render options moved under `definition` (2025-01-15).
+        _child_in_2026(
+            CHILD_REPORTS["campaign_messages"], parents=_CAMPAIGN_CHANNELS_2026,
+            report=dict(
+                columns_from=campaign_message_from_definition,
+                json_columns=("send_times", "kv_pairs", "content__action_buttons"),
+                to_one={"template": "template_id", "image": "image_id"}, column_types=_CAMPAIGN_MESSAGE_TYPES_2026,
+            ),
+        ),
+        _child_in_2026(CHILD_REPORTS["campaign_tags"], parents=_CAMPAIGN_CHANNELS_2026),
+        # action_type, status, settings, ... replaced by `definition` (2025-10-15).
+        _child_in_2026(
+            CHILD_REPORTS["flow_actions"],
+            report=dict(
+                columns_from=flow_action_from_definition, json_columns=("settings", "tracking_options", "data"),
+                column_types=_FLOW_ACTION_TYPES_2026,
+            ),
+        ),
+        # Cursor-paginated, at most 50 a page (2025-01-15); name and content in `definition`.
+        _child_in_2026(
+            CHILD_REPORTS["flow_messages"], skip={"action_type": _SILENT_ACTIONS_2026},
+            report=dict(
+                page_size=50, columns_from=flow_message_from_definition, json_columns=_FLOW_MESSAGE_JSON_2026,
+                column_types=_FLOW_MESSAGE_TYPES_2026,
+            ),
+        ),
+        _child_in_2026(CHILD_REPORTS["list_profiles"], report=dict(scope="lists:read and profiles:read")),
+        _child_in_2026(CHILD_REPORTS["segment_profiles"]),
+        _child_in_2026(CHILD_REPORTS["global_exclusions"]),
+        # The attributions of each event read (`include=attributions` on the event pages): one
+        # row per (event, attribution), with what the conversion is attributed to.
+        ChildReport(
+            report=Report(
+                name="event_attributions", path="/api/events", scope="events:read", tier="XL",
+                primary_key=("event_id", "attribution_id"), timestamps=(),
+                to_one={
+                    "attributed-event": "attributed_event_id", "campaign": "campaign_id",
+                    "campaign-message": "campaign_message_id", "flow": "flow_id",
+                    "flow-message": "flow_message_id", "flow-message-variation": "flow_message_variation_id",
+                },
+            ),
+            source="include", parents=("events",), parent_key="event_id", include="attributions",
+            id_column="attribution_id",
+        ),
+    )
+}  # fmt: skip
+
+OTHER_REPORTS_2026: Dict[str, Report] = {
+    "campaigns_v1": OTHER_REPORTS["campaigns_v1"],  # the legacy v1 API has no revision
+    "metric_aggregates": _in_2026(OTHER_REPORTS["metric_aggregates"]),
+}
+
+REVISION_2026 = RevisionTable(
+    revision="2026-07-15", reports=REPORTS_2026, children=CHILD_REPORTS_2026, others=OTHER_REPORTS_2026,
+    account=_in_2026(ACCOUNT), tiers=TIERS_2026, supported_until="2028-07-15", performance=PERFORMANCE_REPORTS,
+)
+
+# Every revision the source speaks, newest first.
+REVISIONS: Dict[str, RevisionTable] = {t.revision: t for t in (REVISION_2026, REVISION_2023)}
+
+
+def report_table(revision: str = DEFAULT_REVISION) -> RevisionTable:
+    """The report table of a supported revision (`YYYY-MM-DD`); KeyError for any other."""
+    return REVISIONS[revision]
+
+
+def table_report(name: str, revision: str = DEFAULT_REVISION) -> Report:
+    """The row of any report or child table of `revision` by its name (KeyError for an unknown
+    name or revision)."""
+    return REVISIONS[revision].row(name)
+
+
+# The tables of the default revision, and its default selection.
+ALL_REPORT_NAMES = REVISIONS[DEFAULT_REVISION].names
+DEFAULT_REPORTS = REVISIONS[DEFAULT_REVISION].default_reports

@@ -7,7 +7,7 @@ neither lose nor duplicate a record sitting on a boundary.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import List, Optional, Sequence
 
 from .settings import GT_WIDEN
@@ -93,22 +93,6 @@ def combine(conditions: Sequence[str]) -> Optional[str]:
     if len(conditions) == 1:
         return conditions[0]
     return f"and({','.join(conditions)})"
-
-
-def split(window: Window, size: Optional[timedelta], max_windows: int = 10_000) -> List[Window]:
-    """Splits a bounded window into consecutive half-open windows of at most `size`.
-
-    The first window keeps the range's start inclusivity and the last its end inclusivity; the
-    windows in between are `[start, end)`, so every value falls in exactly one window.
-    An unbounded window, or one shorter than `size`, comes back whole. `size` grows as needed
-    so that at most `max_windows` are made.
-    """
-    if size is None or window.start is None or window.end is None:
-        return [window]
-    span = window.end - window.start
-    if span <= size:
-        return [window]
-    return split_into(window, min(max_windows, -(-span // size)))
 
 
 def split_into(window: Window, parts: int) -> List[Window]:

@@ -79,6 +79,11 @@ def parser() -> argparse.ArgumentParser:
       "envelope")
     a("--log", dest="log_file", default=None, metavar="FILE", help="append every request "
       "as a JSON line (API keys redacted)")
+    a("--oauth-token-seconds", type=float, default=DEFAULTS.oauth_token_seconds, metavar="S",
+      help="lifetime of the access tokens POST /oauth/token issues for the refresh token "
+      f"{DEFAULTS.oauth_refresh_token} (client {DEFAULTS.oauth_client_id}:"
+      f"{DEFAULTS.oauth_client_secret}; default %(default)s)")
+    a("--oauth-rotate", action="store_true", help="each refresh replaces the refresh token")
     return p
 
 
@@ -95,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port, throttle_every=args.throttle_every,
         throttle_retry_after=args.throttle_retry_after, ties=args.ties,
         report_daily_limit=args.report_daily_limit, report_day_seconds=args.report_day_seconds,
-        report_page_size=args.report_page_size)
+        report_page_size=args.report_page_size, oauth_token_seconds=args.oauth_token_seconds,
+        oauth_rotate_refresh_tokens=args.oauth_rotate)
     try:
         emu = Emulator(cfg).start()
     except (ValueError, OSError) as exc:

@@ -97,6 +97,8 @@ class Api:
         self._cache_bytes = 0
         self._cache_lock = threading.Lock()
         self._throttle_counter = 0
+        from klaviyo_emulator.oauth import OAuth  # builds on this module's ApiError and Response
+        self.oauth = OAuth(config)
 
     # -------------------------------------------------------------------- entry
     def handle(self, method: str, path: str, raw_query: str, query: list[tuple[str, str]],
@@ -146,6 +148,8 @@ class Api:
     # ------------------------------------------------------------ gatekeeping
     def _authenticate(self, headers: Mapping[str, str]) -> str:
         raw = headers.get("Authorization")
+        if (raw or "").startswith("Bearer "):
+            return self.oauth.authenticate((raw or "")[7:].strip())
         m = _KEY_RE.match(raw or "")
         if not m:
             raise ApiError(401, "not_authenticated",
@@ -168,14 +172,15 @@ class Api:
             raise invalid(err.detail, "revision") from None
 
     def _check_scopes(self, ep: Endpoint, key: str) -> None:
-        if key == self.config.api_key:
+        if key == self.config.api_key or (key == self.oauth.KEY and self.oauth.scopes is None):
             return
-        have = self.config.key_scopes.get(key, frozenset())
+        have = (self.oauth.scopes or frozenset()) if key == self.oauth.KEY else self.config.key_scopes.get(key, frozenset())
         missing = [s for s in ep.scopes if s not in have]
         if missing:
             raise ApiError(403, "permission_denied",
                            "You do not have permission to perform this action.",
-                           "This API key is missing required scopes: "
+                           ("This access token is" if key == self.oauth.KEY else "This API key is")
+                           + " missing required scopes: "
                            f"{', '.join(missing)}.")
 
     def _rate_limit(self, ep: Endpoint, key: str,

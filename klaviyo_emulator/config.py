@@ -54,6 +54,14 @@ class EmulatorConfig:
             with `rate_limits` only.
         report_day_seconds: Length of that rolling "day" in seconds (86,400; shorten it to
             test a run that resumes once the quota comes back).
+        oauth_client_id: The client id of the OAuth app installed in the account.
+        oauth_client_secret: That app's client secret (HTTP Basic at `/oauth/token`).
+        oauth_refresh_token: The installation's refresh token (`oauth.py`).
+        oauth_token_seconds: Lifetime of an access token, seconds (Klaviyo: 3600; announced
+            as `expires_in`; fractions allowed for tests).
+        oauth_rotate_refresh_tokens: Each refresh replaces the refresh token with a new one
+            (the used one is then refused); off by default, UNCONFIRMED whether Klaviyo does.
+        oauth_scopes: The installation's scopes (None: every scope).
         report_page_size: Results per page of the paged reports (campaign values, flow
             values and flow series; `links.next` with a `page_cursor`). UNCONFIRMED what
             Klaviyo pages at.
@@ -86,6 +94,12 @@ class EmulatorConfig:
     report_daily_limit: int = 225
     report_day_seconds: float = 86_400
     report_page_size: int = 500
+    oauth_client_id: str = "emu_client_id"
+    oauth_client_secret: str = "emu_client_secret"
+    oauth_refresh_token: str = "rt_demo"
+    oauth_token_seconds: float = 3600.0
+    oauth_rotate_refresh_tokens: bool = False
+    oauth_scopes: frozenset[str] | None = None
 
     def resolved_now(self) -> datetime:
         """`now` as an aware UTC datetime truncated to the second."""
@@ -112,6 +126,8 @@ class EmulatorConfig:
             raise ValueError("ties must be within 0..1")
         if self.report_daily_limit < 1 or self.report_day_seconds <= 0 or self.report_page_size < 1:
             raise ValueError("report_daily_limit, report_day_seconds and report_page_size must be > 0")
+        if self.oauth_token_seconds <= 0:
+            raise ValueError("oauth_token_seconds must be > 0")
         if self.v1 not in ("retired", "live"):
             raise ValueError("v1 must be 'retired' or 'live'")
         if self.host not in ("127.0.0.1", "localhost"):

@@ -32,8 +32,10 @@ class LoggedRequest:
         method: HTTP method.
         path: URL path, e.g. "/api/events/".
         query: Decoded query parameters (v1 `api_key` redacted).
-        headers: Relevant request headers; Authorization as "Klaviyo-API-Key pk_***".
-        body: Decoded JSON body of a POST (None otherwise or if not JSON).
+        headers: Relevant request headers; Authorization as "Klaviyo-API-Key pk_***" ("Bearer ***",
+            "Basic ***").
+        body: Decoded JSON body of a POST (None otherwise or if not JSON: the OAuth token
+            endpoint's form body, which holds the refresh token, is never logged).
         status: Status sent (0 = connection reset without an answer).
         started: time.time() when the request was read.
         finished: time.time() when the answer was ready (just before it is written).
@@ -136,6 +138,10 @@ class Handler(BaseHTTPRequestHandler):
                 resp = _fault_response(int(fault))
             else:
                 resp = emu.api.handle(method, path, raw_query, query, self.headers, body)
+        elif path.startswith("/oauth/"):
+            if emu.config.latency_ms > 0:
+                time.sleep(emu.config.latency_ms / 1000)
+            resp = emu.api.oauth.handle(method, path, self.headers, body)
         else:
             resp = Response(404, orjson.dumps(documents.errors_doc(documents.error(
                 404, "not_found", "Not found.", f"The path {path} could not be found."))))

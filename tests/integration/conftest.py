@@ -14,17 +14,19 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import pytest
 
-from klaviyo.settings import CURSOR_SAFETY_MARGIN, REPORTS
+from klaviyo.settings import CURSOR_SAFETY_MARGIN, DEFAULT_REVISION, REVISIONS
 from klaviyo_demo import DEMO_DUCKDB
 from klaviyo_emulator import Emulator
 from tests.conftest import REPO
 
 UTC = timezone.utc
 
-# Resource tables and the emulator kind each one holds (campaigns split by channel).
+# Resource tables and the emulator kind each one holds (campaigns split by channel), in the
+# default revision.
 TABLE_KINDS: Dict[str, str] = {
     "campaigns_email": "campaign",
     "campaigns_sms": "campaign",
+    "campaigns_push": "campaign",
     "templates": "template",
     "profiles": "profile",
     "events": "event",
@@ -174,22 +176,16 @@ def _parse(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _channels(emu: Emulator) -> Dict[str, str]:
-    return {
-        m["relationships"]["campaign"]["data"]["id"]: m["attributes"]["channel"]
-        for m in emu.account.records("campaign-message")
-    }
+CHANNELS = {"campaigns_email": "email", "campaigns_sms": "sms", "campaigns_push": "mobile_push"}
 
 
 def expected_ids(emu: Emulator, table: str, before: datetime, after: datetime) -> Tuple[set, set]:
     """Ids a default demo run must load into `table` (`surely`) and may load (`at_most`):
     records whose cursor lies in the report's default backfill up to the run's start."""
-    report = REPORTS[table]
-    channels = _channels(emu) if table.startswith("campaigns_") else {}
+    report = REVISIONS[DEFAULT_REVISION].reports[table]
+    channel = {"channel": CHANNELS[table]} if table in CHANNELS else {}
     surely, at_most = set(), set()
-    for record in emu.account.records(TABLE_KINDS[table]):
-        if channels and channels.get(record["id"]) != table[len("campaigns_"):]:
-            continue
+    for record in emu.account.records(TABLE_KINDS[table], revision=DEFAULT_REVISION, **channel):
         if report.cursor is None:
             surely.add(record["id"])
             at_most.add(record["id"])

@@ -152,9 +152,9 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-# The run's first request is the account check (GET /api/accounts/), for every report (the
-# legacy v1 API's key-in-URL redaction is covered by tests/source/test_secrets.py).
-@pytest.mark.parametrize("report, path", [("metrics", "/api/accounts/"), ("campaigns_v1", "/api/accounts/")])
+# The run's first request is the account check (GET /api/accounts under the default revision),
+# for every report (the legacy v1 API's key-in-URL redaction is covered by tests/source/test_secrets.py).
+@pytest.mark.parametrize("report, path", [("metrics", "/api/accounts"), ("campaigns_v1", "/api/accounts")])
 def test_each_retry_against_an_unreachable_host_is_said_on_stderr_before_the_final_error(tmp_path: Path, report: str, path: str) -> None:
     key = "pk_UnreachableRetryKey_9d2e"
     env = isolated_env(tmp_path, SOURCES__KLAVIYO__API_KEY=key, SOURCES__KLAVIYO__BASE_URL=f"http://127.0.0.1:{_closed_port()}",
@@ -192,7 +192,7 @@ def test_the_help_readme_and_config_agree_with_the_code_on_what_the_default_leav
     from klaviyo.settings import ALL_REPORT_NAMES, DEFAULT_REPORTS
 
     left_out = set(ALL_REPORT_NAMES) - set(DEFAULT_REPORTS)
-    demo_left_out = set(ALL_REPORT_NAMES) - set(klaviyo_pipeline.DEMO_REPORTS.split(","))
+    demo_left_out = set(ALL_REPORT_NAMES) - set(klaviyo_pipeline.demo_reports().split(","))
     assert left_out == {"campaigns_v1", "segment_profiles"} and demo_left_out == {"campaigns_v1"}
     said = re.search(r"\(default: all but (.+?); --demo: all but (.+?)\)", _help(capsys))
     assert said and (_names(said.group(1)), _names(said.group(2))) == (left_out, demo_left_out)

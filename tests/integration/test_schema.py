@@ -4,7 +4,6 @@ produces, every column is typed, and free-form properties flatten only on reques
 import json
 from datetime import datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import dlt
@@ -13,6 +12,7 @@ import pytest
 import yaml
 
 from klaviyo import klaviyo_source
+from klaviyo.settings import DEFAULT_REVISION
 from klaviyo_demo import DEMO_DATASET
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column, edit_pages, query
@@ -147,7 +147,8 @@ def test_flatten_properties_from_config_gives_columns_child_tables_and_decimal_m
 
 
 def _served_profiles(emulator: Emulator) -> Dict[str, Dict[str, Any]]:
-    return {p["id"]: p["attributes"] for p in emulator.account.records("profile")}
+    """Profile id -> attributes as the source's default revision serves them."""
+    return {p["id"]: p["attributes"] for p in emulator.account.records("profile", revision=DEFAULT_REVISION)}
 
 
 def _marketing(attributes: Dict[str, Any], channel: str = "email") -> Dict[str, Any]:
@@ -166,6 +167,10 @@ def test_profiles_load_from_arrow_with_flattened_consent_json_suppressions_and_p
     assert columns["subscriptions__email__marketing__suppression"] == "JSON"
     assert columns["subscriptions__email__marketing__list_suppressions"] == "JSON"
     assert columns["subscriptions__sms__marketing__last_updated"] == "TIMESTAMP WITH TIME ZONE"
+    # 2026-07-15's consent channels are timestamps too; its order counts (numbers) stay integers
+    assert columns["subscriptions__sms__transactional__consent_timestamp"] == "TIMESTAMP WITH TIME ZONE"
+    assert columns["subscriptions__mobile_push__marketing__consent_timestamp"] == "TIMESTAMP WITH TIME ZONE"
+    assert columns["predictive_analytics__historic_number_of_orders"] == "BIGINT"
     assert columns["predictive_analytics__total_clv"].startswith("DECIMAL")
     assert not [t for t in pipeline.default_schema.data_table_names() if t.startswith("profiles__")]
     rows = query(pipeline, "SELECT id, subscriptions__email__marketing__suppression, subscriptions__email__marketing__list_suppressions,"

@@ -1,6 +1,8 @@
 """A pipeline's state belongs to one Klaviyo account: the source records the account on the first
 run and refuses, before any page is read, to continue the state against another account (by
-its id from /api/accounts/, or by its metric ids for a key without accounts:read)."""
+its id from /api/accounts, or by its metric ids for a key without accounts:read). The tests that
+look at the requests run under both API revisions (the path is each revision's); the others
+under the default."""
 
 import logging
 import subprocess
@@ -14,8 +16,9 @@ import pytest
 from dlt.pipeline.exceptions import PipelineStepFailed
 
 import klaviyo_pipeline
-from klaviyo import KlaviyoConfigError, klaviyo_source
+from klaviyo import KlaviyoConfigError, account, klaviyo_source
 from klaviyo.account import STATE_KEY
+from klaviyo.settings import DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import column, query
 
@@ -41,8 +44,17 @@ def second() -> Iterator[Emulator]:
         yield emu
 
 
-def _run(pipeline: dlt.Pipeline, emu: Emulator, key: str = "", reports: str = "metrics,events") -> None:
-    pipeline.run(klaviyo_source(api_key=key or emu.api_key, base_url=emu.base_url, reports=reports, start_date="2000-01-01T00:00:00Z"))
+def _run(pipeline: dlt.Pipeline, emu: Emulator, key: str = "", reports: str = "metrics,events", revision: str = DEFAULT_REVISION) -> None:
+    pipeline.run(klaviyo_source(
+        api_key=key or emu.api_key, base_url=emu.base_url, reports=reports, start_date="2000-01-01T00:00:00Z", revision=revision,
+    ))
+
+
+@pytest.fixture
+def new_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The account answers are kept per process and key, whatever the revision: each test that
+    counts the account requests starts as a new process would."""
+    monkeypatch.setattr(account, "_answers", {})
 
 
 def _refusal(error: BaseException) -> KlaviyoConfigError:
@@ -64,25 +76,29 @@ def _paths(emu: Emulator) -> List[str]:
     return [r.path for r in emu.request_log]
 
 
-def test_the_first_run_records_the_account_which_later_runs_of_it_pass(first: Emulator, make_pipeline: Any) -> None:
+@pytest.mark.parametrize("revision", list(REVISIONS))
+def test_the_first_run_records_the_account_which_later_runs_of_it_pass(first: Emulator, make_pipeline: Any, new_process: None, revision: str) -> None:
     pipeline = make_pipeline("klaviyo_same_account")
-    _run(pipeline, first)
-    _run(pipeline, first)
+    first.clear_log()
+    _run(pipeline, first, revision=revision)
+    _run(pipeline, first, revision=revision)
     assert pipeline.state["sources"]["klaviyo"][STATE_KEY] == {"id": first.account.account_id}
     assert set(column(pipeline, "metrics")) == {m["id"] for m in first.account.records("metric")}
     # a key belongs to one account for good: asked once per process (tier XS: 15 a minute)
-    assert _paths(first).count("/api/accounts/") == 1
+    path = REVISIONS[revision].account.path  # 2023-10-15: /api/accounts/, 2026-07-15: /api/accounts
+    assert _paths(first).count(path) == 1 and [p for p in _paths(first) if p.startswith("/api/accounts")] == [path]
 
 
+@pytest.mark.parametrize("revision", list(REVISIONS))
 def test_another_accounts_key_is_refused_with_one_line_before_anything_is_read(
-    first: Emulator, second: Emulator, make_pipeline: Any
+    first: Emulator, second: Emulator, make_pipeline: Any, new_process: None, revision: str
 ) -> None:
     pipeline = make_pipeline("klaviyo_switched_account")
-    _run(pipeline, first)
+    _run(pipeline, first, revision=revision)
     before = _written(pipeline)
     second.clear_log()
     with pytest.raises(PipelineStepFailed) as raised:
-        _run(pipeline, second)
+        _run(pipeline, second, revision=revision)
     message = str(_refusal(raised.value))
     assert message.startswith(
         f"This pipeline's state was read from Klaviyo account {first.account.account_id}, but the API key belongs to account"
@@ -90,7 +106,7 @@ def test_another_accounts_key_is_refused_with_one_line_before_anything_is_read(
     )
     assert "dlt pipeline klaviyo_switched_account drop --drop-all --state-paths account" in message
     assert "\n" not in message and second.api_key not in message
-    assert _paths(second) == ["/api/accounts/"], "no page of the other account was read"
+    assert _paths(second) == [REVISIONS[revision].account.path], "no page of the other account was read"
     assert _written(pipeline) == before
 
 

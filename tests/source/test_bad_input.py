@@ -57,16 +57,18 @@ CASES: List[Any] = [
     ("aggregates without a query", ["--reports", "metric_aggregates"], {}, None, "needs at least one query"),
     ("missing query file", ["--reports", "metric_aggregates", "--aggregate-query", "/nonexistent/q.json"], {}, None, "does not exist"),
     ("chunk too small", ["--reports", "events", "--chunk-records", "5"], {}, None, "--chunk-records 5 is below its minimum 100"),
-    ("rejected key (401)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_wrong_key_zz"}, None, "Klaviyo rejected the API key (401 on /api/accounts/)"),  # the run's first request: which account
-    ("missing scope (403)", ["--reports", "events"], {"SOURCES__KLAVIYO__API_KEY": LIMITED}, None, "The API key lacks the scope events:read to read the report events (403 on /api/events/)"),
-    ("unknown revision (404)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__REVISION": "2031-01-01"}, None, "Klaviyo answered 404 for /api/accounts/ (parameter revision): Revision '2031-01-01' is not a documented revision"),
+    ("rejected key (401)", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_wrong_key_zz"}, None, "Klaviyo rejected the API key (401 on /api/accounts)"),  # the run's first request: which account
+    ("missing scope (403)", ["--reports", "events"], {"SOURCES__KLAVIYO__API_KEY": LIMITED}, None, "The API key lacks the scope events:read to read the report events (403 on /api/events)"),
+    # a revision the source does not speak is its own check now, before any request (Klaviyo's 404 is never met)
+    ("unsupported revision", ["--reports", "metrics"], {"SOURCES__KLAVIYO__REVISION": "2031-01-01"}, None, "revision '2031-01-01' is not one this source speaks; set revision to one of: 2026-07-15 (the default), 2023-10-15"),
+    ("report of another revision", ["--reports", "campaigns_push"], {"SOURCES__KLAVIYO__REVISION": "2023-10-15"}, None, "The report 'campaigns_push' needs revision 2026-07-15"),
     ("v1 retired (410)", ["--reports", "campaigns_v1"], {}, None, "Klaviyo retired the v1 API on 2024-06-30"),
     ("unknown destination", ["--reports", "metrics", "--destination", "nosuchdest"], {}, None, "--destination 'nosuchdest' is not a dlt destination; use one of: "),
 ]
 
 
 # Cases refused by Klaviyo (the emulator) rather than by the source's own checks.
-API_REFUSALS = {"rejected key (401)", "missing scope (403)", "unknown revision (404)", "v1 retired (410)"}
+API_REFUSALS = {"rejected key (401)", "missing scope (403)", "v1 retired (410)"}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import dlt
 import pytest
 
 from klaviyo import KlaviyoConfigError, klaviyo_source
-from klaviyo.settings import ALL_REPORT_NAMES, table_report
+from klaviyo.settings import DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column, query
 
@@ -30,6 +30,8 @@ TABLES = {
     "metrics": ("metric", None),
 }
 REPORTS = [*TABLES, "global_exclusions"]
+# 2026-07-15 adds the push campaigns.
+TABLES_2026 = {**TABLES, "campaigns_push": ("campaign", "mobile_push")}
 CONFIG = dict(profiles=120, events=20, campaigns=12, flows=3, lists=4, segments=4, templates=6, tags=3)
 
 
@@ -39,52 +41,61 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
-def run(emu: Emulator, pipeline: dlt.Pipeline, reports: List[str] = REPORTS, **kwargs: Any) -> None:
+def run(emu: Emulator, pipeline: dlt.Pipeline, reports: List[str] = REPORTS, revision: str = DEFAULT_REVISION, **kwargs: Any) -> None:
     emu.clear_log()
-    source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=reports, start_date=START, **kwargs)
+    source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=reports, start_date=START, revision=revision, **kwargs)
     pipeline.run(source).raise_on_failed_jobs()
 
 
-def served(emu: Emulator, table: str) -> Set[str]:
-    kind, channel = TABLES[table]
-    return {r["id"] for r in emu.account.records(kind, **({"channel": channel} if channel else {}))}
+def served(emu: Emulator, table: str, revision: str = DEFAULT_REVISION) -> Set[str]:
+    kind, channel = TABLES_2026[table]
+    return {r["id"] for r in emu.account.records(kind, revision=revision, **({"channel": channel} if channel else {}))}
 
 
 def flagged(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
-    """Id -> `_klaviyo_deleted_at` of the rows flagged deleted."""
+    """Id -> `_klaviyo_deleted_at` of the rows flagged deleted (none while the table has no flag)."""
+    if "_klaviyo_deleted" not in pipeline.default_schema.get_table_columns(table):
+        return {}
     rows = query(pipeline, f"SELECT id, _klaviyo_deleted_at FROM {table} WHERE _klaviyo_deleted")
     return dict(rows)
 
 
 def scans(emu: Emulator) -> List[Any]:
-    """Logged requests that are id scans (they ask for the sparse fieldset of a row's `id_scan`)."""
-    id_scans = [table_report(name).id_scan for name in ALL_REPORT_NAMES]
+    """Logged requests that are id scans (they ask for the sparse fieldset of a row's `id_scan`,
+    in any revision's table)."""
+    id_scans = [table.row(name).id_scan for table in REVISIONS.values() for name in table.names]
     fieldsets = {k: v for scan in id_scans for k, v in scan.items() if k.startswith("fields[")}
     return [r for r in emu.request_log if any(r.query.get(k) == [v] for k, v in fieldsets.items())]
 
 
-def test_deleted_records_are_flagged_after_the_next_detecting_run(emulator: Emulator, make_pipeline: Any) -> None:
+@pytest.mark.parametrize("revision", list(REVISIONS))
+def test_deleted_records_are_flagged_after_the_next_detecting_run(emulator: Emulator, make_pipeline: Any, revision: str) -> None:
+    tables = {t: kind for t, kind in TABLES_2026.items() if t in REVISIONS[revision].reports}
+    reports = [*tables, "global_exclusions"]
     pipeline = make_pipeline()
-    run(emulator, pipeline, detect_deletes=True)
+    run(emulator, pipeline, reports, revision, detect_deletes=True)
     assert not scans(emulator), "nothing is scanned before anything is loaded"
-    before = {table: set(column(pipeline, table)) for table in TABLES}
+    before = {table: set(column(pipeline, table)) for table in tables}
+    assert all(before.values())
 
     changes = emulator.mutate(seed=4, create=0, update=0, delete=2)
-    run(emulator, pipeline, detect_deletes=True)
-    for table, (kind, _) in TABLES.items():
-        gone = before[table] - served(emulator, table)
+    run(emulator, pipeline, reports, revision, detect_deletes=True)
+    assert {r.path.rstrip("/") for r in scans(emulator)} == {REVISIONS[revision].reports[t].path.rstrip("/") for t in tables}
+    assert {r.headers["revision"] for r in scans(emulator)} == {revision}
+    for table, (kind, _) in tables.items():
+        gone = before[table] - served(emulator, table, revision)
         assert gone == set(changes[kind]["deleted"]) & before[table], table
         assert set(flagged(pipeline, table)) == gone, table
         assert set(column(pipeline, table)) == before[table], "soft delete keeps the rows"
-    assert any(flagged(pipeline, t) for t in TABLES)
+    assert any(flagged(pipeline, t) for t in tables)
     names = query(pipeline, "SELECT count(*) FROM templates WHERE _klaviyo_deleted AND name IS NOT NULL AND html IS NOT NULL")
     assert names == [(2,)], "a flagged row keeps its columns"
     for request in scans(emulator):
         assert "additional-fields[profile]" not in request.query and "include" not in request.query
 
-    stamps = {table: flagged(pipeline, table) for table in TABLES}
-    run(emulator, pipeline, detect_deletes=True)
-    assert {table: flagged(pipeline, table) for table in TABLES} == stamps, "flags and their times stay"
+    stamps = {table: flagged(pipeline, table) for table in tables}
+    run(emulator, pipeline, reports, revision, detect_deletes=True)
+    assert {table: flagged(pipeline, table) for table in tables} == stamps, "flags and their times stay"
 
 
 def test_suppressions_that_disappear_are_flagged_in_global_exclusions(emulator: Emulator, make_pipeline: Any) -> None:

@@ -1,6 +1,8 @@
 """Late events: Klaviyo's events listing is eventually consistent and events may be written with
 a past datetime, so an event can appear after a run whose cursor has passed its datetime. With
-the defaults the next run re-reads the events' lookback and loads it, once."""
+the defaults the next run re-reads the events' lookback and loads it, once. The first test runs
+under both API revisions (2023-10-15: 200 events a page, 2026-07-15: 1000), the others under the
+default."""
 
 import re
 from datetime import datetime, timedelta, timezone
@@ -10,7 +12,7 @@ import dlt
 import pytest
 
 from klaviyo import backfill_pending, klaviyo_source
-from klaviyo.settings import CURSOR_SAFETY_MARGIN, REPORTS
+from klaviyo.settings import CURSOR_SAFETY_MARGIN, DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import column
 
@@ -29,9 +31,10 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
-def _run(emu: Emulator, pipeline: dlt.Pipeline, **kwargs: Any) -> datetime:
+def _run(emu: Emulator, pipeline: dlt.Pipeline, revision: str = DEFAULT_REVISION, **kwargs: Any) -> datetime:
     """Runs the events report with the defaults (plus kwargs); returns the instant after it."""
-    pipeline.run(klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=["events"], **kwargs)).raise_on_failed_jobs()
+    source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=["events"], revision=revision, **kwargs)
+    pipeline.run(source).raise_on_failed_jobs()
     return datetime.now(UTC)
 
 
@@ -39,24 +42,29 @@ def _cursor(pipeline: dlt.Pipeline) -> datetime:
     return _dt(str(pipeline.state["sources"]["klaviyo"]["resources"]["events"]["incremental"]["datetime"]["last_value"]))
 
 
-def _lower_bounds(emu: Emulator) -> List[datetime]:
-    """The datetime lower bounds of the logged /api/events/ requests."""
+def _lower_bounds(emu: Emulator, revision: str = DEFAULT_REVISION) -> List[datetime]:
+    """The datetime lower bounds of the logged events requests (the revision's path)."""
+    path = REVISIONS[revision].reports["events"].path
     bounds = []
     for r in emu.request_log:
-        text = (r.query.get("filter") or [""])[0] if r.path == "/api/events/" else ""
+        text = (r.query.get("filter") or [""])[0] if r.path == path else ""
         match = re.search(r"greater-(?:or-equal|than)\(datetime,([^),]+)\)", text)
         if match:
             bounds.append(_dt(match.group(1)))
     return bounds
 
 
-def _truth(emu: Emulator, start: datetime, end: datetime) -> List[str]:
-    return [e["id"] for e in emu.account.records("event") if start <= _dt(e["attributes"]["datetime"]) < end]
+def _truth(emu: Emulator, start: datetime, end: datetime, revision: str = DEFAULT_REVISION) -> List[str]:
+    events = emu.account.records("event", revision=revision)
+    return [e["id"] for e in events if start <= _dt(e["attributes"]["datetime"]) < end]
 
 
-def test_events_that_appear_after_a_run_dated_before_its_cursor_are_loaded_by_the_next_run(emulator: Emulator, make_pipeline: Any) -> None:
+@pytest.mark.parametrize("revision", list(REVISIONS))
+def test_events_that_appear_after_a_run_dated_before_its_cursor_are_loaded_by_the_next_run(
+    emulator: Emulator, make_pipeline: Any, revision: str
+) -> None:
     pipeline = make_pipeline()
-    _run(emulator, pipeline)
+    _run(emulator, pipeline, revision)
     cursor = _cursor(pipeline)
     late = emulator.mutate(seed=1, create=0, update=0, delete=0, late=5, late_seconds=int(LATE_BY.total_seconds()))["event"]["late"]
     dated = [_dt(next(emulator.account.records("event", id=i))["attributes"]["datetime"]) for i in late]
@@ -65,15 +73,18 @@ def test_events_that_appear_after_a_run_dated_before_its_cursor_are_loaded_by_th
 
     emulator.clear_log()
     started = datetime.now(UTC)
-    after = _run(emulator, pipeline)
+    after = _run(emulator, pipeline, revision)
     loaded = column(pipeline, "events")
     assert set(late) <= set(loaded), "the next run with the defaults loads them"
     assert len(loaded) == len(set(loaded)), "nothing doubled: the re-read lookback is merged on id"
-    lookback = REPORTS["events"].lookback
-    assert min(_lower_bounds(emulator)) == cursor - lookback
+    report = REVISIONS[revision].reports["events"]
+    lookback = report.lookback
+    assert min(_lower_bounds(emulator, revision)) == cursor - lookback
+    sizes = {(r.query.get("page[size]") or [None])[0] for r in emulator.request_log if r.path == report.path}
+    assert sizes == {report.page_size and str(report.page_size)}, "the revision's page size (2023-10-15: none, 200 fixed; 2026-07-15: 1000)"
     # every event of the lookback was read once (none twice within the run)
     extracted = pipeline.last_trace.last_normalize_info.row_counts.get("events", 0)
-    surely, at_most = (len(_truth(emulator, cursor - lookback, t - CURSOR_SAFETY_MARGIN)) for t in (started, after))
+    surely, at_most = (len(_truth(emulator, cursor - lookback, t - CURSOR_SAFETY_MARGIN, revision)) for t in (started, after))
     assert 0 < surely <= extracted <= at_most
 
 

@@ -1,6 +1,7 @@
 """dlt's idioms outside a pipeline: iterating a report to peek at its rows, as dlt users do in a
 notebook (`list(source.with_resources("profiles").add_limit(2))`), yields rows for every default
-report; inside a pipeline the Arrow tables keep the package's load id."""
+report (of the default revision, 2026-07-15: event_attributions come with the events' Arrow pages);
+inside a pipeline the Arrow tables keep the package's load id."""
 
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterator, List
@@ -12,7 +13,7 @@ from dlt.common.configuration.container import Container
 from dlt.common.pipeline import PipelineContext
 
 from klaviyo import klaviyo_source
-from klaviyo.settings import CHILD_REPORTS, DEFAULT_REPORTS
+from klaviyo.settings import DEFAULT_REPORTS, report_table
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import query
 
@@ -53,8 +54,8 @@ def _rows(items: List[Any]) -> List[Dict[str, Any]]:
 @pytest.mark.parametrize("report", DEFAULT_REPORTS)
 def test_each_default_report_yields_rows_outside_a_pipeline(emulator: Emulator, report: str, no_active_pipeline: None) -> None:
     source = klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, aggregate_queries=_aggregate_queries(emulator))
-    child = CHILD_REPORTS.get(report)
-    # a table split off its parent's pages (campaign_messages, campaign_tags) comes with the parent
+    child = report_table().children.get(report)
+    # a table split off its parent's pages (campaign_messages, campaign_tags, event_attributions) comes with the parent
     resources = [report] if report in source.resources else list(child.parents if child else ())
     rows = _rows(list(source.with_resources(*resources).add_limit(2)))
     key = "query_name" if report == "metric_aggregates" else child.parent_key if child and child.parent_key else "id"

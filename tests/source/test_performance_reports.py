@@ -27,24 +27,24 @@ import klaviyo.quota
 from klaviyo import KlaviyoConfigError, klaviyo_source
 from klaviyo.performance import EMPTY_MARKER, rows_of
 from klaviyo.report_days import Days, backward, days_left, extend, forward, plan
-from klaviyo.settings import PERFORMANCE_REPORTS, REPORTING_DAILY_LIMIT, SERIES_DAILY_MAX_DAYS, TIERS, PerformanceReport, Tier
+from klaviyo.settings import PERFORMANCE_REPORTS, REPORTING_DAILY_LIMIT, SERIES_DAILY_MAX_DAYS, TIERS_2026, PerformanceReport, Tier
 from klaviyo_emulator import Emulator, EmulatorConfig
 from klaviyo_emulator.reports import ADDITIVE
-from klaviyo_emulator.revision_endpoints import TIER_LIMITS_2026
+from klaviyo_emulator.revision_endpoints import TIER_LIMITS_2026 as EMULATOR_LIMITS_2026
 from tests.conftest import REPO, Document, edit_pages, load_spec, query
 
 REV = "2026-07-15"
 UTC = timezone.utc
 ALL = ",".join(PERFORMANCE_REPORTS)
 Key = Tuple[Any, ...]
-SOURCE_TIERS = dict(TIERS)  # as the source has them (`fast_tier` widens the reporting tier in the tests)
+SOURCE_TIERS = dict(TIERS_2026)  # as the source has them (`fast_tier` widens the reporting tier in the tests)
 
 
 @pytest.fixture(autouse=True)
 def fast_tier(monkeypatch: pytest.MonkeyPatch) -> None:
     """Widens the reporting tier's 1/s and 2/min on both sides (the daily limit stays)."""
-    monkeypatch.setitem(TIERS, "REPORTING", Tier(100, 10_000))
-    monkeypatch.setitem(TIER_LIMITS_2026, "REPORTING", (100, 10_000))
+    monkeypatch.setitem(TIERS_2026, "REPORTING", Tier(100, 10_000))
+    monkeypatch.setitem(EMULATOR_LIMITS_2026, "REPORTING", (100, 10_000))
 
 
 def config(**overrides: Any) -> EmulatorConfig:
@@ -362,7 +362,7 @@ def test_klaviyos_daily_429_stops_the_report_until_the_next_day(
 
 # ------------------------------------------------------------------------- bad settings
 BAD = [
-    ("revision", dict(revision="2023-10-15"), "revision 2023-10-15"),
+    ("revision", dict(revision="2023-10-15"), "needs revision 2026-07-15 (this run uses 2023-10-15)"),
     ("statistic", dict(report_statistics={"campaign_values": ["opens", "openz"]}), "'openz' is not a statistic"),
     ("statistics of no table", dict(report_statistics={"campaigns": ["opens"]}), "not a reporting table"),
     ("metric name", dict(conversion_metric_id="Placed Order"), "is not a metric id"),

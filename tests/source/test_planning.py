@@ -8,15 +8,15 @@ import pytest
 from klaviyo.aggregates import load_queries, split_windows
 from klaviyo.errors import KlaviyoConfigError
 from klaviyo.options import validate_options
-from klaviyo.windows import Window, bound_conditions, combine, split
+from klaviyo.windows import Window, bound_conditions, combine, split_into
 
 UTC = timezone.utc
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def test_split_makes_consecutive_windows_that_cover_every_value_once() -> None:
+def test_split_into_makes_consecutive_windows_that_cover_every_value_once() -> None:
     window = Window(T0, T0 + timedelta(hours=25), start_open=True, end_closed=True)
-    parts = split(window, timedelta(hours=6))
+    parts = split_into(window, 5)
     assert len(parts) == 5
     assert parts[0].start == window.start and parts[-1].end == window.end
     assert all(a.end == b.start for a, b in zip(parts, parts[1:]))

@@ -1,5 +1,6 @@
-"""Every report against the emulator into DuckDB: loaded ids equal the emulator's, incremental
-runs, merges after mutations, custom dates, aggregates, campaigns filters, v1, the demo."""
+"""Every report against the emulator into DuckDB: loaded ids equal the emulator's (per API
+revision), incremental runs, merges after mutations, custom dates, aggregates, campaigns
+filters, events and their attributions in 2026-07-15, v1, the demo."""
 
 import subprocess
 import sys
@@ -11,14 +12,15 @@ import dlt
 import pytest
 
 from klaviyo import klaviyo_source
-from klaviyo.settings import CURSOR_SAFETY_MARGIN, REPORTS
+from klaviyo.settings import CURSOR_SAFETY_MARGIN, DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column, query
 
 UTC = timezone.utc
 KINDS: Dict[str, Tuple[str, Dict[str, Any]]] = {
-    "campaigns_email": ("campaign", {}),
-    "campaigns_sms": ("campaign", {}),
+    "campaigns_email": ("campaign", {"channel": "email"}),
+    "campaigns_sms": ("campaign", {"channel": "sms"}),
+    "campaigns_push": ("campaign", {"channel": "mobile_push"}),  # 2026-07-15 only
     "templates": ("template", {}),
     "profiles": ("profile", {}),
     "events": ("event", {}),
@@ -28,6 +30,11 @@ KINDS: Dict[str, Tuple[str, Dict[str, Any]]] = {
     "flows": ("flow", {}),
 }
 START = "2000-01-01T00:00:00Z"
+NEW, OLD = "2026-07-15", "2023-10-15"
+# (revision, report) for every report the revision has.
+CASES = [(revision, report) for revision in REVISIONS for report in KINDS if report in REVISIONS[revision].reports]
+# The rows of the revision the tests without a revision run under.
+REPORTS = REVISIONS[DEFAULT_REVISION].reports
 
 
 @pytest.fixture(scope="module")
@@ -42,28 +49,18 @@ def _parse(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def truth(emu: Emulator, report: str, start: Optional[datetime], end: datetime) -> Set[str]:
-    """Ids the emulator holds for a report with the cursor in [start, end)."""
+def truth(emu: Emulator, report: str, start: Optional[datetime], end: datetime, revision: str = DEFAULT_REVISION) -> Set[str]:
+    """Ids the emulator serves in `revision` for a report with the cursor in [start, end)."""
     kind, filters = KINDS[report]
-    cursor = REPORTS[report].cursor
+    cursor = REVISIONS[revision].reports[report].cursor
     ids = set()
-    for resource in emu.account.records(kind, **filters):
-        if report.startswith("campaigns_") and campaign_channels(emu).get(resource["id"]) != report[len("campaigns_"):]:
-            continue
+    for resource in emu.account.records(kind, revision=revision, **filters):
         if cursor:
             value = _parse(resource["attributes"][cursor])
             if (start is not None and value < start) or value >= end:
                 continue
         ids.add(resource["id"])
     return ids
-
-
-def campaign_channels(emu: Emulator) -> Dict[str, str]:
-    """Campaign id -> channel, from the emulator's campaign messages."""
-    return {
-        m["relationships"]["campaign"]["data"]["id"]: m["attributes"]["channel"]
-        for m in emu.account.records("campaign-message")
-    }
 
 
 def run(emu: Emulator, pipeline: dlt.Pipeline, **kwargs: Any) -> Tuple[datetime, datetime]:
@@ -74,21 +71,24 @@ def run(emu: Emulator, pipeline: dlt.Pipeline, **kwargs: Any) -> Tuple[datetime,
     return before, datetime.now(UTC)
 
 
-def assert_loaded_equals_truth(emu: Emulator, pipeline: dlt.Pipeline, report: str, start: Optional[datetime], before: datetime, after: datetime) -> List[str]:
+def assert_loaded_equals_truth(
+    emu: Emulator, pipeline: dlt.Pipeline, report: str, start: Optional[datetime], before: datetime, after: datetime,
+    revision: str = DEFAULT_REVISION,
+) -> List[str]:
     loaded = column(pipeline, report)
     assert len(loaded) == len(set(loaded)), "duplicate ids"
-    surely = truth(emu, report, start, before - CURSOR_SAFETY_MARGIN)
-    at_most = truth(emu, report, start, after)
+    surely = truth(emu, report, start, before - CURSOR_SAFETY_MARGIN, revision)
+    at_most = truth(emu, report, start, after, revision)
     assert surely <= set(loaded) <= at_most
     assert loaded, "the emulator holds records for every report"
     return loaded
 
 
-@pytest.mark.parametrize("report", list(KINDS))
-def test_each_report_loads_exactly_the_emulators_records(emulator: Emulator, make_pipeline: Any, report: str) -> None:
+@pytest.mark.parametrize("revision, report", CASES)
+def test_each_report_loads_exactly_the_emulators_records(emulator: Emulator, make_pipeline: Any, revision: str, report: str) -> None:
     pipeline = make_pipeline()
-    before, after = run(emulator, pipeline, reports=[report], start_date=START)
-    assert_loaded_equals_truth(emulator, pipeline, report, None, before, after)
+    before, after = run(emulator, pipeline, reports=[report], start_date=START, revision=revision)
+    assert_loaded_equals_truth(emulator, pipeline, report, None, before, after, revision)
 
 
 def test_default_windows_read_the_configured_backfill(emulator: Emulator, make_pipeline: Any) -> None:
@@ -121,7 +121,7 @@ def test_a_second_run_with_nothing_new_loads_nothing_and_keeps_cursors(emulator:
     counts = pipeline.last_trace.last_normalize_info.row_counts
     # without a lookback nothing is read again but the events on the cursor itself: the run
     # before (with dlt's lag) kept no boundary hashes to drop them with; the merge does
-    on_cursor = [e for e in emulator.account.records("event") if _parse(e["attributes"]["datetime"]) == _parse(str(cursors["events"]))]
+    on_cursor = [e for e in emulator.account.records("event", revision=DEFAULT_REVISION) if _parse(e["attributes"]["datetime"]) == _parse(str(cursors["events"]))]
     assert {r: counts.get(r, 0) for r in reports} == {r: len(on_cursor) if r == "events" else 0 for r in reports}
     assert {r: sorted(column(pipeline, r)) for r in reports} == ids
     assert {r: _cursor_state(pipeline, r) for r in reports} == cursors
@@ -184,17 +184,23 @@ def _aggregate_body(metric_id: str, start: datetime, end: datetime, measurements
         "filter": [f"greater-or-equal(datetime,{start:%Y-%m-%dT%H:%M:%S})", f"less-than(datetime,{end:%Y-%m-%dT%H:%M:%S})"]}}}
 
 
-def test_aggregates_equal_sql_over_the_loaded_events(emulator: Emulator, make_pipeline: Any) -> None:
+@pytest.mark.parametrize("revision", list(REVISIONS))
+def test_aggregates_equal_sql_over_the_loaded_events(emulator: Emulator, make_pipeline: Any, revision: str) -> None:
     metrics = {m["attributes"]["name"]: m["id"] for m in emulator.account.records("metric")}
     metric_id = metrics["Placed Order"]
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=10)
     pipeline = make_pipeline()
-    run(emulator, pipeline, reports=["events", "metric_aggregates"], start_date=START,
+    run(emulator, pipeline, reports=["events", "metric_aggregates"], start_date=START, revision=revision,
         aggregate_queries={"orders": _aggregate_body(metric_id, start, end, ["count", "sum_value"])})
-    from_sql = query(pipeline, """
+    # Klaviyo counts an event whose metric it cannot resolve under that metric; 2026-07-15 lists
+    # such events with a null metric_id (2023-10-15 with their metric): they are the metric's too.
+    unresolved = emulator.account.unresolved_event_ids() if revision == NEW else set()
+    of_metric = {e["id"] for e in emulator.account.records("event", metric_id=metric_id) if e["id"] in unresolved}
+    from_sql = query(pipeline, f"""
         SELECT date_trunc('day', datetime) AS day, count(*), round(sum(CAST(json_extract(event_properties, '$."$value"') AS DOUBLE)), 2)
-        FROM events WHERE metric_id = ? AND datetime >= ? AND datetime < ? GROUP BY 1""", metric_id, start, end)
+        FROM events WHERE (metric_id = ? OR id IN ({",".join(f"'{i}'" for i in of_metric) or "NULL"}))
+        AND datetime >= ? AND datetime < ? GROUP BY 1""", metric_id, start, end)
     expected = {(d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC), float(c), float(s or 0)) for d, c, s in from_sql}
     rows = query(pipeline, "SELECT date, measurement, value FROM metric_aggregates WHERE query_name = 'orders'")
     by_day: Dict[datetime, Dict[str, float]] = {}
@@ -204,18 +210,19 @@ def test_aggregates_equal_sql_over_the_loaded_events(emulator: Emulator, make_pi
     assert got == expected and len(got) >= 5
 
 
-def test_a_fourteen_month_aggregate_query_is_two_requests_and_a_rerun_replaces_buckets(emulator: Emulator, make_pipeline: Any) -> None:
+@pytest.mark.parametrize("revision", list(REVISIONS))
+def test_a_fourteen_month_aggregate_query_is_two_requests_and_a_rerun_replaces_buckets(emulator: Emulator, make_pipeline: Any, revision: str) -> None:
     metric_id = next(iter(emulator.account.records("metric")))["id"]
     end = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     start = (end - timedelta(days=426)).replace(day=1)
     queries = {"long": _aggregate_body(metric_id, start, end, ["count"], interval="month")}
     pipeline = make_pipeline()
     emulator.clear_log()
-    run(emulator, pipeline, reports=["metric_aggregates"], aggregate_queries=queries)
+    run(emulator, pipeline, reports=["metric_aggregates"], aggregate_queries=queries, revision=revision)
     posts = [r for r in emulator.request_log if r.method == "POST"]
-    assert len(posts) == 2
+    assert len(posts) == 2 and {r.headers["revision"] for r in posts} == {revision}
     first = query(pipeline, "SELECT count(*), count(DISTINCT date) FROM metric_aggregates")[0]
-    run(emulator, pipeline, reports=["metric_aggregates"], aggregate_queries=queries)
+    run(emulator, pipeline, reports=["metric_aggregates"], aggregate_queries=queries, revision=revision)
     assert query(pipeline, "SELECT count(*), count(DISTINCT date) FROM metric_aggregates")[0] == first
     assert first[1] >= 14
 
@@ -241,15 +248,50 @@ def test_paged_aggregate_answers_are_all_followed_and_load_what_one_page_loads(e
     assert pages == whole
 
 
-def test_campaign_requests_carry_the_channel_filter_on_every_page(emulator: Emulator, make_pipeline: Any) -> None:
+@pytest.mark.parametrize("revision", list(REVISIONS))
+def test_campaign_requests_carry_the_channel_filter_on_every_page(emulator: Emulator, make_pipeline: Any, revision: str) -> None:
     emulator.clear_log()
+    table = REVISIONS[revision]
+    channels = [name for name in table.reports if name.startswith("campaigns_")]
     # one worker: windows are not split, so the later pages follow links.next
-    run(emulator, make_pipeline(), reports=["campaigns_email", "campaigns_sms"], start_date=START, workers=1)
-    requests = [r for r in emulator.request_log if r.path == "/api/campaigns/"]
-    assert any("page[cursor]" in r.query for r in requests), "campaigns span several pages"
+    run(emulator, make_pipeline(), reports=channels, start_date=START, workers=1, revision=revision)
+    requests = [r for r in emulator.request_log if r.path == table.reports["campaigns_email"].path]
+    if revision == OLD:
+        assert any("page[cursor]" in r.query for r in requests), "campaigns span several pages"
+    else:  # 100 a page: one request per channel and archived flag
+        assert len(requests) == 2 * len(channels) == 6 and all(r.query["page[size]"] == ["100"] for r in requests)
+        assert {r.query["filter"][0].split(",")[1].split("'")[1] for r in requests} == {"email", "sms", "mobile_push"}
     for request in requests:
         assert request.status == 200
         assert "equals(messages.channel," in request.query["filter"][0]
+
+
+@pytest.mark.parametrize("flatten", [False, True], ids=["arrow", "row dicts"])
+def test_events_in_2026_come_1000_a_page_with_their_attributions_and_unresolved_metrics(
+    emulator: Emulator, make_pipeline: Any, flatten: bool
+) -> None:
+    emulator.clear_log()
+    pipeline = make_pipeline()
+    # one worker: one window, so the pages are the endpoint's
+    before, _ = run(emulator, pipeline, reports=["event_attributions"], start_date=START, workers=1, revision=NEW,
+                    flatten_properties=flatten)
+    events = dict(query(pipeline, "SELECT id, metric_id FROM events"))
+    assert set(events) == truth(emulator, "events", None, before - CURSOR_SAFETY_MARGIN, NEW)
+    requests = [r for r in emulator.request_log if r.path == "/api/events"]
+    assert all(r.query["page[size]"] == ["1000"] and r.query["include"] == ["attributions"] for r in requests)
+    assert len(requests) == -(-len(events) // 1000) and len(events) > 2000
+    # events whose metric Klaviyo cannot resolve are kept, with a null metric_id
+    served = {e["id"]: e["relationships"].get("metric") for e in emulator.account.records("event", revision=NEW)}
+    assert {i for i, metric in events.items() if metric is None} == emulator.account.unresolved_event_ids() & set(events)
+    assert all(metric == (served[i] or {"data": {}})["data"].get("id") for i, metric in events.items())
+    assert None in events.values()
+    # event_attributions: exactly the emulator's attributions of the loaded events
+    rows = query(pipeline, "SELECT event_id, attribution_id, campaign_id, campaign_message_id, flow_id, flow_message_id,"
+                           " attributed_event_id, flow_message_variation_id FROM event_attributions")
+    expected = {(*(a[k] for k in ("event_id", "attribution_id", "campaign_id", "campaign_message_id", "flow_id", "flow_message_id")), None, None)
+                for a in emulator.account.attribution_rows() if a["event_id"] in events}
+    assert len(rows) == len(set(rows)) and set(rows) == expected
+    assert any(r[2] for r in rows) and any(r[4] for r in rows), "campaign and flow attributions"
 
 
 def test_v1_campaigns_load_from_the_live_legacy_api(emulator: Emulator, make_pipeline: Any) -> None:
@@ -284,7 +326,7 @@ def test_the_demo_command_loads_every_report(tmp_path: Any) -> None:
 
     with duckdb.connect(str(tmp_path / DEMO_DUCKDB), read_only=True) as db:
         for report in [*KINDS, "metric_aggregates", "tags", "campaign_messages", "campaign_tags", "flow_actions",
-                       "flow_messages", "list_profiles", "segment_profiles", "global_exclusions"]:
+                       "flow_messages", "list_profiles", "segment_profiles", "global_exclusions", "event_attributions"]:
             (rows,) = db.execute(f"SELECT count(*) FROM {DEMO_DATASET}.{report}").fetchone()
             assert rows > 0, report
             assert report in out.stdout

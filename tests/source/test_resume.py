@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
@@ -16,7 +17,7 @@ import duckdb
 import pytest
 
 from klaviyo import backfill_pending, klaviyo_source
-from klaviyo.settings import CURSOR_SAFETY_MARGIN
+from klaviyo.settings import CURSOR_SAFETY_MARGIN, DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column
 
@@ -182,30 +183,29 @@ def test_retries_are_bounded_and_end_with_the_endpoint_and_status(make_pipeline:
             with pytest.raises(Exception) as error:
                 pipeline.run(klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=["metrics"]))
             # the run's first request (which account the key belongs to) meets the faults
-            attempts = [r for r in emu.request_log if r.path == "/api/accounts/"]
+            attempts = [r for r in emu.request_log if r.path.rstrip("/") == "/api/accounts"]
     finally:
         del os.environ["RUNTIME__REQUEST_MAX_ATTEMPTS"]
     text = str(error.value)
     # Every request faults (fault_rate=1.0), so the source retries exactly up to the configured
     # bound: 3 attempts, neither fewer (no retry) nor more (bound ignored; dlt's default is 5).
     assert len(attempts) == 3 and all(r.fault for r in attempts), [(r.status, r.fault) for r in attempts]
-    assert "/api/accounts/" in text and "after all retries" in text
+    assert "/api/accounts" in text and "after all retries" in text
     last = attempts[-1]  # the seeded fault sequence is fixed: the error names the last status
     assert f"with {last.status}" in text, (last.status, text)
 
 
 def test_a_400_is_never_retried_and_shows_klaviyos_detail(make_pipeline: Any, emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    from dataclasses import replace
-
-    from klaviyo import settings
-
     # A query parameter Klaviyo does not know: its 400 names the parameter (source.parameter).
-    monkeypatch.setitem(settings.REPORTS, "metrics", replace(settings.REPORTS["metrics"], params={"page[bogus]": "1"}))
+    # (An unknown revision is refused by the source before any request.) The run reads the
+    # report table of its revision, the default's here.
+    table = REVISIONS[DEFAULT_REVISION]
+    monkeypatch.setitem(table.reports, "metrics", replace(table.reports["metrics"], params={"page[bogus]": "1"}))  # type: ignore[index]
     emulator.clear_log()
     pipeline = make_pipeline()
     with pytest.raises(Exception) as error:
         pipeline.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["metrics"]))
-    assert len([r for r in emulator.request_log if r.path == "/api/metrics/"]) == 1
+    assert len([r for r in emulator.request_log if r.path.rstrip("/") == "/api/metrics"]) == 1
     assert "(400)" in str(error.value) and "page[bogus]" in str(error.value)
 
 
@@ -220,7 +220,7 @@ def test_lookback_rereads_a_recent_stretch_and_merges_it(emulator: Emulator, mak
     pipeline.run(klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["events"], start_date=START, lookback_hours=24))
     lower_bounds = [
         _dt(m.group(1).replace("Z", "+00:00"))
-        for r in emulator.request_log if r.path == "/api/events/"
+        for r in emulator.request_log if r.path.rstrip("/") == "/api/events"
         for m in [re.search(r"greater-or-equal\(datetime,([^),]+)\)", r.query["filter"][0])] if m
     ]
     assert min(lower_bounds) == _dt(str(cursor)) - timedelta(hours=24)

@@ -63,7 +63,7 @@ def test_the_key_is_not_in_the_errors_of_a_rejected_key(tmp_path: Path) -> None:
     with Emulator(EmulatorConfig(seed=2, profiles=10, events=10, api_key="pk_other_accepted_key")) as emu:
         out = _run_pipeline(tmp_path, emu, "events")
     assert out.returncode == 1
-    assert "Klaviyo rejected the API key (401 on /api/accounts/)" in out.stderr  # the first request: which account
+    assert "Klaviyo rejected the API key (401 on /api/accounts)" in out.stderr  # the first request: which account
     assert KEY not in out.stdout + out.stderr
     assert _files_containing(tmp_path, KEY.encode()) == []
 

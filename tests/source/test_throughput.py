@@ -23,7 +23,7 @@ from klaviyo.ratelimit import BURST_WINDOW_S, STEADY_WINDOW_S, WINDOW_MARGIN_S, 
 from klaviyo.settings import DEFAULT_REVISION, REPORTS, TIERS, Tier
 from klaviyo.windows import Window
 from klaviyo_emulator import Emulator, EmulatorConfig
-from tests.conftest import column, edit_pages, load_spec, query
+from tests.conftest import column, edit_pages, load_spec
 
 UTC = timezone.utc
 START = "2000-01-01T00:00:00Z"
@@ -32,6 +32,11 @@ FMT = "%Y-%m-%dT%H:%M:%SZ"
 # account's now) is in the past of every run, so each run reads the whole account.
 ACCOUNT_NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
 KIND = {"events": "event", "profiles": "profile", "flows": "flow"}
+# The reader's splits need many pages: these small accounts have them at 200 events a page
+# (revision 2023-10-15), while at 1000 a page (2026-07-15) they fit in a few pages, which are
+# rightly not split (parts of SPLIT_MIN_PAGES pages or more). 2026-07-15's parallel reads:
+# test_events_of_2026_are_split_across_workers_in_pages_of_1000.
+READER_REVISION = "2023-10-15"
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +62,10 @@ def _shared(records: List[Tuple[datetime, str]]) -> Set[datetime]:
     return {value for value, n in Counter(v for v, _ in records).items() if n > 1}
 
 
-def _run(emu: Emulator, pipeline: dlt.Pipeline, **kwargs: Any) -> Tuple[float, float]:
+def _run(emu: Emulator, pipeline: dlt.Pipeline, revision: str = READER_REVISION, **kwargs: Any) -> Tuple[float, float]:
     """Runs the source; returns the emulator-log time span (time.time()) of the run."""
     started = _now()
-    source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, **kwargs)
+    source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, revision=revision, **kwargs)
     pipeline.run(source).raise_on_failed_jobs()
     return started, _now()
 
@@ -73,7 +78,7 @@ def _now() -> float:
 
 def _log(emu: Emulator, path: str, span: Tuple[float, float]) -> List[Any]:
     return sorted(
-        (e for e in emu.request_log if e.path == path and span[0] <= e.started <= span[1]),
+        (e for e in emu.request_log if e.path.rstrip("/") == path.rstrip("/") and span[0] <= e.started <= span[1]),
         key=lambda e: e.started,
     )
 
@@ -174,6 +179,21 @@ def test_events_load_declared_deduplicated_and_a_record_repeated_at_a_page_edge_
     assert _extracted(pipeline, "events") == len(truth)
 
 
+@pytest.mark.timing
+def test_events_of_2026_are_split_across_workers_in_pages_of_1000(make_pipeline: Any) -> None:
+    config = EmulatorConfig(seed=12, profiles=200, events=60_000, days=20, now=ACCOUNT_NOW, latency_ms=30)
+    with Emulator(config) as emu:
+        pipeline = make_pipeline()
+        span = _run(emu, pipeline, revision=DEFAULT_REVISION, reports=["events"], start_date=START, workers=16)
+        entries = _log(emu, "/api/events", span)
+        assert DEFAULT_REVISION == "2026-07-15" and all(e.query["page[size]"] == ["1000"] for e in entries)
+        assert _max_in_flight(entries) >= 2, "the range was split across workers"
+        truth = sorted(i for _, i in _records(emu, "events"))
+        assert sorted(column(pipeline, "events")) == truth and _extracted(pipeline, "events") == len(truth)
+        # pages of 1000 (each window ends on one partial page): about 60 requests, not 300
+        assert len(truth) / 1000 <= len(entries) <= len(truth) / 1000 + 16
+
+
 # ------------------------------------------------------------------ boundaries
 
 
@@ -199,13 +219,13 @@ def _drive(api: KlaviyoApi, report: Any, job: ReadJob, idle: Any = None) -> Tupl
     splitter.try_split = spy  # type: ignore[method-assign]
     ids: List[str] = []
     while not pending.empty():
-        for items in read_job(api, report, pending.get_nowait(), report.tier, splitter):
+        for items in read_job(api, report, pending.get_nowait(), splitter):
             ids += items.column("id").to_pylist() if hasattr(items, "column") else [r["id"] for r in items]
     return ids, points
 
 
 def _api(emu: Emulator) -> KlaviyoApi:
-    return KlaviyoApi(emu.api_key, emu.base_url, DEFAULT_REVISION, RateLimiter())
+    return KlaviyoApi(emu.api_key, emu.base_url, READER_REVISION, RateLimiter())  # REPORTS are its rows
 
 
 def test_a_split_on_a_datetime_shared_across_a_page_boundary_loses_and_doubles_nothing(emulator: Emulator) -> None:
@@ -332,7 +352,7 @@ def test_a_429_in_the_middle_of_a_burst_pauses_every_worker_of_the_tier(make_pip
         done = threading.Event()
 
         def force_when_busy() -> None:
-            while not done.is_set() and sum(e.path == "/api/events/" for e in emu.request_log) < 20:
+            while not done.is_set() and sum(e.path.rstrip("/") == "/api/events" for e in emu.request_log) < 20:
                 time.sleep(0.002)
             emu.force_429(1, retry_after=2)
 
