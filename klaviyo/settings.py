@@ -621,8 +621,10 @@ class PerformanceReport:
         paged: Whether answers come in pages (`links.next` with a `page_cursor`).
         tier: Rate-limit tier key in `TIERS` (plus `REPORTING_DAILY_LIMIT` a day).
         data_since: First day Klaviyo has data for; earlier days are never asked.
-        since_revision: First API revision serving the endpoint (`YYYY-MM-DD`).
-        default: Whether the table is in the default selection.
+
+    The tables are opt-in (each costs requests of the daily quota) and belong to the revisions
+    whose `RevisionTable.performance` holds them (Klaviyo serves campaign and flow reports
+    since 2024-02-15, form and segment reports since 2024-10-15).
     """
 
     name: str
@@ -639,8 +641,6 @@ class PerformanceReport:
     paged: bool = False
     tier: str = "REPORTING"
     data_since: Optional[date] = None
-    since_revision: str = "2024-02-15"
-    default: bool = False
 
     @property
     def window_days(self) -> int:
@@ -675,7 +675,7 @@ def _form_report(name: str, kind: str, interval: Optional[str] = None, period: R
     return PerformanceReport(
         name=name, path=f"/api/form-{kind}-reports", body_type=f"form-{kind}-report", scope="forms:read",
         family="form", statistics=_FORM_STATISTICS, group_by=("form_id", "form_version_id"),
-        groupings=("form_id", "form_version_id"), interval=interval, period=period, since_revision="2024-10-15",
+        groupings=("form_id", "form_version_id"), interval=interval, period=period,
     )
 
 
@@ -695,7 +695,7 @@ PERFORMANCE_REPORTS: Dict[str, PerformanceReport] = {
         PerformanceReport(
             name="segment_series", path="/api/segment-series-reports", body_type="segment-series-report",
             scope="segments:read", family="segment", statistics=_SEGMENT_STATISTICS, group_by=(),
-            groupings=("segment_id",), interval="daily", data_since=date(2023, 6, 1), since_revision="2024-10-15",
+            groupings=("segment_id",), interval="daily", data_since=date(2023, 6, 1),
         ),
     )
 }  # fmt: skip
