@@ -5,10 +5,11 @@ The demo has its own pipeline, dataset and DuckDB file, so that a real account l
 from the same directory never continues the demo's cursors or merges into its tables.
 """
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dlt
 
@@ -26,23 +27,23 @@ class Demo:
 
     base_url: str
     api_key: str
-    aggregate_queries: Dict[str, Any]
+    aggregate_queries: dict[str, Any]
 
 
-def demo_queries(emulator: Emulator, days: int = 30) -> Dict[str, Any]:
+def demo_queries(emulator: Emulator, days: int = 30) -> dict[str, Any]:
     """Two example aggregate queries over the demo account: daily orders (count, revenue,
     buyers) and daily orders by the flow they are attributed to ($attributed_flow)."""
     metrics = {m["attributes"]["name"]: m["id"] for m in emulator.account.records("metric")}
     metric_id = metrics.get(DEMO_METRIC) or next(iter(metrics.values()))
-    end = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
     start = end - timedelta(days=days + 1)
     bounds = [
         f"greater-or-equal(datetime,{start:%Y-%m-%dT%H:%M:%S})",
         f"less-than(datetime,{end:%Y-%m-%dT%H:%M:%S})",
     ]
 
-    def body(measurements: Any, by: Any = None) -> Dict[str, Any]:
-        attributes: Dict[str, Any] = {
+    def body(measurements: Any, by: Any = None) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
             "metric_id": metric_id, "measurements": measurements, "interval": "day",
             "filter": bounds, "timezone": "UTC",
         }

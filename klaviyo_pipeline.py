@@ -15,9 +15,10 @@ import shlex
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -49,28 +50,35 @@ def demo_reports() -> str:
 # config.toml (ValueNotSecretException), so the command sets them on the destination it builds;
 # a `global_config` in secrets.toml or DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG
 # overrides them key by key.
-DUCKDB_GLOBAL_CONFIG: Dict[str, Any] = {"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": False}
+DUCKDB_GLOBAL_CONFIG: dict[str, Any] = {"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": False}
 
 
-def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Command-line flags."""
     parser = argparse.ArgumentParser(
         description="Load Klaviyo reports into a warehouse with dlt.",
         epilog="Real use: SOURCES__KLAVIYO__API_KEY=pk_... python klaviyo_pipeline.py",
     )
-    parser.add_argument("--demo", action="store_true", help="run against the built-in Klaviyo emulator (no key needed) into klaviyo_demo.duckdb (pipeline klaviyo_demo, dataset klaviyo_demo_data)")
-    parser.add_argument("--reports", help=f"comma-separated reports (default: all but campaigns_v1 and segment_profiles; --demo: all but campaigns_v1); any of {','.join(ALL_REPORT_NAMES)}")
+    parser.add_argument("--demo", action="store_true",
+        help="run against the built-in Klaviyo emulator (no key needed) into klaviyo_demo.duckdb (pipeline klaviyo_demo, dataset klaviyo_demo_data)")
+    parser.add_argument("--reports",
+        help=f"comma-separated reports (default: all but campaigns_v1 and segment_profiles; --demo: all but campaigns_v1); any of {','.join(ALL_REPORT_NAMES)}")
     parser.add_argument("--start", help="custom dates start, exclusive, YYYY-MM-DDTHH:MM:SSZ (alone: first-run start)")
     parser.add_argument("--end", help="custom dates end, inclusive, YYYY-MM-DDTHH:MM:SSZ (needs --start)")
     parser.add_argument("--destination", default="duckdb", help="dlt destination (duckdb, postgres, filesystem, bigquery, snowflake, ...)")
     parser.add_argument("--dataset", help=f"dataset (schema) name (default {DEFAULT_DATASET}; --demo: klaviyo_demo_data)")
-    parser.add_argument("--detect-deletes", action="store_true", help="re-read the ids of the dimension tables and mark rows Klaviyo no longer returns (_klaviyo_deleted)")
+    parser.add_argument("--detect-deletes", action="store_true",
+        help="re-read the ids of the dimension tables and mark rows Klaviyo no longer returns (_klaviyo_deleted)")
     parser.add_argument("--hard-deletes", action="store_true", help="like --detect-deletes, but remove those rows")
-    parser.add_argument("--chunk-records", type=int, default=250_000, help="resumable backfills: commit a long range in chunks of about this many records, one run each (default 250000; 0 = one run)")
+    parser.add_argument("--chunk-records", type=int, default=250_000,
+        help="resumable backfills: commit a long range in chunks of about this many records, one run each (default 250000; 0 = one run)")
     parser.add_argument("--aggregate-query", action="append", default=[], metavar="FILE", help="JSON file with named metric-aggregate queries (repeatable)")
     parser.add_argument("--pipelines-dir", help=f"dlt pipelines working directory (default dlt's, here {get_dlt_pipelines_dir()})")
-    parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES, help="dlt progress display (default auto: tqdm bars on a terminal, log lines otherwise: one per step every 10 s and one per table when a step ends; enlighten and alive_progress need their package)")
-    parser.add_argument("--export-schema-path", metavar="DIR", help="write the dlt schema as DIR/klaviyo.schema.yaml after the run (the repository keeps schemas/export)")
+    parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES,
+        help="dlt progress display (default auto: tqdm bars on a terminal, log lines otherwise: one per step every 10 s"
+        " and one per table when a step ends; enlighten and alive_progress need their package)")
+    parser.add_argument("--export-schema-path", metavar="DIR",
+        help="write the dlt schema as DIR/klaviyo.schema.yaml after the run (the repository keeps schemas/export)")
     return parser.parse_args(argv)
 
 
@@ -98,11 +106,11 @@ def configure_process() -> None:
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
 
 
-def run(args: argparse.Namespace) -> Dict[str, int]:
+def run(args: argparse.Namespace) -> dict[str, int]:
     """Runs the pipeline; returns rows loaded per table."""
     configure_process()
     with ExitStack() as stack:
-        source_args: Dict[str, Any] = {
+        source_args: dict[str, Any] = {
             "reports": args.reports,
             "start_date": args.start,
             "end_date": args.end,
@@ -126,7 +134,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         source_args["chunk_records"] = args.chunk_records or None
         make_source = lambda: klaviyo_source(**{k: v for k, v in source_args.items() if v is not None})  # noqa: E731
         make_source()  # validates every argument before anything is written
-        settings: Dict[str, Any] = dict(
+        settings: dict[str, Any] = dict(
             destination=_with_file_format(destination, _file_format(args.destination)),
             dataset_name=dataset,
             **({"pipelines_dir": args.pipelines_dir} if args.pipelines_dir else {}),
@@ -142,7 +150,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
             # `pipelines_dir` may only appear as a literal (so it is passed through **kwargs).
             pipeline = dlt.pipeline(pipeline_name="klaviyo", **settings)
         started = time.monotonic()
-        counts: Dict[str, int] = {}
+        counts: dict[str, int] = {}
         for load_id in repair_interrupted_packages(pipeline):
             print(f"Repaired package {load_id}, left behind by an interrupted run", flush=True)
         if pipeline.has_pending_data:
@@ -154,7 +162,7 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         # The demo's account is generated anew on every start: its first run replaces the
         # demo tables and cursors of any earlier demo (dlt's refresh), so the result never
         # depends on what an earlier run left in the working directory or the database.
-        refresh: Optional[TRefreshMode] = "drop_sources" if args.demo else None
+        refresh: TRefreshMode | None = "drop_sources" if args.demo else None
         while True:
             info = pipeline.run(make_source(), **_run_options(args.destination, refresh))
             refresh = None
@@ -171,31 +179,31 @@ def run(args: argparse.Namespace) -> Dict[str, int]:
         return counts
 
 
-def _add_counts(counts: Dict[str, int], pipeline: dlt.Pipeline) -> None:
+def _add_counts(counts: dict[str, int], pipeline: dlt.Pipeline) -> None:
     """Adds the rows the pipeline's last run normalized to `counts`."""
     normalize_info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     for table, rows in (normalize_info.row_counts if normalize_info else {}).items():
         counts[table] = counts.get(table, 0) + rows
 
 
-def duckdb_destination(database: Optional[str] = None) -> dlt.destinations.duckdb:
+def duckdb_destination(database: str | None = None) -> dlt.destinations.duckdb:
     """dlt's DuckDB destination with `DUCKDB_GLOBAL_CONFIG` (and any configured `global_config`
     over it). `database`: the file's path; None keeps dlt's own resolution (credentials from
     secrets.toml or DESTINATION__DUCKDB__CREDENTIALS, else `<pipeline name>.duckdb` in the cwd)."""
     configured = dlt.secrets.get("destination.duckdb.credentials.global_config", dict) or {}
     # a mapping: dlt fills the fields it omits (the database) from the configured credentials
-    credentials: Dict[str, Any] = {"global_config": {**DUCKDB_GLOBAL_CONFIG, **configured}}
+    credentials: dict[str, Any] = {"global_config": {**DUCKDB_GLOBAL_CONFIG, **configured}}
     if database is not None:
         credentials["database"] = database
     return dlt.destinations.duckdb(credentials=credentials)
 
 
-def _merge_query_files(files: List[str]) -> Dict[str, Any]:
+def _merge_query_files(files: list[str]) -> dict[str, Any]:
     import json
 
     from klaviyo.aggregates import load_queries
 
-    merged: Dict[str, Any] = {}
+    merged: dict[str, Any] = {}
     for path in files:
         load_queries(path)  # validates, with a one-line error naming the file
         with open(path, encoding="utf-8") as handle:
@@ -204,20 +212,20 @@ def _merge_query_files(files: List[str]) -> Dict[str, Any]:
     return merged
 
 
-def _run_options(destination: str, refresh: Optional[TRefreshMode] = None) -> Dict[str, Any]:
+def _run_options(destination: str, refresh: TRefreshMode | None = None) -> dict[str, Any]:
     """`pipeline.run`'s file format and refresh mode, each only when set (dlt's signature types
     them without None, though None is their default)."""
-    options: Dict[str, Any] = {"loader_file_format": _file_format(destination), "refresh": refresh}
+    options: dict[str, Any] = {"loader_file_format": _file_format(destination), "refresh": refresh}
     return {name: value for name, value in options.items() if value is not None}
 
 
-def _file_format(destination: str) -> Optional[TLoaderFileFormat]:
+def _file_format(destination: str) -> TLoaderFileFormat | None:
     """Parquet where the destination takes it (several times cheaper per row than the
     default insert files); the destination's own default elsewhere."""
     return "parquet" if destination in ("duckdb", "filesystem", "bigquery", "snowflake") else None
 
 
-def _with_file_format(destination: Any, file_format: Optional[str]) -> Any:
+def _with_file_format(destination: Any, file_format: str | None) -> Any:
     """The destination with `file_format` as its preferred format: `run(loader_file_format=)`
     reaches only the resources' own tables, while child tables a resource routes by name
     would otherwise get the destination's default (jsonl on filesystem). The staging format
@@ -230,7 +238,7 @@ def _with_file_format(destination: Any, file_format: Optional[str]) -> Any:
     return destination
 
 
-def _destination(name: str, options: Dict[str, Any]) -> Destination:
+def _destination(name: str, options: dict[str, Any]) -> Destination:
     """dlt's destination for `--destination` (a type like `postgres`, or a named destination
     configured with `destination_type`). An unknown name, or a destination whose packages are
     not installed, is bad input: one line naming the fix (dlt says it in a traceback, later)."""
@@ -254,7 +262,7 @@ def _destination(name: str, options: Dict[str, Any]) -> Destination:
     return destination
 
 
-def _destination_names() -> List[str]:
+def _destination_names() -> list[str]:
     """Names of the destination types dlt knows (its registry; `destination`, the decorator
     for custom sinks, is left out: it needs code, not a name)."""
     from dlt.common.destination.reference import DestinationReference
@@ -272,7 +280,7 @@ def _location(pipeline: dlt.Pipeline, info: Any) -> str:
     return str(info.destination_displayable_credentials or "")
 
 
-def _print_summary(pipeline: dlt.Pipeline, counts: Dict[str, int], elapsed: float, location: str, pipelines_dir: Optional[str] = None) -> None:
+def _print_summary(pipeline: dlt.Pipeline, counts: dict[str, int], elapsed: float, location: str, pipelines_dir: str | None = None) -> None:
     """Rows per table, elapsed time, destination, dataset, location, and how to inspect it."""
     print(f"Loaded into {pipeline.destination.destination_name} dataset {pipeline.dataset_name} in {elapsed:.1f} s:")
     if location:
@@ -288,7 +296,7 @@ def _print_summary(pipeline: dlt.Pipeline, counts: Dict[str, int], elapsed: floa
     print(_inspect_hint(pipeline.pipeline_name, pipelines_dir))
 
 
-def _inspect_hint(pipeline_name: str, pipelines_dir: Optional[str]) -> str:
+def _inspect_hint(pipeline_name: str, pipelines_dir: str | None) -> str:
     """The closing `Inspect:` line, a command that works as printed (from the same directory):
     `dlt` when PATH finds this Python's dlt (an activated virtualenv), else that script's path
     (`.venv/bin/dlt`). `show` also needs the virtualenv's bin on PATH (dlt starts `marimo` by
@@ -312,7 +320,7 @@ def _shell_path(path: str) -> str:
     return shlex.quote(path if relative.startswith("..") else relative)
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: exit code 0 on success, 1 with a one-line error otherwise."""
     args = parse_args(argv)
     try:
@@ -321,7 +329,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {_said(error)}", file=sys.stderr)
         return 1
     except ConfigFieldMissingException as error:
-        print(f"error: missing configuration {', '.join(error.fields)}; set SOURCES__KLAVIYO__API_KEY or [sources.klaviyo] api_key in .dlt/secrets.toml, or try --demo", file=sys.stderr)
+        print(f"error: missing configuration {', '.join(error.fields)}; set SOURCES__KLAVIYO__API_KEY"
+              " or [sources.klaviyo] api_key in .dlt/secrets.toml, or try --demo", file=sys.stderr)
         return 1
     except PipelineStepFailed as error:
         cause = _root_cause(error)

@@ -12,7 +12,7 @@ and one per table, with rates over the step's own elapsed time.
 """
 
 import sys
-from typing import Any, Dict, List, Optional, TextIO
+from typing import Any, TextIO
 
 from dlt.common.runtime.collector import LogCollector
 
@@ -36,7 +36,7 @@ class ProgressLog(LogCollector):
         stream: Where to write; None = the current `sys.stdout` at each line.
     """
 
-    def __init__(self, log_period: float = LOG_PERIOD_S, stream: Optional[TextIO] = None) -> None:
+    def __init__(self, log_period: float = LOG_PERIOD_S, stream: TextIO | None = None) -> None:
         # dlt's own system stats are off (they would warn without psutil and are misleading):
         # this class measures the process itself.
         super().__init__(log_period=log_period, logger=stream or "stdout", dump_system_stats=False)
@@ -67,7 +67,7 @@ class ProgressLog(LogCollector):
         self.messages = None  # type: ignore[assignment]
         self.last_log_time = None  # type: ignore[assignment]
 
-    def _tables(self) -> Dict[str, int]:
+    def _tables(self) -> dict[str, int]:
         """Rows counted per table in this step."""
         return {
             key: count for key, count in self.counters.items()
@@ -90,7 +90,7 @@ class ProgressLog(LogCollector):
             parts.append(f"RSS {self._process.memory_info().rss / 2**20:,.0f} MB, CPU {self._process.cpu_percent():.0f}%")
         return f"{self.step}: " + " | ".join(parts)
 
-    def _write(self, lines: List[str]) -> None:
+    def _write(self, lines: list[str]) -> None:
         stream = sys.stdout if isinstance(self.logger, str) else self.logger
         stream.write("".join(f"{line}\n" for line in lines))  # type: ignore[union-attr]
         stream.flush()  # type: ignore[union-attr]

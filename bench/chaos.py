@@ -18,9 +18,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Dict, List, Tuple
 
 import duckdb
 
@@ -30,10 +29,10 @@ sys.path.insert(0, str(REPO))
 from klaviyo.settings import CURSOR_SAFETY_MARGIN  # noqa: E402
 from klaviyo_emulator import Emulator, EmulatorConfig  # noqa: E402
 
-UTC = timezone.utc
+UTC = UTC
 
 
-def command(emu: Emulator, workdir: Path, chunk: int) -> Tuple[List[str], Dict[str, str]]:
+def command(emu: Emulator, workdir: Path, chunk: int) -> tuple[list[str], dict[str, str]]:
     argv = [sys.executable, str(REPO / "klaviyo_pipeline.py"), "--reports", "events", "--start", "2000-01-01T00:00:00Z",
             "--chunk-records", str(chunk), "--pipelines-dir", str(workdir / "pipelines"), "--progress", "none"]
     env = {**os.environ, "SOURCES__KLAVIYO__API_KEY": emu.api_key, "SOURCES__KLAVIYO__BASE_URL": emu.base_url,
@@ -41,7 +40,7 @@ def command(emu: Emulator, workdir: Path, chunk: int) -> Tuple[List[str], Dict[s
     return argv, env
 
 
-def loaded_ids(workdir: Path) -> List[str]:
+def loaded_ids(workdir: Path) -> list[str]:
     with duckdb.connect(str(workdir / "klaviyo.duckdb"), read_only=True) as db:
         return [r[0] for r in db.execute("SELECT id FROM klaviyo_data.events").fetchall()]
 

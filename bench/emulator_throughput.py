@@ -20,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -71,7 +71,7 @@ def worker(base: str, k: int, threads: int, first: datetime, last: datetime, unt
     while time.time() < until:
         shift = timedelta(seconds=0 if reuse else walk * 7 + k)
         start = first + span * k + shift
-        flt = f"greater-or-equal(datetime,{start.astimezone(timezone.utc).isoformat()})"
+        flt = f"greater-or-equal(datetime,{start.astimezone(UTC).isoformat()})"
         url: str | None = f"{base}/api/events/"
         params: dict | None = {"filter": flt, "sort": "datetime"}
         walked = 0

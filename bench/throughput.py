@@ -32,8 +32,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -46,7 +47,7 @@ FIXED_PAGE_SIZES = {"/api/events/": 200}
 START = "2000-01-01T00:00:00Z"
 
 
-def report_row(report: str, revision: str) -> Tuple[Any, Dict[str, Any]]:
+def report_row(report: str, revision: str) -> tuple[Any, dict[str, Any]]:
     """The source's report-table row of `report` under `revision` (its path, tier, page size),
     and that revision's rate-limit tiers (per revision where the source has a table for each)."""
     table = getattr(settings, "report_table", None)
@@ -61,7 +62,7 @@ def report_row(report: str, revision: str) -> Tuple[Any, Dict[str, Any]]:
     return settings.REPORTS[report], settings.TIERS
 
 
-def ceiling(report: str, revision: str) -> Tuple[int, int]:
+def ceiling(report: str, revision: str) -> tuple[int, int]:
     """(steady requests/min, records per page) of `report` under `revision`."""
     row, tiers = report_row(report, revision)
     return tiers[row.tier].steady_per_minute, row.page_size or FIXED_PAGE_SIZES[row.path]
@@ -88,7 +89,7 @@ def start_emulator(args: argparse.Namespace, log_file: str) -> "subprocess.Popen
     return process
 
 
-def run_tree(command: List[str], cwd: str, env: Dict[str, str]) -> Dict[str, Any]:
+def run_tree(command: list[str], cwd: str, env: dict[str, str]) -> dict[str, Any]:
     """Runs `command` to its end; its output lines (stdout and stderr), wall seconds, and the
     CPU seconds and peak RSS (MB) of its process tree (`wait4`: the process and every
     descendant it waited for)."""
@@ -104,7 +105,7 @@ def run_tree(command: List[str], cwd: str, env: Dict[str, str]) -> Dict[str, Any
     return dict(lines=lines, process_wall=wall, cpu=usage.ru_utime + usage.ru_stime, rss_mb=usage.ru_maxrss / 1024)
 
 
-def run_command(args: argparse.Namespace, base_url: str, workers: int, workdir: str, lookback_hours: Optional[float]) -> Dict[str, Any]:
+def run_command(args: argparse.Namespace, base_url: str, workers: int, workdir: str, lookback_hours: float | None) -> dict[str, Any]:
     """Runs `klaviyo_pipeline.py` as a user would, from `workdir` (a copy of the repository's
     `.dlt/config.toml`, so no developer's secrets.toml applies; `klaviyo.duckdb` lands there);
     a second call with the same `workdir` is an incremental run."""
@@ -126,7 +127,7 @@ def run_command(args: argparse.Namespace, base_url: str, workers: int, workdir: 
     result = run_tree(command, workdir, env)
     # ProgressLog's closing line of each step and chunk: "Extract klaviyo: done in 12.3 s | ...",
     # "Load klaviyo in <load id>: done in 1.2 s | ..."
-    steps: Dict[str, float] = {}
+    steps: dict[str, float] = {}
     for line in result["lines"]:
         match = re.match(r"^(Extract|Normalize|Load) [^:]*: done in ([\d.]+) s", line)
         if match:
@@ -143,7 +144,7 @@ def run_command(args: argparse.Namespace, base_url: str, workers: int, workdir: 
     return result
 
 
-def run_child(args: argparse.Namespace, base_url: str, workers: int, workdir: str, lookback_hours: Optional[float]) -> Dict[str, Any]:
+def run_child(args: argparse.Namespace, base_url: str, workers: int, workdir: str, lookback_hours: float | None) -> dict[str, Any]:
     """Runs one `pipeline.run` of the source (no chunks) in a child process and returns its
     measurements (a second call with the same `workdir` is an incremental run)."""
     report, min_window_minutes = args.report, args.min_window_minutes
@@ -175,7 +176,7 @@ print(json.dumps(dict(wall=wall, rows=rows, distinct=distinct, new_rows=new_rows
     return result
 
 
-def requests_in(log_file: str, since: float, path: Optional[str] = None) -> List[Dict[str, Any]]:
+def requests_in(log_file: str, since: float, path: str | None = None) -> list[dict[str, Any]]:
     """The emulator's log entries of requests started after `since` (epoch s), of `path` or all."""
     entries = []
     with open(log_file, encoding="utf-8") as handle:
@@ -196,10 +197,10 @@ def emulator_cpu(pid: int) -> float:
         return float("nan")
 
 
-Runner = Callable[[argparse.Namespace, str, int, str, Optional[float]], Dict[str, Any]]
+Runner = Callable[[argparse.Namespace, str, int, str, float | None], dict[str, Any]]
 
 
-def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, workers: int, workdir: Optional[str] = None) -> Dict[str, Any]:
+def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, workers: int, workdir: str | None = None) -> dict[str, Any]:
     """One backfill (into a fresh directory unless `workdir` is given); prints its two lines."""
     runner: Runner = run_command if args.mode == "command" else run_child
     path = run_path(args)

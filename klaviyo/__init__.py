@@ -9,8 +9,9 @@ table merges on its primary key, and reports with a cursor load incrementally. T
     pipeline.run(klaviyo_source())   # key from SOURCES__KLAVIYO__API_KEY or .dlt/secrets.toml
 """
 
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence, Union
+from typing import Any
 
 import dlt
 from dlt.sources import DltResource
@@ -36,28 +37,28 @@ __all__ = ["klaviyo_source", "backfill_pending", "KlaviyoConfigError", "KlaviyoA
 
 @dlt.source(name=SOURCE_NAME)
 def klaviyo_source(
-    api_key: Optional[str] = dlt.secrets.value,
+    api_key: str | None = dlt.secrets.value,
     base_url: str = DEFAULT_BASE_URL,
     revision: str = DEFAULT_REVISION,
-    reports: Optional[Union[str, Sequence[str]]] = None,
-    start_date: Optional[str] = None,
-    end_date: Optional[str] = None,
-    aggregate_queries: Optional[Any] = None,
+    reports: str | Sequence[str] | None = None,
+    start_date: str | None = None,
+    end_date: str | None = None,
+    aggregate_queries: Any | None = None,
     predictive_analytics: bool = False,
-    lookback_hours: Optional[float] = None,
+    lookback_hours: float | None = None,
     workers: int = 16,
-    min_window_minutes: Optional[float] = None,
-    chunk_records: Optional[int] = None,
+    min_window_minutes: float | None = None,
+    chunk_records: int | None = None,
     flatten_properties: bool = False,
     detect_deletes: bool = False,
     hard_deletes: bool = False,
-    access_token: Optional[str] = dlt.secrets.value,
-    refresh_token: Optional[str] = dlt.secrets.value,
-    client_id: Optional[str] = dlt.secrets.value,
-    client_secret: Optional[str] = dlt.secrets.value,
-    on_refresh_token: Optional[Callable[[str], None]] = None,
-    conversion_metric_id: Optional[Union[str, Sequence[str]]] = None,
-    report_statistics: Optional[Dict[str, Any]] = None,
+    access_token: str | None = dlt.secrets.value,
+    refresh_token: str | None = dlt.secrets.value,
+    client_id: str | None = dlt.secrets.value,
+    client_secret: str | None = dlt.secrets.value,
+    on_refresh_token: Callable[[str], None] | None = None,
+    conversion_metric_id: str | Sequence[str] | None = None,
+    report_statistics: dict[str, Any] | None = None,
     report_lookback_days: int = DEFAULT_LOOKBACK_DAYS,
     report_backfill_days: int = DEFAULT_BACKFILL_DAYS,
     report_daily_limit: int = REPORTING_DAILY_LIMIT,
@@ -183,7 +184,7 @@ def klaviyo_source(
         RateLimiter.for_identity(options.base_url, credentials.identity, table.tiers),
     )
     run_started = datetime.now(tz=UTC)
-    parents: Dict[str, DltResource] = {}
+    parents: dict[str, DltResource] = {}
     for name in with_parents(options.reports, table):
         if name in table.reports:
             report = report_for_run(table.reports[name], predictive_analytics, flatten_properties)

@@ -25,7 +25,8 @@ A key that can read neither leaves the check undone, with a warning.
 import contextlib
 import logging
 import threading
-from typing import Any, Dict, List, MutableMapping, Optional, Tuple
+from collections.abc import MutableMapping
+from typing import Any
 
 import dlt
 
@@ -39,7 +40,7 @@ _PURPOSE = "check which account the pipeline's state belongs to"
 logger = logging.getLogger(__name__)
 
 # (what, base URL, key digest) -> the answer; in memory only, like the rate limiter's registry.
-_answers: Dict[Tuple[str, str, str], Any] = {}
+_answers: dict[tuple[str, str, str], Any] = {}
 _answers_lock = threading.Lock()
 
 
@@ -52,8 +53,8 @@ def check_account(api: KlaviyoApi) -> None:
         KlaviyoConfigError: The state was read from another account (one line naming the fix).
     """
     state = dlt.current.source_state()
-    stored: Dict[str, Any] = dict(state.get(STATE_KEY) or {})
-    seen: Dict[str, Any] = {}
+    stored: dict[str, Any] = dict(state.get(STATE_KEY) or {})
+    seen: dict[str, Any] = {}
     account_id = _cached(api, "id", _read_account_id)
     if account_id is not None:
         seen["id"] = account_id
@@ -69,7 +70,7 @@ def check_account(api: KlaviyoApi) -> None:
     _remember(state, {**stored, **seen})
 
 
-def _mismatch(stored: Dict[str, Any], seen: Dict[str, Any]) -> Optional[str]:
+def _mismatch(stored: dict[str, Any], seen: dict[str, Any]) -> str | None:
     """What differs between the stored and the seen identity (None: the same account, or
     nothing to compare)."""
     if stored.get("id") and seen.get("id"):
@@ -87,7 +88,7 @@ def _mismatch(stored: Dict[str, Any], seen: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def _warn_unchecked(api: KlaviyoApi, seen: Dict[str, Any]) -> None:
+def _warn_unchecked(api: KlaviyoApi, seen: dict[str, Any]) -> None:
     """Says once per process and key that this run's account is not compared with the state's."""
     with _answers_lock:
         if _answers.setdefault(("warned", *api.account_key), False):
@@ -102,7 +103,7 @@ def _warn_unchecked(api: KlaviyoApi, seen: Dict[str, Any]) -> None:
         )
 
 
-def _comparable(stored: Dict[str, Any], seen: Dict[str, Any]) -> bool:
+def _comparable(stored: dict[str, Any], seen: dict[str, Any]) -> bool:
     return bool(
         (stored.get("id") and seen.get("id")) or (stored.get("metric_ids") and seen.get("metric_ids"))
     )
@@ -121,7 +122,7 @@ def _fix() -> str:
     )
 
 
-def _remember(state: MutableMapping[str, Any], identity: Dict[str, Any]) -> None:
+def _remember(state: MutableMapping[str, Any], identity: dict[str, Any]) -> None:
     if identity and state.get(STATE_KEY) != identity:
         state[STATE_KEY] = identity
 
@@ -143,7 +144,7 @@ def _table(api: KlaviyoApi) -> RevisionTable:
     return REVISIONS.get(api.revision) or REVISIONS[DEFAULT_REVISION]
 
 
-def _read_account_id(api: KlaviyoApi) -> Optional[str]:
+def _read_account_id(api: KlaviyoApi) -> str | None:
     """The account id, or None when the key lacks accounts:read."""
     account = _table(api).account
     try:
@@ -156,7 +157,7 @@ def _read_account_id(api: KlaviyoApi) -> Optional[str]:
     return str(accounts[0]["id"]) if accounts else None
 
 
-def _read_metric_ids(api: KlaviyoApi) -> Optional[List[str]]:
+def _read_metric_ids(api: KlaviyoApi) -> list[str] | None:
     """The sorted ids of the account's first page of metrics, or None when the key lacks
     metrics:read."""
     metrics = _table(api).reports["metrics"]
@@ -169,7 +170,7 @@ def _read_metric_ids(api: KlaviyoApi) -> Optional[List[str]]:
     return sorted(str(metric["id"]) for metric in document.get("data") or [])
 
 
-def _first_page(api: KlaviyoApi, path: str, params: Dict[str, Any], tier: str, scope: str) -> Dict[str, Any]:
+def _first_page(api: KlaviyoApi, path: str, params: dict[str, Any], tier: str, scope: str) -> dict[str, Any]:
     pages = api.paginate(path, params, tier, scope, _PURPOSE)
     try:
         return next(iter(pages))

@@ -10,9 +10,10 @@ measurement).
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, Iterator, List, Mapping, Sequence, Tuple
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import KlaviyoConfigError
@@ -51,11 +52,11 @@ class AggregateQuery:
         return str(self.attributes["metric_id"])
 
     @property
-    def by(self) -> List[str]:
+    def by(self) -> list[str]:
         return list(self.attributes.get("by") or [])
 
 
-def load_queries(raw: Any) -> List[AggregateQuery]:
+def load_queries(raw: Any) -> list[AggregateQuery]:
     """Reads and validates the queries the user configured.
 
     Args:
@@ -130,14 +131,15 @@ def parse_query(name: str, body: Any) -> AggregateQuery:
         raise _fail(name, "filter", f"has its start {format_datetime(start)} not before its end {format_datetime(end)}")
     oldest = datetime.now(UTC) - timedelta(days=AGGREGATE_MAX_HISTORY_DAYS)
     if start < oldest:
-        raise _fail(name, "filter", f"starts at {format_datetime(start)}, more than 5 years back, which Klaviyo cannot serve; start at {format_datetime(oldest)[:10]} or later")
+        raise _fail(name, "filter", f"starts at {format_datetime(start)}, more than 5 years back, which Klaviyo cannot serve;"
+                    f" start at {format_datetime(oldest)[:10]} or later")
     kept = {k: v for k, v in attributes.items() if k not in ("filter", "page_cursor")}
     kept["interval"] = interval
     kept["filter"] = others
     return AggregateQuery(name=name, attributes=kept, start=start, end=end)
 
 
-def _split_filter(name: str, conditions: Any) -> Tuple[datetime, datetime, List[str]]:
+def _split_filter(name: str, conditions: Any) -> tuple[datetime, datetime, list[str]]:
     """Finds the datetime bounds in a query's `filter` list; returns (start, end, others).
 
     Klaviyo ANDs every condition of the list, of a comma-joined string and of `and(...)`, so
@@ -145,8 +147,8 @@ def _split_filter(name: str, conditions: Any) -> Tuple[datetime, datetime, List[
     string, as written, and are sent with every window."""
     if not isinstance(conditions, list) or not conditions:
         raise _fail(name, "filter", "is missing; give [\"greater-or-equal(datetime,START)\", \"less-than(datetime,END)\"]")
-    bounds: Dict[str, datetime] = {}
-    others: List[str] = []
+    bounds: dict[str, datetime] = {}
+    others: list[str] = []
     for item in conditions:
         if not isinstance(item, str):
             raise _fail(name, "filter", f"holds {item!r}, not a string; write each condition as a string, e.g. \"equals($flow,'X')\"")
@@ -171,7 +173,7 @@ def _split_filter(name: str, conditions: Any) -> Tuple[datetime, datetime, List[
     return bounds["greater-or-equal"], bounds["less-than"], others
 
 
-def and_conditions(text: str, name: str = "query") -> List[str]:
+def and_conditions(text: str, name: str = "query") -> list[str]:
     """The conditions one filter string ANDs: its top-level comma list, with every `and(...)`
     opened (nested ones too); `or(...)`, `not(...)` and field conditions stay whole.
 
@@ -181,7 +183,7 @@ def and_conditions(text: str, name: str = "query") -> List[str]:
     Raises:
         KlaviyoConfigError: Unbalanced quotes, parentheses or brackets, or an empty condition.
     """
-    out: List[str] = []
+    out: list[str] = []
     for part in _top_level(text, name):
         if _AND.match(part) and part.endswith(")"):
             out.extend(and_conditions(part[part.index("(") + 1 : -1], name))
@@ -190,10 +192,10 @@ def and_conditions(text: str, name: str = "query") -> List[str]:
     return out
 
 
-def _top_level(text: str, name: str) -> List[str]:
+def _top_level(text: str, name: str) -> list[str]:
     """`text` cut at its commas outside quotes ('..' or "..", backslash escapes) and outside
     parentheses and brackets; each part stripped."""
-    parts: List[str] = []
+    parts: list[str] = []
     depth, quote, escaped, begin = 0, "", False, 0
     for index, char in enumerate(text):
         if quote:
@@ -236,12 +238,12 @@ def _align(moment: datetime, interval: str, zone: ZoneInfo) -> datetime:
     return local.astimezone(UTC)
 
 
-def split_windows(query: AggregateQuery) -> List[Tuple[datetime, datetime]]:
+def split_windows(query: AggregateQuery) -> list[tuple[datetime, datetime]]:
     """Consecutive `[start, end)` windows of at most one year covering the query's range,
     cut on bucket boundaries of its interval so that no bucket is split between two requests."""
     zone = ZoneInfo(str(query.attributes.get("timezone", "UTC")))
     interval = str(query.attributes["interval"])
-    windows: List[Tuple[datetime, datetime]] = []
+    windows: list[tuple[datetime, datetime]] = []
     start = query.start
     while start < query.end:
         end = min(query.end, start + timedelta(days=AGGREGATE_MAX_WINDOW_DAYS))
@@ -253,7 +255,7 @@ def split_windows(query: AggregateQuery) -> List[Tuple[datetime, datetime]]:
     return windows
 
 
-def request_body(query: AggregateQuery, start: datetime, end: datetime) -> Dict[str, Any]:
+def request_body(query: AggregateQuery, start: datetime, end: datetime) -> dict[str, Any]:
     """The POST body for one window of a query (its pages: `KlaviyoApi.paginate_post`)."""
     attributes = dict(query.attributes)
     attributes["filter"] = [
@@ -264,7 +266,7 @@ def request_body(query: AggregateQuery, start: datetime, end: datetime) -> Dict[
     return {"data": {"type": "metric-aggregate", "attributes": attributes}}
 
 
-def to_long_rows(query: AggregateQuery, document: Mapping[str, Any]) -> Iterator[Dict[str, Any]]:
+def to_long_rows(query: AggregateQuery, document: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Long rows of one answer: query name, metric id, bucket start, one column per `by`
     dimension, measurement and value; `dimension_key` joins the dimensions for the key."""
     attributes = (document.get("data") or {}).get("attributes") or {}
@@ -275,7 +277,7 @@ def to_long_rows(query: AggregateQuery, document: Mapping[str, Any]) -> Iterator
         labels = {dim: (dimensions[i] if i < len(dimensions) else None) for i, dim in enumerate(by)}
         key = "|".join(str(d) for d in dimensions)
         for measurement, values in (entry.get("measurements") or {}).items():
-            for bucket, value in zip(dates, values):
+            for bucket, value in zip(dates, values, strict=False):
                 yield {
                     "query_name": query.name,
                     "metric_id": query.metric_id,

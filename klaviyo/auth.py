@@ -19,7 +19,7 @@ account check) is a SHA-256 digest of it (`identity`), never the secret itself.
 import hashlib
 import threading
 import time
-from typing import Callable, Dict, Optional, Tuple
+from collections.abc import Callable
 
 from dlt.common import logger
 from dlt.sources.helpers.requests.retry import Client
@@ -93,7 +93,7 @@ class _TokenState:
     instance of the process that uses that refresh token (so a rotated refresh token is
     followed by all of them)."""
 
-    def __init__(self, refresh_token: str, access_token: Optional[str]) -> None:
+    def __init__(self, refresh_token: str, access_token: str | None) -> None:
         self.lock = threading.Lock()
         self.refresh_token = refresh_token
         self.access_token = access_token
@@ -102,7 +102,7 @@ class _TokenState:
         self.refreshes = 0  # token requests made
 
 
-_states: Dict[Tuple[str, str], _TokenState] = {}
+_states: dict[tuple[str, str], _TokenState] = {}
 _states_lock = threading.Lock()
 
 
@@ -124,12 +124,12 @@ class OAuthToken(Credentials):
 
     def __init__(
         self,
-        access_token: Optional[str] = None,
-        refresh_token: Optional[str] = None,
-        client_id: Optional[str] = None,
-        client_secret: Optional[str] = None,
+        access_token: str | None = None,
+        refresh_token: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | None = None,
         token_url: str = "",
-        on_refresh_token: Optional[OnRefreshToken] = None,
+        on_refresh_token: OnRefreshToken | None = None,
     ) -> None:
         secret = refresh_token or access_token or ""
         super().__init__(_digest("oauth", client_id or "", secret))
@@ -144,7 +144,7 @@ class OAuthToken(Credentials):
                 if refresh_token:
                     _states[key] = state
         self._state = state
-        self._session: Optional[Session] = None
+        self._session: Session | None = None
 
     @property
     def refreshes(self) -> int:
@@ -211,7 +211,7 @@ class OAuthToken(Credentials):
                 )
         logger.info(f"Klaviyo OAuth access token renewed (valid {lifetime:.0f} s)")
 
-    def _refused(self, status: int, body: Dict[str, object]) -> str:
+    def _refused(self, status: int, body: dict[str, object]) -> str:
         """One line for a refused token request: OAuth's `error` code, never a token."""
         code = str(body.get("error") or "").strip()[:64]
         said = f" {code}" if code.replace("_", "").isalnum() else ""
@@ -231,7 +231,7 @@ class OAuthToken(Credentials):
         return f"Klaviyo's OAuth token endpoint answered {where}"
 
 
-def _json(response: Response) -> Dict[str, object]:
+def _json(response: Response) -> dict[str, object]:
     try:
         body = response.json()
     except ValueError:

@@ -24,8 +24,9 @@ The chunk's end is planned from the density of the range's first page (one probe
 the first chunks larger than planned; the bound is about records, not a hard limit.
 """
 
+from collections.abc import MutableMapping
 from datetime import timedelta
-from typing import Any, Dict, List, MutableMapping
+from typing import Any
 
 import dlt
 
@@ -64,7 +65,7 @@ def plan_chunk(
         return window
     job = ReadJob(report.variants[0], window)
     document = next(iter(api.paginate(report.path, request_params(report, job), report.tier, report.scope, report.name)), {})
-    data: List[Dict[str, Any]] = document.get("data") or []
+    data: list[dict[str, Any]] = document.get("data") or []
     if not data or not (document.get("links") or {}).get("next"):
         return window  # one page holds the whole window
     first = parse_datetime((data[0].get("attributes") or {}).get(report.cursor))
@@ -88,7 +89,7 @@ def checkpoint(state: MutableMapping[str, Any], chunk: Window, full: Window) -> 
         state.pop(RESUME_KEY, None)
 
 
-def backfill_pending(pipeline: dlt.Pipeline, source_name: str = "klaviyo") -> Dict[str, str]:
+def backfill_pending(pipeline: dlt.Pipeline, source_name: str = "klaviyo") -> dict[str, str]:
     """Reports whose backfill has chunks left after the last committed run: name -> the
     datetime (ISO 8601) the next run resumes from."""
     resources = pipeline.state.get("sources", {}).get(source_name, {}).get("resources", {})

@@ -11,9 +11,10 @@ wired to their parents' resources.
 - "members" and "suppressed" live in `members.py` and `exclusions.py`.
 """
 
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, ClassVar, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 import dlt
@@ -34,11 +35,11 @@ from .settings import ChildReport, RevisionTable, report_table
 from .windows import Window
 
 
-def with_parents(names: Sequence[str], table: Optional[RevisionTable] = None) -> Tuple[str, ...]:
+def with_parents(names: Sequence[str], table: RevisionTable | None = None) -> tuple[str, ...]:
     """The selection plus the parents of its "include" and "parent" children (a child
     follows its parents' incremental runs, so they are read and loaded with it), parents
     first, in `table` (default: the default revision's)."""
-    out: Dict[str, None] = {}
+    out: dict[str, None] = {}
     children = (table or report_table()).children
 
     def add(name: str) -> None:
@@ -58,7 +59,7 @@ def child_columns(child: ChildReport) -> TColumns:
     return report_columns(child.report, child.primary_key)
 
 
-def keyed(rows: List[Dict[str, Any]], child: ChildReport, parent_id: str) -> List[Dict[str, Any]]:
+def keyed(rows: list[dict[str, Any]], child: ChildReport, parent_id: str) -> list[dict[str, Any]]:
     """Rows with the parent's id in `parent_key` and their own `id` in `id_column`."""
     for row in rows:
         if child.id_column != "id":
@@ -67,7 +68,7 @@ def keyed(rows: List[Dict[str, Any]], child: ChildReport, parent_id: str) -> Lis
     return rows
 
 
-class _SplitIncluded(ItemTransform[TDataItems, Dict[str, Any]]):
+class _SplitIncluded(ItemTransform[TDataItems, dict[str, Any]]):
     """Takes the included resources off a parent page's rows and yields them as child rows.
 
     Placed after the incremental step (dlt's affinity 1; `add_limit` is 1.1), so the
@@ -99,18 +100,18 @@ class _SplitIncluded(ItemTransform[TDataItems, Dict[str, Any]]):
         if INCLUDED not in table.column_names:
             yield table
             return
-        carried = zip(table.column("id").to_pylist(), table.column(INCLUDED).to_pylist())
+        carried = zip(table.column("id").to_pylist(), table.column(INCLUDED).to_pylist(), strict=False)
         tables = self._child_rows((id_, orjson.loads(text)) for id_, text in carried if text)
         yield table.drop_columns([INCLUDED])
         for name, rows in tables.items():
             if rows:
                 yield dlt.mark.with_table_name(rows, name)
 
-    def _child_rows(self, parents: Iterable[Tuple[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
+    def _child_rows(self, parents: Iterable[tuple[str, Any]]) -> dict[str, list[dict[str, Any]]]:
         """Child rows per table from (parent id, {relationship: [included resource, ...]})."""
-        tables: Dict[str, List[Dict[str, Any]]] = {child.name: [] for child in self.children}
+        tables: dict[str, list[dict[str, Any]]] = {child.name: [] for child in self.children}
         for parent_id, carried in parents:
-            related: Mapping[str, List[Mapping[str, Any]]] = carried or {}
+            related: Mapping[str, list[Mapping[str, Any]]] = carried or {}
             for child in self.children:
                 resources = related.get(child.include or "")
                 if resources:
@@ -119,7 +120,7 @@ class _SplitIncluded(ItemTransform[TDataItems, Dict[str, Any]]):
         return tables
 
 
-def attach_included(parent: DltResource, names: Sequence[str], table: Optional[RevisionTable] = None) -> DltResource:
+def attach_included(parent: DltResource, names: Sequence[str], table: RevisionTable | None = None) -> DltResource:
     """Adds the split step to a parent whose requests carry `include=`: the selected "include"
     children (of `table`, default: the default revision's) become table variants of the parent
     resource; the others are dropped."""
@@ -172,7 +173,7 @@ def related_resources(
     for name, resource in parents.items():
         if name in table.reports and table.reports[name].params.get("include"):
             attach_included(resource, options.reports, table)
-    made: Dict[str, DltResource] = dict(parents)
+    made: dict[str, DltResource] = dict(parents)
     for name in with_parents(options.reports, table):
         child = table.children.get(name)
         if child is None:

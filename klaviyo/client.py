@@ -8,18 +8,14 @@ one said on dlt's log), pacing per rate-limit tier and the error map.
 
 import re
 import threading
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import orjson
-from requests import PreparedRequest, Response
-from requests.adapters import HTTPAdapter
-
-from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client, _make_retry
-from dlt.sources.helpers.requests.session import Session
-from requests.exceptions import RequestException
-from tenacity import RetryCallState, wait_random
 from dlt.common import logger
 from dlt.common.jsonpath import compile_path
+from dlt.sources.helpers.requests.retry import DEFAULT_RETRY_EXCEPTIONS, Client, _make_retry
+from dlt.sources.helpers.requests.session import Session
 from dlt.sources.helpers.rest_client import RESTClient
 from dlt.sources.helpers.rest_client.auth import APIKeyAuth
 from dlt.sources.helpers.rest_client.paginators import (
@@ -27,6 +23,10 @@ from dlt.sources.helpers.rest_client.paginators import (
     JSONLinkPaginator,
     PageNumberPaginator,
 )
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+from requests.exceptions import RequestException
+from tenacity import RetryCallState, wait_random
 
 from .auth import Credentials, PrivateKey
 from .errors import KlaviyoApiError, KlaviyoMalformedResponse, describe_http_error, endpoint_of
@@ -86,7 +86,7 @@ class _PacedAdapter(HTTPAdapter):
     prepared, e.g. during a retry's wait, is used), and a 401 is answered by renewing the
     access token and sending the request once more."""
 
-    def __init__(self, limiter: RateLimiter, tier: str, credentials: Optional[Credentials] = None) -> None:
+    def __init__(self, limiter: RateLimiter, tier: str, credentials: Credentials | None = None) -> None:
         super().__init__(pool_connections=_POOL_CONNECTIONS, pool_maxsize=_POOL_CONNECTIONS)
         self.limiter = limiter
         self.tier = tier
@@ -130,7 +130,7 @@ class KlaviyoApi:
         limiter: The rate limiter shared by every request of the run.
     """
 
-    def __init__(self, api_key: Union[str, Credentials], base_url: str, revision: str, limiter: RateLimiter) -> None:
+    def __init__(self, api_key: str | Credentials, base_url: str, revision: str, limiter: RateLimiter) -> None:
         credentials = PrivateKey(api_key) if isinstance(api_key, str) else api_key
         self.credentials = credentials
         self._auth: Credentials = credentials
@@ -155,7 +155,7 @@ class KlaviyoApi:
     def _client(self, tier: str, v1: bool = False) -> RESTClient:
         """Returns this thread's RESTClient for a tier (sessions are not shared by threads)."""
         key = (tier, v1)
-        clients: Dict[Any, RESTClient] = self._local.__dict__.setdefault("clients", {})
+        clients: dict[Any, RESTClient] = self._local.__dict__.setdefault("clients", {})
         if key not in clients:
             session = _JitteredClient(
                 raise_for_status=False,
@@ -178,11 +178,11 @@ class KlaviyoApi:
     def paginate(
         self,
         path: str,
-        params: Dict[str, Any],
+        params: dict[str, Any],
         tier: str,
-        scope: Optional[str] = None,
-        report: Optional[str] = None,
-    ) -> Iterator[Dict[str, Any]]:
+        scope: str | None = None,
+        report: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
         """Yields each JSON:API document of a collection, following `links.next`.
 
         Args:
@@ -202,7 +202,7 @@ class KlaviyoApi:
         for page in _unreachable_as_error(pages, path):
             yield page.response.json()
 
-    def paginate_v1(self, path: str, page_size: Optional[int], tier: str, report: str) -> Iterator[List[Dict[str, Any]]]:
+    def paginate_v1(self, path: str, page_size: int | None, tier: str, report: str) -> Iterator[list[dict[str, Any]]]:
         """Yields the `data` of each page of a legacy v1 `$list` collection (page/count).
 
         Args:
@@ -225,8 +225,8 @@ class KlaviyoApi:
             yield list(page)
 
     def post(
-        self, path: str, body: Dict[str, Any], tier: str, scope: str, report: str
-    ) -> Dict[str, Any]:
+        self, path: str, body: dict[str, Any], tier: str, scope: str, report: str
+    ) -> dict[str, Any]:
         """POSTs a JSON body and returns the parsed JSON answer."""
         client = self._client(tier)
         answer = lambda: client.post(  # noqa: E731
@@ -239,8 +239,8 @@ class KlaviyoApi:
         return response.json()  # type: ignore[no-any-return]
 
     def paginate_post(
-        self, path: str, body: Dict[str, Any], tier: str, scope: str, report: str
-    ) -> Iterator[Dict[str, Any]]:
+        self, path: str, body: dict[str, Any], tier: str, scope: str, report: str
+    ) -> Iterator[dict[str, Any]]:
         """Yields each answer of a cursor-paginated POST query (Query Metric Aggregates): the
         answer to `body`, then, while an answer links a next page, the answer to `body` with
         that page's cursor in `data.attributes.page_cursor`.
@@ -252,7 +252,7 @@ class KlaviyoApi:
             scope: Scope the endpoint needs (named in a 403 error).
             report: Report name (named in a 403 error).
         """
-        cursor: Optional[str] = None
+        cursor: str | None = None
         while True:
             document = self.post(path, _with_page_cursor(body, cursor), tier, scope, report)
             yield document
@@ -261,7 +261,7 @@ class KlaviyoApi:
                 return
 
 
-def _with_page_cursor(body: Dict[str, Any], cursor: Optional[str]) -> Dict[str, Any]:
+def _with_page_cursor(body: dict[str, Any], cursor: str | None) -> dict[str, Any]:
     """`body`, or a copy of it asking for the page of `cursor`."""
     if not cursor:
         return body
@@ -269,7 +269,7 @@ def _with_page_cursor(body: Dict[str, Any], cursor: Optional[str]) -> Dict[str, 
     return {**body, "data": {**data, "attributes": {**data["attributes"], "page_cursor": cursor}}}
 
 
-def next_page_cursor(document: Mapping[str, Any]) -> Optional[str]:
+def next_page_cursor(document: Mapping[str, Any]) -> str | None:
     """The page cursor of the next page of a POST query's answer, if any.
 
     The spec does not say where it comes back; a `page_cursor` in `links.next` (top level or
@@ -314,7 +314,7 @@ def _oauth_worded(message: str, status: int) -> str:
     return message
 
 
-def _response_hook(scope: Optional[str], report: Optional[str], credentials: Optional[Credentials] = None) -> Any:
+def _response_hook(scope: str | None, report: str | None, credentials: Credentials | None = None) -> Any:
     """Builds the response hook: raises the error map's message for any status >= 400 (a 401 or
     403 under OAuth names the token and the app's scopes instead of the API key), and
     parses 2xx bodies once with orjson (requests' `.json()` would parse them with the slower

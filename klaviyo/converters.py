@@ -10,7 +10,8 @@ cursor attribute where it is (the reader reads it from the raw page).
 Pure functions of their input: no imports from the rest of the source.
 """
 
-from typing import Any, Dict, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 Attributes = Mapping[str, Any]
 
@@ -34,22 +35,22 @@ _FLOW_MESSAGE_CONTENT = {
 _RENDER_OPTIONS = ("shorten_links", "add_org_prefix", "add_info_link", "add_opt_out_language")
 
 
-def _without(attributes: Attributes, *names: str) -> Dict[str, Any]:
+def _without(attributes: Attributes, *names: str) -> dict[str, Any]:
     return {k: v for k, v in attributes.items() if k not in names}
 
 
-def _object(value: Any) -> Dict[str, Any]:
+def _object(value: Any) -> dict[str, Any]:
     return dict(value) if isinstance(value, Mapping) else {}
 
 
-def campaign_message_from_definition(attributes: Attributes) -> Dict[str, Any]:
+def campaign_message_from_definition(attributes: Attributes) -> dict[str, Any]:
     """2026-07-15 campaign message -> the 2023-10-15 columns: `definition`'s fields (channel,
     label, content, render_options; push: notification_type, options, kv_pairs) become
     top-level again, so `content.subject` is `content__subject` as before."""
     return {**_without(attributes, "definition"), **_object(attributes.get("definition"))}
 
 
-def flow_message_from_definition(attributes: Attributes) -> Dict[str, Any]:
+def flow_message_from_definition(attributes: Attributes) -> dict[str, Any]:
     """2026-07-15 flow message -> columns: `definition.name` is `name`, the content fields
     `content__*` (`subject_line` is `content__subject`), the other settings (smart sending,
     tracking, SMS render options, push options, ...) top-level under their own names; the
@@ -67,7 +68,7 @@ def flow_message_from_definition(attributes: Attributes) -> Dict[str, Any]:
     return row
 
 
-def flow_action_from_definition(attributes: Attributes) -> Dict[str, Any]:
+def flow_action_from_definition(attributes: Attributes) -> dict[str, Any]:
     """2026-07-15 flow action -> columns: `definition.type` is `action_type` (2026 values,
     e.g. `send-email`, `time-delay`), `definition.data.status` is `status`, the whole
     `definition.data` the JSON column `data`, `definition.links` the next actions

@@ -10,7 +10,7 @@ them read the window `cursor_window` gives.
 """
 
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any
 
 import dlt
 
@@ -21,7 +21,7 @@ from .windows import Window
 
 
 def incremental_cursor(
-    column: str, options: SourceOptions, initial: Optional[datetime], lag: timedelta
+    column: str, options: SourceOptions, initial: datetime | None, lag: timedelta
 ) -> dlt.sources.incremental[Any]:
     """dlt's cursor on `column`: with custom dates stateless over (start, end]; otherwise
     incremental from the stored cursor, or from `initial` on the first run.
@@ -61,7 +61,7 @@ def cursor_window(start: Any, end: Any, run_started: datetime) -> Window:
     return Window(_as_datetime(start), run_started - CURSOR_SAFETY_MARGIN)
 
 
-def _as_datetime(value: Any) -> Optional[datetime]:
+def _as_datetime(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return parse_datetime(str(value))

@@ -21,8 +21,9 @@ destination must support merge (SQL destinations do; plain files do not).
 """
 
 import logging
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Sequence, cast
+from typing import Any, cast
 
 import dlt
 import pyarrow as pa
@@ -54,7 +55,7 @@ def delete_resources(
     hard: bool,
     run_started: datetime,
     workers: int,
-    table: Optional[RevisionTable] = None,
+    table: RevisionTable | None = None,
 ) -> Iterator[DltResource]:
     """One `<table>_deletes` resource per selected table that has an id scan (none unless
     `detect`).
@@ -120,7 +121,7 @@ def _delete_resource(
     )()
 
 
-def _active_pipeline() -> Optional[dlt.Pipeline]:
+def _active_pipeline() -> dlt.Pipeline | None:
     """The pipeline running this extraction (or, when the source is iterated outside a
     pipeline, the one last activated in this thread, whose destination is compared); None
     when no pipeline is active. `dlt.current.pipeline()` would create a default pipeline then."""
@@ -128,7 +129,7 @@ def _active_pipeline() -> Optional[dlt.Pipeline]:
     return cast(dlt.Pipeline, context.pipeline()) if context.is_active() else None
 
 
-def _flag_column(pipeline: dlt.Pipeline, table: str) -> Optional[bool]:
+def _flag_column(pipeline: dlt.Pipeline, table: str) -> bool | None:
     """None when the table is not in the destination, else whether it has `_klaviyo_deleted`."""
     with pipeline.sql_client() as client:
         if not client.has_dataset():
@@ -143,12 +144,12 @@ def _flag_column(pipeline: dlt.Pipeline, table: str) -> Optional[bool]:
 
 
 def _gone_ids(
-    pipeline: dlt.Pipeline, table: str, flagged: bool, present: Optional[pa.Array]
-) -> List[str]:
+    pipeline: dlt.Pipeline, table: str, flagged: bool, present: pa.Array | None
+) -> list[str]:
     """Loaded (and not yet flagged) ids that are not in `present`. When Klaviyo returned no id
     at all while rows are loaded, nothing is flagged (a wrong key or account is likelier
     than an emptied account) and a warning says so."""
-    gone: List[str] = []
+    gone: list[str] = []
     loaded = 0
     with pipeline.sql_client() as client:
         id_ = client.escape_column_name("id")
@@ -172,8 +173,8 @@ def _gone_ids(
 
 
 def _flagged_rows(
-    pipeline: dlt.Pipeline, table: str, ids: List[str], when: datetime
-) -> List[Dict[str, Any]]:
+    pipeline: dlt.Pipeline, table: str, ids: list[str], when: datetime
+) -> list[dict[str, Any]]:
     """The loaded rows of `ids`, as they are (without dlt's own columns), flagged deleted."""
     with pipeline.sql_client() as client:
         quoted = ",".join("'" + id_.replace("'", "''") + "'" for id_ in ids)
@@ -186,6 +187,6 @@ def _flagged_rows(
             values = cursor.fetchall()
     rows = []
     for row_values in values:
-        row = {c: v for c, v in zip(columns, row_values) if v is not None and not c.startswith("_dlt_")}
+        row = {c: v for c, v in zip(columns, row_values, strict=False) if v is not None and not c.startswith("_dlt_")}
         rows.append({**row, DELETED: True, DELETED_AT: when})
     return rows

@@ -4,7 +4,8 @@ Every message names the problem and the fix. None of them ever contains the API 
 reduced to their path (the v1 API carries the key in the query string).
 """
 
-from typing import Any, Mapping, Optional, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 from requests import HTTPError, Response
@@ -34,7 +35,7 @@ class KlaviyoApiError(HTTPError):
     """A response Klaviyo refused, after any retries. Subclasses `HTTPError` so that dlt's
     retry policy (429 and 5xx, `Retry-After` first) sees the response it carries."""
 
-    def __init__(self, message: str, response: Optional[Response], status: int, endpoint: str) -> None:
+    def __init__(self, message: str, response: Response | None, status: int, endpoint: str) -> None:
         super().__init__(message, response=response)
         self.status = status
         self.endpoint = endpoint
@@ -62,7 +63,7 @@ def _first_error(body: Any) -> Mapping[str, Any]:
 
 
 def describe_http_error(
-    status: int, url: str, body: Any, scope: Optional[str] = None, report: Optional[str] = None
+    status: int, url: str, body: Any, scope: str | None = None, report: str | None = None
 ) -> str:
     """Builds the one-line message for a refused request.
 

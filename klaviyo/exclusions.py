@@ -7,9 +7,10 @@ client, limiter and reader as every report. A profile whose suppression is lifte
 the table (with `detect_deletes` it is flagged, or removed with `hard_deletes`).
 """
 
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Mapping
+from typing import Any
 
 import dlt
 from dlt.common.typing import TDataItems
@@ -28,7 +29,7 @@ CURSOR_COLUMN = "suppression_timestamp"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def exclusion_row(row: Mapping[str, Any]) -> Dict[str, Any]:
+def exclusion_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A suppressed profile's row: its identifiers, its latest suppression (reason and
     timestamp) and every suppression as JSON."""
     marketing = ((row.get("subscriptions") or {}).get("email") or {}).get("marketing") or {}
@@ -65,7 +66,7 @@ def exclusions_resource(
         bounds = tuple(bound_conditions(report.cursor or "", window, report.cursor_ops))
         scan = replace(report, cursor=None, filters=report.filters + bounds)
         for page in read_jobs(api, scan, plan_jobs(scan, [Window(None, None)]), workers=1):
-            rows: List[Dict[str, Any]] = [exclusion_row(row) for row in page]
+            rows: list[dict[str, Any]] = [exclusion_row(row) for row in page]
             rows = [row for row in rows if window.contains(row[CURSOR_COLUMN])]
             if rows:
                 yield rows

@@ -27,9 +27,10 @@ it may split. Every value thus stays in exactly one window, however many pages i
 import math
 import queue
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any
 
 import pyarrow as pa
 
@@ -112,14 +113,14 @@ class _Splitter:
         return True
 
 
-def request_params(report: Report, job: ReadJob) -> Dict[str, Any]:
+def request_params(report: Report, job: ReadJob) -> dict[str, Any]:
     """Query parameters of a job's first request (later pages follow `links.next`)."""
     conditions = list(report.filters)
     if job.variant:
         conditions.append(job.variant)
     if report.cursor:
         conditions += bound_conditions(report.cursor, job.window, report.cursor_ops)
-    params: Dict[str, Any] = dict(report.params)
+    params: dict[str, Any] = dict(report.params)
     filter_value = combine(conditions)
     if filter_value:
         params["filter"] = filter_value
@@ -130,12 +131,12 @@ def request_params(report: Report, job: ReadJob) -> Dict[str, Any]:
     return params
 
 
-def _cursor_at(document: Dict[str, Any], cursor: str, index: int) -> Optional[datetime]:
+def _cursor_at(document: dict[str, Any], cursor: str, index: int) -> datetime | None:
     data = document.get("data") or []
     return parse_datetime((data[index].get("attributes") or {}).get(cursor)) if data else None
 
 
-def _pages_left(first: datetime, at: datetime, end: Optional[datetime]) -> float:
+def _pages_left(first: datetime, at: datetime, end: datetime | None) -> float:
     """Pages from `at` to `end` if the data stays as dense as on this (full) page, which
     spans `first` to `at` (first < at)."""
     if end is None:
@@ -143,7 +144,7 @@ def _pages_left(first: datetime, at: datetime, end: Optional[datetime]) -> float
     return (end - at) / (at - first)
 
 
-def _beyond(value: Optional[datetime], window: Window) -> bool:
+def _beyond(value: datetime | None, window: Window) -> bool:
     """Whether a cursor value lies after the window's end."""
     return value is not None and window.end is not None and (
         value > window.end or (value == window.end and not window.end_closed)
@@ -154,7 +155,7 @@ def read_job(
     api: KlaviyoApi,
     report: Report,
     job: ReadJob,
-    splitter: Optional[_Splitter] = None,
+    splitter: _Splitter | None = None,
 ) -> Iterator[PageItems]:
     """Yields the converted pages of one job (empty pages left out); hands the rest of the
     window to idle workers when the splitter allows it (see the module's docstring)."""
@@ -186,7 +187,7 @@ def read_job(
             return
 
 
-def _without_repeats(document: Dict[str, Any], previous_ids: frozenset) -> Tuple[Dict[str, Any], frozenset]:
+def _without_repeats(document: dict[str, Any], previous_ids: frozenset) -> tuple[dict[str, Any], frozenset]:
     """The page without the records the previous page of the same read already gave, and
     this page's ids. Klaviyo's cursors are opaque: should one shift when records are added
     mid-read (an offset would), a record would come twice at the page edge; reports declared
@@ -206,7 +207,7 @@ def read_jobs(
     report: Report,
     jobs: Sequence[ReadJob],
     workers: int,
-    min_window: Optional[timedelta] = None,
+    min_window: timedelta | None = None,
 ) -> Iterator[PageItems]:
     """Yields the pages of all jobs, reading up to `workers` windows at a time.
 
@@ -218,11 +219,11 @@ def read_jobs(
             yield from read_job(api, report, job)
         return
 
-    pending: "queue.Queue[ReadJob]" = queue.Queue()
+    pending: queue.Queue[ReadJob] = queue.Queue()
     for job in jobs:
         pending.put(job)
     splitter = _Splitter(workers, pending, min_window or timedelta(minutes=10), lambda: api.limiter.saturated(report.tier))
-    pages: "queue.Queue[Tuple[Any, Any]]" = queue.Queue(maxsize=2 * workers)
+    pages: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=2 * workers)
     stop = threading.Event()
 
     def put(kind: Any, payload: Any) -> bool:
@@ -290,7 +291,7 @@ def batched_tables(pages: Iterator[PageItems], min_rows: int) -> Iterator[PageIt
     validation, writer calls: ~17% of an events backfill's CPU with one item per page), so a
     few pages per item cut that share; memory grows by the few pages held.
     """
-    held: List[Any] = []
+    held: list[Any] = []
     rows = 0
     for table in pages:
         held.append(table)
@@ -302,6 +303,6 @@ def batched_tables(pages: Iterator[PageItems], min_rows: int) -> Iterator[PageIt
         yield held[0] if len(held) == 1 else pa.concat_tables(held, promote_options="default")
 
 
-def plan_jobs(report: Report, windows: List[Window]) -> List[ReadJob]:
+def plan_jobs(report: Report, windows: list[Window]) -> list[ReadJob]:
     """Every (variant, window) pair of a report."""
     return [ReadJob(variant, window) for variant in report.variants for window in windows]

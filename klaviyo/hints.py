@@ -17,8 +17,9 @@ and lets dlt flatten them into `properties__*` / `event_properties__*` columns a
 tables (`profiles__subscriptions__email__marketing__suppression`, ...).
 """
 
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Dict, Iterable, Sequence, cast
+from typing import cast
 
 from dlt.common.schema.typing import TDataType, TTableSchemaColumns
 
@@ -41,7 +42,7 @@ def report_for_run(report: Report, predictive_analytics: bool, flatten_propertie
         predictive_analytics: Whether reports are read with their predictive analytics.
         flatten_properties: Whether free-form properties are flattened into columns.
     """
-    types: Dict[str, str] = dict(report.column_types)
+    types: dict[str, str] = dict(report.column_types)
     predictive = report.predictive
     if predictive is not None and predictive_analytics:
         types.update(predictive.column_types)

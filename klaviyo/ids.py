@@ -5,8 +5,8 @@ Used by delete detection (`deletes.py`) and to find every list and segment for t
 membership tables (`members.py`).
 """
 
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Iterator, List
 
 from .client import KlaviyoApi
 from .extract import plan_jobs, read_jobs
@@ -21,7 +21,7 @@ def id_scan(report: Report) -> Report:
     return replace(report, cursor=None, sort=None, params=dict(report.id_scan), row_format="dict")
 
 
-def read_ids(api: KlaviyoApi, report: Report, workers: int = 1) -> Iterator[List[str]]:
+def read_ids(api: KlaviyoApi, report: Report, workers: int = 1) -> Iterator[list[str]]:
     """Yields the ids of every record of `report`, a page at a time.
 
     Args:

@@ -10,9 +10,9 @@ live in the resource state (a few hundred entries at most); a group that disappe
 cursor. A profile that leaves a group is not visible this way: its row stays.
 """
 
+from collections.abc import Generator, Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Dict, Generator, Iterator, Optional, Set
 from urllib.parse import quote
 
 import dlt
@@ -32,7 +32,7 @@ from .windows import Window
 STATE_KEY = "joined_group_at"  # resource state: {group id: last joined_group_at read (ISO 8601)}
 
 
-def member_window(options: SourceOptions, report: Report, last: Optional[str], run_started: datetime) -> Window:
+def member_window(options: SourceOptions, report: Report, last: str | None, run_started: datetime) -> Window:
     """The `joined_group_at` range one group is read over in this run: custom dates as given
     (start exclusive, end inclusive); otherwise from the group's cursor (or `start_date`, or
     all time for a new group), minus the lookback, to the run's start minus the margin
@@ -50,8 +50,8 @@ def member_resource(
 
     def read() -> Iterator[TDataItems]:
         check_account(api)
-        cursors: Dict[str, str] = dlt.current.resource_state().setdefault(STATE_KEY, {})
-        seen: Set[str] = set()
+        cursors: dict[str, str] = dlt.current.resource_state().setdefault(STATE_KEY, {})
+        seen: set[str] = set()
         for ids in read_ids(api, groups):
             for group_id in ids:
                 seen.add(group_id)
@@ -79,11 +79,11 @@ def member_resource(
 
 def _read_group(
     api: KlaviyoApi, child: ChildReport, options: SourceOptions, group_id: str, window: Window
-) -> Generator[TDataItems, None, Optional[datetime]]:
+) -> Generator[TDataItems, None, datetime | None]:
     """Yields one group's member pages over `window`; returns the newest `joined_group_at`."""
     report = replace(child.report, path=child.report.path.format(id=quote(group_id, safe="")))
     jobs = plan_jobs(report, [window])
-    newest: Optional[datetime] = None
+    newest: datetime | None = None
     min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.min_split
     for page in read_jobs(api, report, jobs, options.workers, min_window=min_window):
         rows = []

@@ -2,9 +2,10 @@
 problem and the fix, raised before any request is sent and anything is written."""
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Optional, Sequence, Tuple, Union
+from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import KlaviyoConfigError
@@ -27,13 +28,13 @@ class SourceOptions:
     api_key: str = field(repr=False)
     base_url: str
     revision: str
-    reports: Tuple[str, ...]
-    start: Optional[datetime]
-    end: Optional[datetime]
-    lookback_seconds: Optional[float]  # None: each report's own `lookback`
+    reports: tuple[str, ...]
+    start: datetime | None
+    end: datetime | None
+    lookback_seconds: float | None  # None: each report's own `lookback`
     workers: int
-    min_window_minutes: Optional[float]
-    chunk_records: Optional[int] = None
+    min_window_minutes: float | None
+    chunk_records: int | None = None
 
     @property
     def custom_dates(self) -> bool:
@@ -66,7 +67,7 @@ def parse_custom_date(value: str, name: str) -> datetime:
         ) from None
 
 
-def _report_names(reports: Optional[Union[str, Sequence[str]]], table: RevisionTable) -> Tuple[str, ...]:
+def _report_names(reports: str | Sequence[str] | None, table: RevisionTable) -> tuple[str, ...]:
     if reports is None:
         return table.default_reports
     names = reports.split(",") if isinstance(reports, str) else list(reports)
@@ -126,16 +127,16 @@ def _checked_api_key(api_key: Any) -> str:
 class OAuthOptions:
     """OAuth credentials, validated (every field left out of the repr)."""
 
-    access_token: Optional[str] = field(default=None, repr=False)
-    refresh_token: Optional[str] = field(default=None, repr=False)
-    client_id: Optional[str] = field(default=None, repr=False)
-    client_secret: Optional[str] = field(default=None, repr=False)
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    client_id: str | None = field(default=None, repr=False)
+    client_secret: str | None = field(default=None, repr=False)
 
 
 _OAUTH_FIELDS = ("access_token", "refresh_token", "client_id", "client_secret")
 
 
-def validate_oauth(api_key: Any, **oauth: Any) -> Optional[OAuthOptions]:
+def validate_oauth(api_key: Any, **oauth: Any) -> OAuthOptions | None:
     """Checks the OAuth arguments (`access_token`, `refresh_token`, `client_id`,
     `client_secret`) against `api_key`: None when only a key is given (checked by
     `validate_options`), else the OAuth credentials; `KlaviyoConfigError` (one line, naming
@@ -179,9 +180,9 @@ def validate_options(
     api_key: Any,
     base_url: Any,
     revision: Any,
-    reports: Optional[Union[str, Sequence[str]]],
-    start_date: Optional[str],
-    end_date: Optional[str],
+    reports: str | Sequence[str] | None,
+    start_date: str | None,
+    end_date: str | None,
     lookback_hours: Any,
     workers: Any,
     min_window_minutes: Any,

@@ -14,9 +14,10 @@ when it goes on, and the next run resumes; the other reports are unaffected.
 
 import logging
 import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, cast
+from typing import Any, cast
 
 import dlt
 from dlt.common.schema.typing import TDataType, TDeleteInsertStrategyDict
@@ -65,9 +66,9 @@ class ReportingOptions:
         daily_share: Most of the daily limit one table may spend in one run.
     """
 
-    tables: Tuple[PerformanceReport, ...]
-    statistics: Mapping[str, Tuple[str, ...]]
-    conversion_metric_ids: Tuple[str, ...] = ()
+    tables: tuple[PerformanceReport, ...]
+    statistics: Mapping[str, tuple[str, ...]]
+    conversion_metric_ids: tuple[str, ...] = ()
     lookback_days: int = DEFAULT_LOOKBACK_DAYS
     backfill_days: int = DEFAULT_BACKFILL_DAYS
     daily_limit: int = REPORTING_DAILY_LIMIT
@@ -152,7 +153,7 @@ def _mapping(value: Any, name: str) -> Mapping[str, Any]:
     return value
 
 
-def _names(value: Any) -> Tuple[str, ...]:
+def _names(value: Any) -> tuple[str, ...]:
     """A list or comma-separated string as names, stripped, once each."""
     if value in (None, ""):
         return ()
@@ -177,20 +178,20 @@ class ConversionMetrics:
     first reporting table that needs them lists `/api/metrics`)."""
 
     api: KlaviyoApi
-    configured: Tuple[str, ...]
+    configured: tuple[str, ...]
     metrics: Report  # the revision's `metrics` row: how /api/metrics is read
-    _ids: Optional[Tuple[str, ...]] = None
+    _ids: tuple[str, ...] | None = None
 
-    def ids(self, table: str) -> Tuple[str, ...]:
+    def ids(self, table: str) -> tuple[str, ...]:
         """The metric ids; a `KlaviyoConfigError` when the setting names no metric of the
         account, or when it is unset and the account has no or several `Placed Order`."""
         if self._ids is None:
             self._ids = self._resolve(table)
         return self._ids
 
-    def _resolve(self, table: str) -> Tuple[str, ...]:
+    def _resolve(self, table: str) -> tuple[str, ...]:
         metrics = self.metrics
-        found: List[Tuple[str, str, str]] = []  # (id, name, integration)
+        found: list[tuple[str, str, str]] = []  # (id, name, integration)
         for document in self.api.paginate(metrics.path, {}, metrics.tier, metrics.scope, table):
             for record in document.get("data") or []:
                 attributes = record.get("attributes") or {}
@@ -218,11 +219,11 @@ class ConversionMetrics:
         )
 
 
-def _label(metric: Tuple[str, str, str]) -> str:
+def _label(metric: tuple[str, str, str]) -> str:
     return f"{metric[1]} {metric[0]}" + (f" from {metric[2]}" if metric[2] else "")
 
 
-def _candidates(found: Sequence[Tuple[str, str, str]]) -> str:
+def _candidates(found: Sequence[tuple[str, str, str]]) -> str:
     """Metrics that look like orders (else the first ten), as `name id`."""
     likely = [m for m in found if re.search(r"order|purchase|checkout|revenue", m[1], re.I)] or list(found)[:10]
     return ", ".join(_label(m) for m in likely) or "(the account has no metric)"
@@ -233,10 +234,10 @@ class _Stopped(Exception):
     """The report stops for this run: the reason, and when the quota frees (if known)."""
 
 
-def request_body(table: PerformanceReport, window: Days, statistics: Sequence[str], metric: Optional[str]) -> Dict[str, Any]:
+def request_body(table: PerformanceReport, window: Days, statistics: Sequence[str], metric: str | None) -> dict[str, Any]:
     """The JSON:API body asking `table` for the days of `window` (both included; the end is
     sent as the day's last second, so a Klaviyo that read it as a datetime still counts it)."""
-    attributes: Dict[str, Any] = {
+    attributes: dict[str, Any] = {
         "statistics": list(statistics),
         "timeframe": {"start": f"{window.first}T00:00:00", "end": f"{window.last}T23:59:59"},
     }
@@ -250,18 +251,18 @@ def request_body(table: PerformanceReport, window: Days, statistics: Sequence[st
 
 
 def rows_of(
-    table: PerformanceReport, documents: Sequence[Mapping[str, Any]], window: Days, statistics: Sequence[str], metric: Optional[str]
-) -> List[Dict[str, Any]]:
+    table: PerformanceReport, documents: Sequence[Mapping[str, Any]], window: Days, statistics: Sequence[str], metric: str | None
+) -> list[dict[str, Any]]:
     """The rows of a window's answer pages: one per grouping and day (or month), statistics
     as columns, rows whose statistics are all zero left out; plus an `EMPTY_MARKER` row for
     each day (month) of the window left without a row, so that the merge clears it."""
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     for document in documents:
         attributes = (document.get("data") or {}).get("attributes") or {}
         days = [date.fromisoformat(str(d)[:10]) for d in attributes.get("date_times") or []]
         for result in attributes.get("results") or []:
             groupings = result.get("groupings") or {}
-            key: Dict[str, Any] = {g: "" if groupings.get(g) is None else str(groupings[g]) for g in table.groupings}
+            key: dict[str, Any] = {g: "" if groupings.get(g) is None else str(groupings[g]) for g in table.groupings}
             if metric is not None:
                 key["conversion_metric_id"] = metric
             values = result.get("statistics") or {}
@@ -275,7 +276,7 @@ def rows_of(
     seen = {r["date"] for r in rows}
     for day in starts:
         if day not in seen:
-            marker: Dict[str, Any] = {"date": day, **{g: "" for g in table.groupings}, EMPTY_MARKER: True}
+            marker: dict[str, Any] = {"date": day, **{g: "" for g in table.groupings}, EMPTY_MARKER: True}
             if metric is not None:
                 marker["conversion_metric_id"] = metric
             rows.append(marker)
@@ -286,18 +287,18 @@ def _at(values: Any, index: int) -> Any:
     return values[index] if isinstance(values, list) and index < len(values) else None
 
 
-def _end(table: PerformanceReport, window: Days) -> Dict[str, date]:
+def _end(table: PerformanceReport, window: Days) -> dict[str, date]:
     """`end_date` (the row's last day) of month rows."""
     return {"end_date": window.last} if table.period == "month" else {}
 
 
 def read_window(
-    api: KlaviyoApi, table: PerformanceReport, body: Dict[str, Any], quota: DailyQuota, state: Dict[str, Any]
-) -> List[Dict[str, Any]]:
+    api: KlaviyoApi, table: PerformanceReport, body: dict[str, Any], quota: DailyQuota, state: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Every answer page of one window (each page a request of the quota); `_Stopped` when
     the quota, the run's share or Klaviyo's daily limit refuses a page."""
-    documents: List[Dict[str, Any]] = []
-    url: Optional[str] = table.path
+    documents: list[dict[str, Any]] = []
+    url: str | None = table.path
     while url:
         refused = quota.take(state, table.name, table.path)
         if refused:
@@ -316,10 +317,10 @@ def read_window(
 class _Plan:
     """One metric's windows of the run and the range its table holds."""
 
-    metric: Optional[str]
-    held: Optional[Days]
-    recent: List[Days] = field(default_factory=list)
-    backfill: List[Days] = field(default_factory=list)
+    metric: str | None
+    held: Days | None
+    recent: list[Days] = field(default_factory=list)
+    backfill: list[Days] = field(default_factory=list)
 
 
 def performance_resources(api: KlaviyoApi, reporting: ReportingOptions, options: SourceOptions, run_started: datetime) -> Iterator[DltResource]:
@@ -347,7 +348,7 @@ def performance_resource(
     def read() -> Iterator[TDataItems]:
         check_account(api)
         source_state = dlt.current.source_state()
-        held_state: Dict[str, Any] = dlt.current.resource_state().setdefault(STATE_KEY, {})
+        held_state: dict[str, Any] = dlt.current.resource_state().setdefault(STATE_KEY, {})
         today = run_started.date()
         first_day = options.start.date() if options.start else today - timedelta(days=reporting.backfill_days)
         if table.data_since:
@@ -378,13 +379,13 @@ def performance_resource(
 
 def _plans(
     table: PerformanceReport,
-    metric_ids: Sequence[Optional[str]],
+    metric_ids: Sequence[str | None],
     held_state: Mapping[str, Any],
     options: SourceOptions,
     today: date,
     first_day: date,
     reporting: ReportingOptions,
-) -> List[_Plan]:
+) -> list[_Plan]:
     """Per metric: custom dates read exactly their days (stateless); runs read the recent
     days and go on with the backfill."""
     plans = []

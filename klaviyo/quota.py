@@ -15,9 +15,10 @@ HTTP client uses to turn that 429 into `KlaviyoDailyLimit` before any retry.
 
 import math
 import time
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, MutableMapping, Optional
+from typing import Any
 
 from requests import Response
 
@@ -37,7 +38,7 @@ def now() -> float:
     return time.time()
 
 
-def daily_refusal(tier: str, response: Response) -> Optional[KlaviyoDailyLimit]:
+def daily_refusal(tier: str, response: Response) -> KlaviyoDailyLimit | None:
     """The error to raise for a 429 that is the daily limit of `tier` (None for any other
     answer): waiting for it belongs to the next run, not to this one's retries."""
     if tier not in DAILY_TIERS or response.status_code != 429:
@@ -62,21 +63,21 @@ class DailyQuota:
 
     limit: int
     share: float
-    _spent_in_run: Dict[str, int] = field(default_factory=dict)
+    _spent_in_run: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_report(self) -> int:
         """Most requests one report may send in one run."""
         return max(1, math.floor(self.limit * self.share))
 
-    def _state(self, state: MutableMapping[str, Any]) -> Dict[str, Any]:
-        quota: Dict[str, Any] = state.setdefault(STATE_KEY, {})
+    def _state(self, state: MutableMapping[str, Any]) -> dict[str, Any]:
+        quota: dict[str, Any] = state.setdefault(STATE_KEY, {})
         moment = now()
         quota["sent"] = [t for t in quota.get("sent", []) if t > moment - DAY_S]
         quota["refused"] = {p: t for p, t in dict(quota.get("refused") or {}).items() if t > moment}
         return quota
 
-    def take(self, state: MutableMapping[str, Any], report: str, path: str) -> Optional[str]:
+    def take(self, state: MutableMapping[str, Any], report: str, path: str) -> str | None:
         """Spends one request of `report` (to `path`) and returns None, or returns why it may
         not be sent (the request is then not counted).
 
@@ -86,7 +87,7 @@ class DailyQuota:
             path: The endpoint (refused until the time a daily 429 named).
         """
         quota = self._state(state)
-        sent: List[int] = quota["sent"]
+        sent: list[int] = quota["sent"]
         if path in quota["refused"]:
             return f"Klaviyo refused {path} for today's quota until {_clock(quota['refused'][path])}"
         if len(sent) >= self.limit:

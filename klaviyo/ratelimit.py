@@ -16,7 +16,7 @@ import hashlib
 import threading
 import time
 from collections import deque
-from typing import Deque, Dict, Mapping, Optional, Tuple
+from collections.abc import Mapping
 
 from .settings import TIERS, Tier
 
@@ -29,7 +29,7 @@ WINDOW_MARGIN_S = 0.5
 class _TierState:
     def __init__(self, tier: Tier) -> None:
         self.tier = tier
-        self.sent: Deque[float] = deque()  # monotonic send times within the steady window
+        self.sent: deque[float] = deque()  # monotonic send times within the steady window
         self.blocked_until = 0.0  # monotonic time before which nothing may be sent
         self.throttled = 0  # 429s seen
         self.requests = 0  # requests let through (retries included)
@@ -42,21 +42,21 @@ class RateLimiter:
         tiers: Tier key -> limits; defaults to Klaviyo's tiers.
     """
 
-    _shared: Dict[Tuple[str, str], "RateLimiter"] = {}
+    _shared: dict[tuple[str, str], "RateLimiter"] = {}
     _shared_lock = threading.Lock()
 
-    def __init__(self, tiers: Optional[Mapping[str, Tier]] = None) -> None:
+    def __init__(self, tiers: Mapping[str, Tier] | None = None) -> None:
         self._states = {name: _TierState(t) for name, t in (tiers or TIERS).items()}
         self._lock = threading.Lock()
         self.waited_s = 0.0  # total time callers spent waiting, seconds
 
     @classmethod
-    def for_account(cls, base_url: str, api_key: str, tiers: Optional[Mapping[str, Tier]] = None) -> "RateLimiter":
+    def for_account(cls, base_url: str, api_key: str, tiers: Mapping[str, Tier] | None = None) -> "RateLimiter":
         """Returns the process-wide limiter of one account (keyed by a hash of the key)."""
         return cls.for_identity(base_url, hashlib.sha256(api_key.encode()).hexdigest(), tiers)
 
     @classmethod
-    def for_identity(cls, base_url: str, identity: str, tiers: Optional[Mapping[str, Tier]] = None) -> "RateLimiter":
+    def for_identity(cls, base_url: str, identity: str, tiers: Mapping[str, Tier] | None = None) -> "RateLimiter":
         """Returns the process-wide limiter of one credential, by its digest (`auth.Credentials.identity`;
         a private key's is the SHA-256 of the key, so this is `for_account`'s limiter), paced at
         `tiers` (the limits of the run's API revision) when given: Klaviyo counts an account's
@@ -130,18 +130,18 @@ class RateLimiter:
                 state.throttled += 1
             state.blocked_until = max(state.blocked_until, time.monotonic() + pause)
 
-    def requests(self, tier: Optional[str] = None) -> int:
+    def requests(self, tier: str | None = None) -> int:
         """Number of requests sent (retries included), for one tier or all."""
         states = [self._states[tier]] if tier else list(self._states.values())
         return sum(s.requests for s in states)
 
-    def throttled(self, tier: Optional[str] = None) -> int:
+    def throttled(self, tier: str | None = None) -> int:
         """Number of 429s seen, for one tier or all."""
         states = [self._states[tier]] if tier else list(self._states.values())
         return sum(s.throttled for s in states)
 
 
-def _recent(state: _TierState, now: float) -> Deque[float]:
+def _recent(state: _TierState, now: float) -> deque[float]:
     """The tier's send times still inside the (widened) steady window; older ones dropped."""
     sent = state.sent
     while sent and sent[0] <= now - STEADY_WINDOW_S - WINDOW_MARGIN_S:
@@ -149,7 +149,7 @@ def _recent(state: _TierState, now: float) -> Deque[float]:
     return sent
 
 
-def _seconds(value: Optional[str], default: float) -> float:
+def _seconds(value: str | None, default: float) -> float:
     try:
         return float(value) if value is not None else default
     except ValueError:

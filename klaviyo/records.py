@@ -6,8 +6,9 @@ datetimes; free-form objects named in the report's `json_columns` stay whole (JS
 """
 
 import logging
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -30,7 +31,7 @@ class _ArrowJsonHintFilter(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.resources: Set[str] = set()
+        self.resources: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -53,7 +54,7 @@ def quiet_arrow_json_hints(resource: str) -> None:
     installed.resources.add(resource)
 
 
-def parse_datetime(value: Any) -> Optional[datetime]:
+def parse_datetime(value: Any) -> datetime | None:
     """Parses Klaviyo's ISO 8601 datetimes (`T` or space, `Z` or offset, optional fraction);
     a value without an offset is UTC."""
     if not isinstance(value, str) or not value:
@@ -64,8 +65,8 @@ def parse_datetime(value: Any) -> Optional[datetime]:
     return parsed
 
 
-def _relationship_columns(resource: Mapping[str, Any], report: Report) -> Dict[str, Any]:
-    columns: Dict[str, Any] = {}
+def _relationship_columns(resource: Mapping[str, Any], report: Report) -> dict[str, Any]:
+    columns: dict[str, Any] = {}
     relationships = resource.get("relationships") or {}
     for name, column in report.to_one.items():
         data = (relationships.get(name) or {}).get("data")
@@ -83,9 +84,9 @@ INCLUDED = "_klaviyo_included"
 
 
 def _related_included(
-    resource: Mapping[str, Any], names: List[str], included: Mapping[Any, Mapping[str, Any]]
-) -> Dict[str, List[Mapping[str, Any]]]:
-    related: Dict[str, List[Mapping[str, Any]]] = {}
+    resource: Mapping[str, Any], names: list[str], included: Mapping[Any, Mapping[str, Any]]
+) -> dict[str, list[Mapping[str, Any]]]:
+    related: dict[str, list[Mapping[str, Any]]] = {}
     for name in names:
         data = ((resource.get("relationships") or {}).get(name) or {}).get("data")
         items = data if isinstance(data, list) else [data] if isinstance(data, Mapping) else []
@@ -99,7 +100,7 @@ def _attributes(resource: Mapping[str, Any], report: Report) -> Mapping[str, Any
     return report.columns_from(attributes) if report.columns_from else attributes
 
 
-def _included_column(document: Mapping[str, Any], resources: List[Mapping[str, Any]], report: Report) -> Dict[str, pa.Array]:
+def _included_column(document: Mapping[str, Any], resources: list[Mapping[str, Any]], report: Report) -> dict[str, pa.Array]:
     """For a report requested with `include=`, the `INCLUDED` column of an Arrow page: per row,
     its related included resources as JSON text (null where it has none), split off into the
     child tables after dlt's incremental step, as for row dicts (`children._SplitIncluded`)."""
@@ -107,7 +108,7 @@ def _included_column(document: Mapping[str, Any], resources: List[Mapping[str, A
     if not names:
         return {}
     included = {(r.get("type"), r.get("id")): r for r in document.get("included") or []}
-    texts: List[Optional[str]] = []
+    texts: list[str | None] = []
     for resource in resources:
         relationships = resource.get("relationships") or {}
         if not any((relationships.get(name) or {}).get("data") for name in names):
@@ -117,7 +118,7 @@ def _included_column(document: Mapping[str, Any], resources: List[Mapping[str, A
     return {INCLUDED: pa.array(texts, pa.string())}
 
 
-def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> List[Dict[str, Any]]:
+def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> list[dict[str, Any]]:
     """Rows of one page, keeping only those whose cursor lies in `window`.
 
     Args:
@@ -125,11 +126,11 @@ def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> List
         report: The report the page belongs to.
         window: The window the page was requested for.
     """
-    rows: List[Dict[str, Any]] = []
+    rows: list[dict[str, Any]] = []
     names = [n for n in str(report.params.get("include") or "").split(",") if n]
     included = {(r.get("type"), r.get("id")): r for r in document.get("included") or []}
     for resource in document.get("data") or []:
-        row: Dict[str, Any] = {"id": resource["id"]}
+        row: dict[str, Any] = {"id": resource["id"]}
         row.update(_attributes(resource, report))
         for column in report.timestamps:
             if column in row:
@@ -144,7 +145,7 @@ def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> List
     return rows
 
 
-def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> Optional[pa.Table]:
+def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> pa.Table | None:
     """One page as an Arrow table (None for an empty page), trimmed to `window`.
 
     Nested objects are flattened into `parent__child` columns, as dlt flattens row dicts;
@@ -157,10 +158,10 @@ def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> Opt
     if not resources:
         return None
     attributes = [_flat(_attributes(resource, report), "", {}, report.json_columns) for resource in resources]
-    names: Dict[str, None] = {}
+    names: dict[str, None] = {}
     for attrs in attributes:
         names.update(dict.fromkeys(attrs))
-    columns: Dict[str, pa.Array] = {"id": pa.array([r["id"] for r in resources], pa.string())}
+    columns: dict[str, pa.Array] = {"id": pa.array([r["id"] for r in resources], pa.string())}
     if report.dlt_ids:
         columns["_dlt_id"] = pa.array(generate_dlt_ids(len(resources)), pa.string())
     for name in names:
@@ -175,7 +176,7 @@ def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> Opt
     return table
 
 
-def _flat(attrs: Mapping[str, Any], prefix: str, into: Dict[str, Any], keep: Tuple[str, ...]) -> Dict[str, Any]:
+def _flat(attrs: Mapping[str, Any], prefix: str, into: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:
     """`attrs` with nested objects flattened into `prefix + key + "__" + subkey` entries,
     except the objects whose flattened name is in `keep`."""
     for key, value in attrs.items():
@@ -189,13 +190,13 @@ def _flat(attrs: Mapping[str, Any], prefix: str, into: Dict[str, Any], keep: Tup
 
 # Arrow types of the dlt types `column_types` may declare (timestamps and JSON are handled
 # before any cast: they are parsed and serialized).
-_ARROW_TYPES: Dict[str, pa.DataType] = {
+_ARROW_TYPES: dict[str, pa.DataType] = {
     "text": pa.string(), "double": pa.float64(), "bigint": pa.int64(), "bool": pa.bool_(),
     "decimal": pa.decimal128(38, 9),
 }  # fmt: skip
 
 
-def _columns(values: List[Any], name: str, report: Report) -> Dict[str, pa.Array]:
+def _columns(values: list[Any], name: str, report: Report) -> dict[str, pa.Array]:
     """One attribute of a page as columns: JSON text, timestamps, declared types, or Arrow's
     inference; none when it is null on the whole page."""
     if name in report.json_columns or any(isinstance(v, (list, dict)) for v in values):
@@ -217,11 +218,11 @@ def _columns(values: List[Any], name: str, report: Report) -> Dict[str, pa.Array
         return _with_variant(column, name, declared)
 
 
-def _with_variant(column: pa.Array, name: str, declared: pa.DataType) -> Dict[str, pa.Array]:
+def _with_variant(column: pa.Array, name: str, declared: pa.DataType) -> dict[str, pa.Array]:
     """Values that cast to the declared type stay in `name`; the others go, as text, to the
     variant column `name__v_text`, as dlt does with row dicts, so that none is lost."""
-    kept: List[Any] = []
-    others: List[Optional[str]] = []
+    kept: list[Any] = []
+    others: list[str | None] = []
     for value in column.to_pylist():
         try:
             kept.append(None if value is None else pa.scalar(value).cast(declared).as_py())
@@ -232,7 +233,7 @@ def _with_variant(column: pa.Array, name: str, declared: pa.DataType) -> Dict[st
     return {name: pa.array(kept, declared), f"{name}__v_text": pa.array(others, pa.string())}
 
 
-def _timestamps(values: List[Any]) -> pa.Array:
+def _timestamps(values: list[Any]) -> pa.Array:
     """ISO 8601 texts as `timestamp[us, UTC]` (Arrow's parser; Python's for what it refuses,
     such as a text without an offset, which is UTC)."""
     try:

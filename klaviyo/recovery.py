@@ -16,17 +16,17 @@ The command calls `repair_interrupted_packages` before each run; call it yoursel
 `pipeline.run` when you run the source from your own code.
 """
 
-from typing import Any, Dict, List, Literal, Tuple, cast
+from typing import Any, Literal, cast
 
 import dlt
 
 from .settings import STAGE_DEDUPLICATED
 
 # Job folders of a package whose load has begun (a fresh package has only new_jobs).
-_BEGUN: Tuple[Literal["started_jobs", "completed_jobs", "failed_jobs"], ...] = ("started_jobs", "completed_jobs", "failed_jobs")
+_BEGUN: tuple[Literal["started_jobs", "completed_jobs", "failed_jobs"], ...] = ("started_jobs", "completed_jobs", "failed_jobs")
 
 
-def repair_interrupted_packages(pipeline: dlt.Pipeline) -> List[str]:
+def repair_interrupted_packages(pipeline: dlt.Pipeline) -> list[str]:
     """Repairs the packages an interrupted run left behind (see the module's docstring).
 
     Returns:
@@ -51,7 +51,7 @@ def repair_interrupted_packages(pipeline: dlt.Pipeline) -> List[str]:
         if not begun:
             continue
         schema = packages.load_schema(load_id)
-        deduplicated = [table for table in schema.tables.values() if cast(Dict[str, Any], table).pop(STAGE_DEDUPLICATED, None)]
+        deduplicated = [table for table in schema.tables.values() if cast(dict[str, Any], table).pop(STAGE_DEDUPLICATED, None)]
         if deduplicated:
             packages.save_schema(load_id, schema)
             repaired.append(load_id)

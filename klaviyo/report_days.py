@@ -8,9 +8,10 @@ resource state), grown forward by the runs (new days, plus the lookback re-read)
 by the backfill.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Optional
 
 from .settings import ReportPeriod
 
@@ -29,12 +30,12 @@ class Days:
         """Number of days."""
         return (self.last - self.first).days + 1
 
-    def to_state(self) -> Dict[str, str]:
+    def to_state(self) -> dict[str, str]:
         """As stored in the resource state: ISO dates."""
         return {"first": self.first.isoformat(), "last": self.last.isoformat()}
 
     @classmethod
-    def from_state(cls, value: Optional[Mapping[str, Any]]) -> Optional["Days"]:
+    def from_state(cls, value: Mapping[str, Any] | None) -> Optional["Days"]:
         """The range stored by `to_state`, or None."""
         if not value:
             return None
@@ -60,10 +61,10 @@ def align(day: date, period: ReportPeriod) -> date:
     return month_start(day) if period == "month" else day
 
 
-def forward(span: Days, period: ReportPeriod, window_days: int) -> List[Days]:
+def forward(span: Days, period: ReportPeriod, window_days: int) -> list[Days]:
     """Windows covering `span` oldest first: calendar months ("month", clipped to the span), or
     `window_days` days each (the last one shorter)."""
-    windows: List[Days] = []
+    windows: list[Days] = []
     day = span.first
     while day <= span.last:
         last = month_last(day) if period == "month" else day + timedelta(days=window_days - 1)
@@ -72,9 +73,9 @@ def forward(span: Days, period: ReportPeriod, window_days: int) -> List[Days]:
     return windows
 
 
-def backward(span: Days, period: ReportPeriod, window_days: int) -> List[Days]:
+def backward(span: Days, period: ReportPeriod, window_days: int) -> list[Days]:
     """Windows covering `span` newest first, cut as `forward` would from its end."""
-    windows: List[Days] = []
+    windows: list[Days] = []
     day = span.last
     while day >= span.first:
         first = month_start(day) if period == "month" else day - timedelta(days=window_days - 1)
@@ -84,8 +85,8 @@ def backward(span: Days, period: ReportPeriod, window_days: int) -> List[Days]:
 
 
 def plan(
-    held: Optional[Days], today: date, first_day: date, lookback_days: int, period: ReportPeriod, window_days: int
-) -> Tuple[List[Days], List[Days]]:
+    held: Days | None, today: date, first_day: date, lookback_days: int, period: ReportPeriod, window_days: int
+) -> tuple[list[Days], list[Days]]:
     """The windows of one run: (recent, backfill).
 
     Recent: from `lookback_days` before today (or the day after the held range, if the runs
@@ -121,7 +122,7 @@ def plan(
     return recent, backfill
 
 
-def extend(held: Optional[Days], window: Days) -> Days:
+def extend(held: Days | None, window: Days) -> Days:
     """The held range after `window` was read: their union when they touch; otherwise the
     window, unless it lies before the held range (whose later days it cannot join)."""
     if held is None:
@@ -131,7 +132,7 @@ def extend(held: Optional[Days], window: Days) -> Days:
     return held if window.last < held.first else window
 
 
-def days_left(held: Optional[Days], first_day: date, today: date, period: ReportPeriod) -> int:
+def days_left(held: Days | None, first_day: date, today: date, period: ReportPeriod) -> int:
     """Days between `first_day` and today the table does not hold yet."""
     first_day = align(first_day, period)
     total = max(0, (today - first_day).days + 1)

@@ -10,17 +10,18 @@
 The child tables are wired in `children.py`, delete detection in `deletes.py`.
 """
 
+from collections.abc import Iterator
 from datetime import datetime, timedelta
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any
 
 import dlt
 from dlt.common.storages.exceptions import CurrentLoadPackageStateNotAvailable
 from dlt.common.typing import TDataItems
 from dlt.sources import DltResource
 
+from .account import check_account
 from .aggregates import AggregateQuery, request_body, split_windows, to_long_rows
 from .checkpoint import checkpoint, plan_chunk, resume_window
-from .account import check_account
 from .client import KlaviyoApi
 from .cursors import cursor_window, incremental_cursor
 from .errors import KlaviyoApiError
@@ -32,7 +33,7 @@ from .settings import ARROW_BATCH_ROWS, STAGE_DEDUPLICATED, Report
 from .windows import UTC, Window
 
 
-def _incremental(report: Report, options: SourceOptions) -> Optional[dlt.sources.incremental[Any]]:
+def _incremental(report: Report, options: SourceOptions) -> dlt.sources.incremental[Any] | None:
     """The report's cursor: custom dates (stateless), or incremental from the default
     backfill (or `start_date`) with the lookback as dlt's `lag`."""
     if not report.cursor:
@@ -49,7 +50,7 @@ def report_resource(
     """The resource of a JSON:API collection report, merged on its primary key."""
     min_window = timedelta(minutes=options.min_window_minutes) if options.min_window_minutes else report.min_split
 
-    def read(cursor: Optional[dlt.sources.incremental[Any]] = _incremental(report, options)) -> Iterator[TDataItems]:
+    def read(cursor: dlt.sources.incremental[Any] | None = _incremental(report, options)) -> Iterator[TDataItems]:  # noqa: B008 (dlt reads the incremental from the default)
         check_account(api)
         full = window = (
             Window(None, None) if cursor is None else cursor_window(cursor.start_value, cursor.end_value, run_started)
@@ -86,7 +87,7 @@ def report_resource(
     return resource
 
 
-def _load_id() -> Optional[str]:
+def _load_id() -> str | None:
     """The id of the load package being extracted; None when the resource is iterated outside
     a pipeline (e.g. `list(source.with_resources("events").add_limit(2))` to peek), where no
     package exists: the rows then come without `_dlt_load_id`."""
@@ -120,7 +121,7 @@ def _read_v1_campaigns(api: KlaviyoApi, report: Report) -> Iterator[TDataItems]:
         raise
 
 
-def aggregates_resource(api: KlaviyoApi, report: Report, queries: List[AggregateQuery]) -> DltResource:
+def aggregates_resource(api: KlaviyoApi, report: Report, queries: list[AggregateQuery]) -> DltResource:
     """Responses of every query window and page, turned into long rows by a transformer."""
 
     def metric_aggregate_answers() -> Iterator[Any]:
@@ -131,7 +132,7 @@ def aggregates_resource(api: KlaviyoApi, report: Report, queries: List[Aggregate
                 for document in api.paginate_post(report.path, body, report.tier, report.scope, report.name):
                     yield {"query": query, "document": document}
 
-    def metric_aggregates(answer: Dict[str, Any]) -> Iterator[TDataItems]:
+    def metric_aggregates(answer: dict[str, Any]) -> Iterator[TDataItems]:
         yield list(to_long_rows(answer["query"], answer["document"]))
 
     answers = dlt.resource(metric_aggregate_answers, name="metric_aggregate_answers", selected=False)

@@ -5,7 +5,7 @@ the source does not speak, and warns once when a retired revision is sent to Kla
 """
 
 import logging
-from functools import lru_cache
+from functools import cache
 from urllib.parse import urlsplit
 
 from .errors import KlaviyoConfigError
@@ -35,7 +35,7 @@ def warn_if_retired(table: RevisionTable, base_url: str) -> None:
         _warn_retired(table.revision, table.retired)
 
 
-@lru_cache(maxsize=None)  # the "once": one entry per retired revision
+@cache  # the "once": one entry per retired revision
 def _warn_retired(revision: str, retired: str) -> None:
     logger.warning(
         "revision %s: Klaviyo retired it around %s and answers it as its oldest revision still"

@@ -11,9 +11,10 @@ table of its revision (`report_table(revision)`, default `DEFAULT_REVISION`).
 All datetimes are timezone-aware UTC. Durations are `timedelta`s.
 """
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
-from typing import Any, Callable, Dict, Literal, Mapping, Optional, Tuple
+from typing import Any, Literal
 
 from .converters import campaign_message_from_definition, flow_action_from_definition, flow_message_from_definition
 
@@ -50,7 +51,7 @@ class Tier:
 
 
 # From the spec's `x-klaviyo-ratelimit` (REFERENCE.md "Rate limits").
-TIERS: Dict[str, Tier] = {
+TIERS: dict[str, Tier] = {
     "XS": Tier(1, 15),
     "S": Tier(3, 60),
     "M": Tier(10, 150),
@@ -88,7 +89,7 @@ class OptionalFields:
 
     params: Mapping[str, str]
     column_types: Mapping[str, str] = field(default_factory=dict)
-    tier: Optional[str] = None
+    tier: str | None = None
 
 
 @dataclass(frozen=True)
@@ -158,31 +159,31 @@ class Report:
     scope: str
     tier: str
     pagination: Pagination = "jsonapi"
-    primary_key: Tuple[str, ...] = ("id",)
-    cursor: Optional[str] = None
-    cursor_ops: Tuple[str, ...] = ()
-    sort: Optional[str] = None
-    page_size: Optional[int] = None
-    backfill: Optional[timedelta] = None
+    primary_key: tuple[str, ...] = ("id",)
+    cursor: str | None = None
+    cursor_ops: tuple[str, ...] = ()
+    sort: str | None = None
+    page_size: int | None = None
+    backfill: timedelta | None = None
     lookback: timedelta = timedelta(0)
-    filters: Tuple[str, ...] = ()
-    variants: Tuple[str, ...] = ("",)
+    filters: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ("",)
     params: Mapping[str, str] = field(default_factory=dict)
-    timestamps: Tuple[str, ...] = ("created", "updated")
-    json_columns: Tuple[str, ...] = ()
+    timestamps: tuple[str, ...] = ("created", "updated")
+    json_columns: tuple[str, ...] = ()
     to_one: Mapping[str, str] = field(default_factory=dict)
     to_many: Mapping[str, str] = field(default_factory=dict)
     min_split: timedelta = timedelta(days=1)
     row_format: RowFormat = "dict"
     column_types: Mapping[str, str] = field(default_factory=dict)
     flat_column_types: Mapping[str, str] = field(default_factory=dict)
-    predictive: Optional[OptionalFields] = None
+    predictive: OptionalFields | None = None
     dlt_ids: bool = False
     immutable: bool = False
     id_scan: Mapping[str, str] = field(default_factory=dict)
     default: bool = True
-    retired: Optional[str] = None
-    columns_from: Optional[Callable[[Mapping[str, Any]], Dict[str, Any]]] = None
+    retired: str | None = None
+    columns_from: Callable[[Mapping[str, Any]], dict[str, Any]] | None = None
 
 
 _ALL_COMPARISONS = ("greater-or-equal", "greater-than", "less-or-equal", "less-than")
@@ -249,7 +250,7 @@ def _campaigns(channel: str) -> Report:
     )
 
 
-REPORTS: Dict[str, Report] = {
+REPORTS: dict[str, Report] = {
     r.name: r
     for r in (
         *(_campaigns(channel) for channel in ("email", "sms")),
@@ -356,7 +357,7 @@ REPORTS: Dict[str, Report] = {
 
 # Reports not read as windowed JSON:API collections (`pagination` other than "jsonapi"): no
 # cursor, and custom dates do not apply to them (the aggregate queries carry their own range).
-OTHER_REPORTS: Dict[str, Report] = {
+OTHER_REPORTS: dict[str, Report] = {
     r.name: r
     for r in (
         # The legacy v1 campaigns list (retired by Klaviyo on 2024-06-30; it answers 410 since).
@@ -432,11 +433,11 @@ class ChildReport:
 
     report: Report
     source: ChildSource
-    parents: Tuple[str, ...]
+    parents: tuple[str, ...]
     parent_key: str
-    include: Optional[str] = None
+    include: str | None = None
     id_column: str = "id"
-    skip: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
+    skip: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     default: bool = True
 
     @property
@@ -445,7 +446,7 @@ class ChildReport:
         return self.report.name
 
     @property
-    def primary_key(self) -> Tuple[str, ...]:
+    def primary_key(self) -> tuple[str, ...]:
         """Columns the table merges on (its report's)."""
         return self.report.primary_key
 
@@ -467,7 +468,7 @@ _SILENT_ACTIONS = (
     "TIME_DELAY", "CONDITIONAL_SPLIT", "BOOLEAN_BRANCH", "TRIGGER_BRANCH", "UPDATE_CUSTOMER"
 )
 
-CHILD_REPORTS: Dict[str, ChildReport] = {
+CHILD_REPORTS: dict[str, ChildReport] = {
     c.name: c
     for c in (
         ChildReport(
@@ -632,15 +633,15 @@ class PerformanceReport:
     body_type: str
     scope: str
     family: ReportFamily
-    statistics: Tuple[str, ...]
-    group_by: Tuple[str, ...]
-    groupings: Tuple[str, ...]
-    interval: Optional[str] = None
+    statistics: tuple[str, ...]
+    group_by: tuple[str, ...]
+    groupings: tuple[str, ...]
+    interval: str | None = None
     period: ReportPeriod = "day"
     conversion_metric: bool = False
     paged: bool = False
     tier: str = "REPORTING"
-    data_since: Optional[date] = None
+    data_since: date | None = None
 
     @property
     def window_days(self) -> int:
@@ -649,12 +650,12 @@ class PerformanceReport:
         return SERIES_DAILY_MAX_DAYS if self.interval == "daily" else 1
 
     @property
-    def primary_key(self) -> Tuple[str, ...]:
+    def primary_key(self) -> tuple[str, ...]:
         """The row's key: its first day, its groupings and the conversion metric."""
         return ("date", *self.groupings) + (("conversion_metric_id",) if self.conversion_metric else ())
 
     @property
-    def merge_key(self) -> Tuple[str, ...]:
+    def merge_key(self) -> tuple[str, ...]:
         """What a re-read replaces: every row of the days (and metric) it read."""
         return ("date", "conversion_metric_id") if self.conversion_metric else ("date",)
 
@@ -662,7 +663,7 @@ class PerformanceReport:
 _MESSAGE_GROUPS = ("send_channel", "variation", "text_message_format")
 
 
-def _message_report(name: str, family: ReportFamily, kind: str, interval: Optional[str] = None, period: ReportPeriod = "day") -> PerformanceReport:
+def _message_report(name: str, family: ReportFamily, kind: str, interval: str | None = None, period: ReportPeriod = "day") -> PerformanceReport:
     groupings = (f"{family}_id", f"{family}_message_id", *_MESSAGE_GROUPS)
     return PerformanceReport(
         name=name, path=f"/api/{family}-{kind}-reports", body_type=f"{family}-{kind}-report",
@@ -671,7 +672,7 @@ def _message_report(name: str, family: ReportFamily, kind: str, interval: Option
     )
 
 
-def _form_report(name: str, kind: str, interval: Optional[str] = None, period: ReportPeriod = "day") -> PerformanceReport:
+def _form_report(name: str, kind: str, interval: str | None = None, period: ReportPeriod = "day") -> PerformanceReport:
     return PerformanceReport(
         name=name, path=f"/api/form-{kind}-reports", body_type=f"form-{kind}-report", scope="forms:read",
         family="form", statistics=_FORM_STATISTICS, group_by=("form_id", "form_version_id"),
@@ -679,7 +680,7 @@ def _form_report(name: str, kind: str, interval: Optional[str] = None, period: R
     )
 
 
-PERFORMANCE_REPORTS: Dict[str, PerformanceReport] = {
+PERFORMANCE_REPORTS: dict[str, PerformanceReport] = {
     r.name: r
     for r in (
         # Campaigns have no series endpoint: one values request per day.
@@ -735,17 +736,17 @@ class RevisionTable:
     others: Mapping[str, Report]
     account: Report
     tiers: Mapping[str, Tier]
-    retired: Optional[str] = None
-    supported_until: Optional[str] = None
+    retired: str | None = None
+    supported_until: str | None = None
     performance: Mapping[str, PerformanceReport] = field(default_factory=dict)
 
     @property
-    def names(self) -> Tuple[str, ...]:
+    def names(self) -> tuple[str, ...]:
         """Every report and child table name of this revision."""
         return tuple(self.reports) + tuple(self.children) + tuple(self.others)
 
     @property
-    def default_reports(self) -> Tuple[str, ...]:
+    def default_reports(self) -> tuple[str, ...]:
         """The default selection under this revision."""
         return (
             tuple(name for name, r in self.reports.items() if r.default)
@@ -774,14 +775,14 @@ def _in_2026(row: Report, **changes: Any) -> Report:
     return replace(row, path=row.path.rstrip("/"), **changes)
 
 
-def _child_in_2026(child: ChildReport, report: Optional[Mapping[str, Any]] = None, **changes: Any) -> ChildReport:
+def _child_in_2026(child: ChildReport, report: Mapping[str, Any] | None = None, **changes: Any) -> ChildReport:
     """A 2023-10-15 child table as revision 2026-07-15 reads it: its report `_in_2026` with
     the `report` changes, plus `changes` of the child."""
     return replace(child, report=_in_2026(child.report, **(report or {})), **changes)
 
 
 # Tier L: 700/min -> 750/min (2026-01-15).
-TIERS_2026: Dict[str, Tier] = {**TIERS, "L": Tier(75, 750)}
+TIERS_2026: dict[str, Tier] = {**TIERS, "L": Tier(75, 750)}
 # Every date-time attribute of the 2026 profile subscriptions (new: SMS transactional, mobile
 # push, WhatsApp, email open tracking), flattened as dlt names them.
 _SUBSCRIPTION_TIMESTAMPS_2026 = tuple(
@@ -849,7 +850,7 @@ _FLOW_MESSAGE_TYPES_2026 = {
     },
 }  # fmt: skip
 
-REPORTS_2026: Dict[str, Report] = {
+REPORTS_2026: dict[str, Report] = {
     r.name: r
     for r in (
         # `page[size]` up to 100 (2026-04-15); the channel filter is still required.
@@ -879,7 +880,7 @@ REPORTS_2026: Dict[str, Report] = {
     )
 }
 
-CHILD_REPORTS_2026: Dict[str, ChildReport] = {
+CHILD_REPORTS_2026: dict[str, ChildReport] = {
     c.name: c
     for c in (
         # Label, channel, content and render options moved under `definition` (2025-01-15).
@@ -929,7 +930,7 @@ CHILD_REPORTS_2026: Dict[str, ChildReport] = {
     )
 }  # fmt: skip
 
-OTHER_REPORTS_2026: Dict[str, Report] = {
+OTHER_REPORTS_2026: dict[str, Report] = {
     "campaigns_v1": OTHER_REPORTS["campaigns_v1"],  # the legacy v1 API has no revision
     "metric_aggregates": _in_2026(OTHER_REPORTS["metric_aggregates"]),
 }
@@ -940,7 +941,7 @@ REVISION_2026 = RevisionTable(
 )
 
 # Every revision the source speaks, newest first.
-REVISIONS: Dict[str, RevisionTable] = {t.revision: t for t in (REVISION_2026, REVISION_2023)}
+REVISIONS: dict[str, RevisionTable] = {t.revision: t for t in (REVISION_2026, REVISION_2023)}
 
 
 def report_table(revision: str = DEFAULT_REVISION) -> RevisionTable:

@@ -6,13 +6,13 @@ it exactly); `Window.contains` then keeps exactly the window's rows, so consecut
 neither lose nor duplicate a record sitting on a boundary.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import List, Optional, Sequence
+from datetime import UTC, datetime
 
 from .settings import GT_WIDEN
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @dataclass(frozen=True)
@@ -26,8 +26,8 @@ class Window:
         end_closed: The upper bound includes `end` (custom dates: end is inclusive).
     """
 
-    start: Optional[datetime]
-    end: Optional[datetime]
+    start: datetime | None
+    end: datetime | None
     start_open: bool = False
     end_closed: bool = False
 
@@ -38,7 +38,7 @@ class Window:
             self.end < self.start or (self.end == self.start and not self.end_closed)
         )
 
-    def contains(self, value: Optional[datetime]) -> bool:
+    def contains(self, value: datetime | None) -> bool:
         """Whether a cursor value lies in the window (a missing value lies in no window
         that has a bound)."""
         if value is None:
@@ -60,13 +60,13 @@ def format_datetime(value: datetime) -> str:
     return text + "Z"
 
 
-def bound_conditions(cursor: str, window: Window, ops: Sequence[str]) -> List[str]:
+def bound_conditions(cursor: str, window: Window, ops: Sequence[str]) -> list[str]:
     """The filter conditions that request `window` on `cursor` with the allowed `ops`.
 
     Where an endpoint lacks the exact operator, the request is widened (by `GT_WIDEN` where a
     strict operator must stand in for an inclusive one) and the caller trims with `contains`.
     """
-    conditions: List[str] = []
+    conditions: list[str] = []
     if window.start is not None:
         if window.start_open and "greater-than" in ops:
             conditions.append(f"greater-than({cursor},{format_datetime(window.start)})")
@@ -86,7 +86,7 @@ def bound_conditions(cursor: str, window: Window, ops: Sequence[str]) -> List[st
     return conditions
 
 
-def combine(conditions: Sequence[str]) -> Optional[str]:
+def combine(conditions: Sequence[str]) -> str | None:
     """Joins conditions into one `filter` value (`and(...)` for several), None for none."""
     if not conditions:
         return None
@@ -95,7 +95,7 @@ def combine(conditions: Sequence[str]) -> Optional[str]:
     return f"and({','.join(conditions)})"
 
 
-def split_into(window: Window, parts: int) -> List[Window]:
+def split_into(window: Window, parts: int) -> list[Window]:
     """Splits a bounded window into `parts` consecutive windows of equal length: the first
     keeps the start's inclusivity, the last the end's, those between are `[start, end)`."""
     assert window.start is not None and window.end is not None

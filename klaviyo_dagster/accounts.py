@@ -25,9 +25,10 @@ Airflow DAG (deploy/airflow/klaviyo_dag.py) reads the same file.
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any
 
 import dlt
 from dlt.common.destination import Destination
@@ -74,7 +75,7 @@ class Account:
     def oauth(self) -> bool:
         return "api_key" not in self.envs
 
-    def credentials(self, environ: Mapping[str, str] = os.environ) -> Dict[str, str]:
+    def credentials(self, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
         """The five credential arguments of `klaviyo_source` ("" for those the account does not
         use, so that no [sources.klaviyo] value of the environment mixes in)."""
         missing = [env for env in self.envs.values() if not environ.get(env, "").strip()]
@@ -95,18 +96,18 @@ class Settings:
     accounts: Mapping[str, Account]
     destination: str = "duckdb"
     duckdb_dir: str = "data"
-    pipelines_dir: Optional[str] = None
-    reports: Optional[str] = None
+    pipelines_dir: str | None = None
+    reports: str | None = None
     schedule: str = "0 3 * * *"
     timezone: str = "UTC"
     max_retries: int = 2
     retry_delay_seconds: float = 60.0
-    chunk_records: Optional[int] = None
-    start_date: Optional[str] = None  # the first run's start of every report with a cursor, YYYY-MM-DDTHH:MM:SSZ
+    chunk_records: int | None = None
+    start_date: str | None = None  # the first run's start of every report with a cursor, YYYY-MM-DDTHH:MM:SSZ
     source: Path = field(default=Path(DEFAULT_FILE))
 
     @property
-    def names(self) -> Tuple[str, ...]:
+    def names(self) -> tuple[str, ...]:
         return tuple(sorted(self.accounts))
 
 
@@ -119,7 +120,7 @@ def accounts_path() -> Path:
     return Path(os.environ.get(ACCOUNTS_ENV) or DEFAULT_FILE)
 
 
-def load_settings(path: Optional[Path] = None) -> Settings:
+def load_settings(path: Path | None = None) -> Settings:
     """Reads and checks the accounts file; `AccountsFileError` (one line) when it is unusable."""
     path = Path(path or accounts_path())
     try:
@@ -131,7 +132,7 @@ def load_settings(path: Optional[Path] = None) -> Settings:
         ) from None
     except tomllib.TOMLDecodeError as error:
         raise AccountsFileError(f"The accounts file {path} is not valid TOML ({error})") from None
-    general: Dict[str, Any] = dict(document.get("klaviyo") or {})
+    general: dict[str, Any] = dict(document.get("klaviyo") or {})
     unknown = sorted(set(general) - _SETTINGS)
     if unknown:
         raise AccountsFileError(f"{path}: unknown setting {unknown[0]!r} in [klaviyo]; known: {', '.join(sorted(_SETTINGS))}")

@@ -14,7 +14,8 @@ False)` and its one-line message; anything else (Klaviyo's 5xx, dropped connecti
 own retries) is raised for the job's `RetryPolicy`.
 """
 
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dlt
 from dagster import (
@@ -64,9 +65,9 @@ def _limiter(account: Account, credentials: Mapping[str, str]) -> RateLimiter:
     return RateLimiter.for_identity(account.base_url.rstrip("/"), identity)
 
 
-def _final(error: BaseException) -> Optional[str]:
+def _final(error: BaseException) -> str | None:
     """The one-line message of an error no retry can fix, else None."""
-    seen: Optional[BaseException] = error
+    seen: BaseException | None = error
     while seen is not None:
         if isinstance(seen, (KlaviyoConfigError, AccountsFileError)):
             return str(seen)
@@ -76,10 +77,10 @@ def _final(error: BaseException) -> Optional[str]:
     return None
 
 
-def _cursors(pipeline: dlt.Pipeline) -> Dict[str, Any]:
+def _cursors(pipeline: dlt.Pipeline) -> dict[str, Any]:
     """Where each table's cursor stands after the run: {table: {cursor path: last value}}."""
     resources = pipeline.state.get("sources", {}).get("klaviyo", {}).get("resources", {})
-    reached: Dict[str, Any] = {}
+    reached: dict[str, Any] = {}
     for name, state in resources.items():
         incremental = state.get("incremental") or {}
         values = {path: str(v.get("last_value")) for path, v in incremental.items() if isinstance(v, dict)}
@@ -124,8 +125,8 @@ def _materialize(context: AssetExecutionContext, dlt_resource: DagsterDltResourc
     limiter = _limiter(account, credentials)
     requests_before, throttled_before = limiter.requests(), limiter.throttled()
     pipeline = pipeline_for(settings, account)
-    rows: Dict[str, int] = {}
-    results: Dict[AssetKey, MaterializeResult] = {}
+    rows: dict[str, int] = {}
+    results: dict[AssetKey, MaterializeResult] = {}
     for chunk in range(1000):  # chunked backfills (`chunk_records`): one run per chunk until done
         source = source_for(settings, account)
         for result in dlt_resource.run(context=context, dlt_source=source, dlt_pipeline=pipeline):
@@ -150,18 +151,18 @@ def _materialize(context: AssetExecutionContext, dlt_resource: DagsterDltResourc
     cursors = _cursors(pipeline)
     for key, result in results.items():
         table = key.path[-1]
-        metadata: Dict[str, Any] = {**(result.metadata or {}), **summary, "rows": MetadataValue.int(rows.get(table, 0))}
+        metadata: dict[str, Any] = {**(result.metadata or {}), **summary, "rows": MetadataValue.int(rows.get(table, 0))}
         if table in cursors:
             metadata["cursor"] = MetadataValue.json(cursors[table])
         yield MaterializeResult(asset_key=key, metadata=metadata)
 
 
-def asset_keys(assets: Any) -> List[AssetKey]:
+def asset_keys(assets: Any) -> list[AssetKey]:
     """The asset keys of the multi-asset (one per table)."""
     return sorted(assets.keys, key=lambda k: k.to_user_string())
 
 
-def environment_names(settings: Settings) -> List[str]:
+def environment_names(settings: Settings) -> list[str]:
     """Every env var the accounts file names (for a deployment's secret list)."""
     return sorted({env for account in settings.accounts.values() for env in account.envs.values()})
 

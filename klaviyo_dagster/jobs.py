@@ -1,8 +1,8 @@
 """The job, its retry policy and the daily schedule of every account."""
 
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator, Optional
 
 from dagster import (
     Backoff,
@@ -26,7 +26,7 @@ JOB_NAME = "klaviyo_accounts"
 SCHEDULE_NAME = "klaviyo_daily"
 
 
-def build_definitions(path: Optional[Path] = None) -> Definitions:
+def build_definitions(path: Path | None = None) -> Definitions:
     """Assets, job and schedule for the accounts of the accounts file at `path`."""
     settings = load_settings(path)
     assets = build_assets(settings)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from klaviyo_emulator.config import EmulatorConfig
 from klaviyo_emulator.emulator import ADMIN_HELP, Emulator
@@ -22,7 +22,7 @@ def _scopes(text: str) -> tuple[str, frozenset[str]]:
 
 def _now(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def parser() -> argparse.ArgumentParser:

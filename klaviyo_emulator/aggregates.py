@@ -29,7 +29,7 @@ import hashlib
 from bisect import bisect_right
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from klaviyo_emulator.filter_rules import AGGREGATE_DIMENSIONS, AGGREGATE_FILTER_RULES
 from klaviyo_emulator.filters import Condition, FilterError, compile_conditions, parse_filter
 
-UTC = timezone.utc
+UTC = UTC
 MEASUREMENTS = ("count", "sum_value", "unique")
 INTERVALS = ("hour", "day", "week", "month")
 SORT_KEYS = frozenset(

@@ -19,7 +19,7 @@ _DIMENSIONS = frozenset(AGGREGATE_DIMENSIONS)
 _MEDIA_TYPES = ("application/json", "application/vnd.api+json")
 
 
-def handle(api: "Api", ep: Endpoint, body: bytes, headers: Mapping[str, str]) -> "Response":
+def handle(api: Api, ep: Endpoint, body: bytes, headers: Mapping[str, str]) -> Response:
     """Answers 200 with `PostMetricAggregateResponse`, or a JSON:API error."""
     from klaviyo_emulator.api import ApiError, Response, invalid
 
@@ -47,7 +47,7 @@ def handle(api: "Api", ep: Endpoint, body: bytes, headers: Mapping[str, str]) ->
     return Response(200, orjson.dumps(result))
 
 
-def agg_events(api: "Api", metric_id: str, start, end) -> Iterator[AggEvent]:
+def agg_events(api: Api, metric_id: str, start, end) -> Iterator[AggEvent]:
     """The metric's events in [start, end) as AggEvent objects (same data as /api/events/)."""
     acc = api.account
     ids = acc.profiles.ids

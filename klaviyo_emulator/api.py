@@ -22,12 +22,10 @@ from klaviyo_emulator import documents, v1
 from klaviyo_emulator.config import EmulatorConfig
 from klaviyo_emulator.cursors import CursorError, Cursors
 from klaviyo_emulator.endpoints import PREDICTIVE_TIER, Endpoint
-from klaviyo_emulator.filters import (Condition, FilterError, check_required, parse_endpoint_filter,
-                                      parse_filter)
+from klaviyo_emulator.filters import Condition, FilterError, check_required, parse_endpoint_filter, parse_filter
 from klaviyo_emulator.listing import Lister, NotFound, Request
 from klaviyo_emulator.ratelimit import RateLimiter
-from klaviyo_emulator.revision_endpoints import (FILTER_REQUIRED_BY_REVISION, REPORTING_TIER,
-                                                 TIER_LIMITS_BY_REVISION, allowed_methods, route)
+from klaviyo_emulator.revision_endpoints import FILTER_REQUIRED_BY_REVISION, REPORTING_TIER, TIER_LIMITS_BY_REVISION, allowed_methods, route
 from klaviyo_emulator.revisions import HELD, OLDEST, RevisionError, resolve
 from klaviyo_emulator.store import Account
 from klaviyo_emulator.util import h64

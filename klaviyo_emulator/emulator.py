@@ -48,7 +48,7 @@ class Emulator:
         self._thread: threading.Thread | None = None
 
     # --------------------------------------------------------------- lifecycle
-    def start(self) -> "Emulator":
+    def start(self) -> Emulator:
         """Binds 127.0.0.1:port and serves on a daemon thread; returns self."""
         if self._server is not None:
             return self
@@ -78,7 +78,7 @@ class Emulator:
             self.account.base_url = self.base_url
         self._server.serve_forever(poll_interval=0.2)
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

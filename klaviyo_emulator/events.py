@@ -19,8 +19,8 @@ from __future__ import annotations
 import bisect
 import math
 import struct
-from hashlib import blake2b
 from dataclasses import dataclass
+from hashlib import blake2b
 from typing import Any
 
 from klaviyo_emulator import vocab

@@ -18,13 +18,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Any
 
 from klaviyo_emulator.filter_rules import FILTER_REQUIRED, FILTER_RULES, FieldRule
 
-UTC = timezone.utc
+UTC = UTC
 
 COMPARE_OPS = frozenset({"less-than", "less-or-equal", "greater-than", "greater-or-equal"})
 LIST_OPS = frozenset({"any", "contains-any", "contains-all"})
@@ -524,10 +524,7 @@ def compile_conditions(conditions: Sequence[Condition]) -> Callable[[Callable[[s
         return lambda get: pred(get(field))
 
     def test(get: Callable[[str], Any]) -> bool:
-        for field, pred in compiled:
-            if not pred(get(field)):
-                return False
-        return True
+        return all(pred(get(field)) for field, pred in compiled)
 
     return test
 

@@ -79,7 +79,7 @@ def relationship(own: str, name: str, rel_type: str, target: Any) -> dict[str, A
 
 
 # ------------------------------------------------------------------------ small kinds
-def attributes(acc: "Account", rec: Record) -> dict[str, Any]:
+def attributes(acc: Account, rec: Record) -> dict[str, Any]:
     """2026-07-15 attributes of an internal small-kind record."""
     kind, attrs = rec["type"], rec["attributes"]
     if kind == "campaign":
@@ -102,7 +102,7 @@ def attributes(acc: "Account", rec: Record) -> dict[str, Any]:
     return attrs
 
 
-def resource(acc: "Account", rec: Record, fields: tuple[str, ...] | None = None) -> Record:
+def resource(acc: Account, rec: Record, fields: tuple[str, ...] | None = None) -> Record:
     """JSON:API object of an internal small-kind record, as 2026-07-15 serves it."""
     kind, rid = rec["type"], rec["id"]
     base = acc.base_url
@@ -113,7 +113,7 @@ def resource(acc: "Account", rec: Record, fields: tuple[str, ...] | None = None)
     if shapes:
         rels = {}
         rec_rel = rec.get("rel", {})
-        for name, (rel_type, to_many) in shapes.items():
+        for name, (rel_type, _to_many) in shapes.items():
             target = rec_rel.get(name)
             if name == "flow-triggers":
                 target = []
@@ -174,7 +174,7 @@ def _campaign_message(attrs: dict[str, Any]) -> dict[str, Any]:
             "created_at": attrs.get("created_at"), "updated_at": attrs.get("updated_at")}
 
 
-def _message_fields(acc: "Account", message: Record, action: Record | None) -> dict[str, Any]:
+def _message_fields(acc: Account, message: Record, action: Record | None) -> dict[str, Any]:
     """FlowEmail / FlowSms fields of a flow message (content plus its action's options)."""
     a = message["attributes"]
     content = a.get("content") or {}
@@ -202,14 +202,14 @@ def _message_fields(acc: "Account", message: Record, action: Record | None) -> d
             "sms_quiet_hours_enabled": False, **common}
 
 
-def _flow_message(acc: "Account", rec: Record) -> dict[str, Any]:
+def _flow_message(acc: Account, rec: Record) -> dict[str, Any]:
     a = rec["attributes"]
     action = acc.small["flow-action"].get(rec["rel"].get("flow-action"))
     return {"channel": a.get("channel"), "created": a.get("created"), "updated": a.get("updated"),
             "definition": _message_fields(acc, rec, action)}
 
 
-def _flow_action(acc: "Account", rec: Record) -> dict[str, Any]:
+def _flow_action(acc: Account, rec: Record) -> dict[str, Any]:
     a = rec["attributes"]
     old_type = a.get("action_type", "")
     flow = acc.small["flow"].get(rec["rel"].get("flow"))
@@ -245,7 +245,7 @@ def _flow_action(acc: "Account", rec: Record) -> dict[str, Any]:
     return {"created": a.get("created"), "updated": a.get("updated"), "definition": definition}
 
 
-def _segment(acc: "Account", rec: Record) -> dict[str, Any]:
+def _segment(acc: Account, rec: Record) -> dict[str, Any]:
     h = h64(acc.seed, "segment-2026", rec["id"])
     lists = sorted(acc.small["list"])
     definition = None
@@ -290,7 +290,7 @@ def profile_attributes(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def profile_resource(acc: "Account", i: int, additional: tuple[str, ...] = (),
+def profile_resource(acc: Account, i: int, additional: tuple[str, ...] = (),
                      fields: tuple[str, ...] | None = None,
                      extra: dict[str, Any] | None = None, relationships: bool = True) -> Record:
     """JSON:API profile object of profile index i, as 2026-07-15 serves it."""
@@ -309,12 +309,12 @@ def profile_resource(acc: "Account", i: int, additional: tuple[str, ...] = (),
 
 
 # --------------------------------------------------------------------------- events
-def metric_resolved(acc: "Account", i: int, m: int) -> bool:
+def metric_resolved(acc: Account, i: int, m: int) -> bool:
     """False for an event whose metric cannot be resolved (see newer_data)."""
     return i not in acc.unresolved and m not in acc.hidden_metrics
 
 
-def event_parts(acc: "Account", i: int) -> tuple[str, int, dict[str, Any], str, int, int,
+def event_parts(acc: Account, i: int) -> tuple[str, int, dict[str, Any], str, int, int,
                                                   list[dict[str, str]]]:
     """(id, timestamp, event_properties, uuid, metric index or -1, profile index,
     attributions) of event i in 2026-07-15 (`$attribution` left out of the properties;
@@ -328,7 +328,7 @@ def event_parts(acc: "Account", i: int) -> tuple[str, int, dict[str, Any], str, 
                                        else [dict(a) for a in revised])
 
 
-def event_resource(acc: "Account", i: int, fields: tuple[str, ...] | None = None) -> Record:
+def event_resource(acc: Account, i: int, fields: tuple[str, ...] | None = None) -> Record:
     """JSON:API event object of event index i, as 2026-07-15 serves it."""
     eid, ts, props, uid, m, p, attributions = event_parts(acc, i)
     own = f"{acc.base_url}/api/events/{eid}"
@@ -345,7 +345,7 @@ def event_resource(acc: "Account", i: int, fields: tuple[str, ...] | None = None
             "links": {"self": own}}
 
 
-def event_json(acc: "Account", i: int) -> str:
+def event_json(acc: Account, i: int) -> str:
     """Serialized `event_resource(acc, i)`, equal to it; the hot path of 1000-event pages
     (one f-string instead of nested dicts, as `Account.event_json` for 2023-10-15)."""
     eid, ts, props, uid, m, p, attributions = event_parts(acc, i)
@@ -367,7 +367,7 @@ def event_json(acc: "Account", i: int) -> str:
     )
 
 
-def attribution_resource(acc: "Account", event_id: str, attribution: dict[str, str]) -> Record:
+def attribution_resource(acc: Account, event_id: str, attribution: dict[str, str]) -> Record:
     """The `attribution` object of one attribution of an event (for `included[]`)."""
     own = f"{acc.base_url}/api/attributions/{attribution['id']}"
     rels = {"event": relationship(own, "event", "event", event_id)}

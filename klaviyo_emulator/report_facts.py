@@ -144,11 +144,11 @@ class Facts:
                          bisect.bisect_left(self.form_ts, end)]
 
 
-_CACHE: "weakref.WeakKeyDictionary[Account, tuple[int, Facts]]" = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[Account, tuple[int, Facts]] = weakref.WeakKeyDictionary()
 _CACHE_LOCK = threading.Lock()
 
 
-def facts(acc: "Account") -> Facts:
+def facts(acc: Account) -> Facts:
     """The facts of the account's current version (built on first use, then cached)."""
     with acc.lock:
         with _CACHE_LOCK:
@@ -161,7 +161,7 @@ def facts(acc: "Account") -> Facts:
         return built
 
 
-def forms(acc: "Account") -> list[Form]:
+def forms(acc: Account) -> list[Form]:
     """The account's forms: a pure function of (seed, the configured lists)."""
     lists = acc.events.sources.lists
     out = []
@@ -183,7 +183,7 @@ def sms_segments(body: str) -> int:
 
 
 # ------------------------------------------------------------------------------ building
-def _build(acc: "Account") -> Facts:
+def _build(acc: Account) -> Facts:
     out = Facts()
     out.messages = _messages(acc)
     out.forms = {f.id: f for f in forms(acc)}
@@ -192,7 +192,7 @@ def _build(acc: "Account") -> Facts:
     return out
 
 
-def _messages(acc: "Account") -> dict[str, Message]:
+def _messages(acc: Account) -> dict[str, Message]:
     tags = {t["id"]: t["attributes"]["name"] for t in acc.small["tag"].values()}
     groups = {g["id"]: g["attributes"]["name"]
               for kind in ("list", "segment") for g in acc.small[kind].values()}
@@ -234,7 +234,7 @@ def _sms_shape(channel: str, content: dict) -> tuple[str | None, int, int]:
     return "SMS", segments, segments
 
 
-def _event_facts(acc: "Account", out: Facts) -> None:
+def _event_facts(acc: Account, out: Facts) -> None:
     ev = acc.events
     families = ev.families
     wanted = {m for m, fam in enumerate(families)
@@ -274,7 +274,7 @@ def _event_facts(acc: "Account", out: Facts) -> None:
     out.form_ts = [f[0] for f in form_facts]
 
 
-def _view_facts(acc: "Account", eid: str, ts: int, p: int, form_list: list[Form],
+def _view_facts(acc: Account, eid: str, ts: int, p: int, form_list: list[Form],
                 form_facts: list[tuple[int, str, str, str, int, int]]) -> None:
     """The form funnel of one `Active on Site` event (see the module doc)."""
     h = h64(acc.seed, "form-view", eid)
@@ -290,7 +290,7 @@ def _view_facts(acc: "Account", eid: str, ts: int, p: int, form_list: list[Form]
             form_facts.append((ts, "closed", form.id, version, p, 1))
 
 
-def _segment_history(acc: "Account", gid: str) -> list[tuple[int, int, int]]:
+def _segment_history(acc: Account, gid: str) -> list[tuple[int, int, int]]:
     """Joins (+1) and leaves (-1) of one segment, ascending by time."""
     rec = acc.small["segment"][gid]
     rows: list[tuple[int, int, int]] = []

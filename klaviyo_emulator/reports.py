@@ -19,7 +19,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from klaviyo_emulator import report_facts
@@ -31,7 +31,7 @@ from klaviyo_emulator.util import fmt_ts
 if TYPE_CHECKING:
     from klaviyo_emulator.store import Account
 
-UTC = timezone.utc
+UTC = UTC
 DAY = 86_400
 _ATTR = "/data/attributes"
 SEGMENT_DATA_SINCE = date(2023, 6, 1)
@@ -100,7 +100,7 @@ def path_of(report: str) -> str:
     return PATHS[name]
 
 
-def run(acc: "Account", report: str, attributes: dict[str, Any]) -> dict[str, Any]:
+def run(acc: Account, report: str, attributes: dict[str, Any]) -> dict[str, Any]:
     """`data.attributes` of a report (all results, no paging): `results` (and `date_times`).
 
     Raises:
@@ -111,7 +111,7 @@ def run(acc: "Account", report: str, attributes: dict[str, Any]) -> dict[str, An
     return compute(acc, parse(acc, path, body))[0]
 
 
-def parse(acc: "Account", path: str, body: Any) -> Query:
+def parse(acc: Account, path: str, body: Any) -> Query:
     """Validates a request body of the report at `path` (ReportError on the first problem)."""
     spec = REPORT_BODIES[("POST", path)]
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
@@ -411,7 +411,7 @@ def _message_keys(msg: report_facts.Message, group_by: tuple[str, ...]) -> list[
               "send_channel": msg.send_channel, "group": msg.group,
               "group_name": msg.group_name, "text_message_format": msg.text_message_format,
               "variation": msg.id, "variation_name": msg.name}
-    tags: list[tuple[str | None, str | None]] = list(zip(msg.tag_ids, msg.tag_names)) or [
+    tags: list[tuple[str | None, str | None]] = list(zip(msg.tag_ids, msg.tag_names, strict=False)) or [
         (None, None)]
     if not any(g in _LIST_FIELDS for g in group_by):
         tags = tags[:1]
@@ -447,7 +447,7 @@ def _message_getter(msg: report_facts.Message) -> Callable[[str], Any]:
     return fields.get
 
 
-def compute(acc: "Account", q: Query) -> tuple[dict[str, Any], dict[str, list[str]]]:
+def compute(acc: Account, q: Query) -> tuple[dict[str, Any], dict[str, list[str]]]:
     """(`data.attributes`, related ids per relationship name) of the report of a validated
     query: every result, sorted by the groupings, statistics in request order; related:
     the campaigns (flows and flow messages) the results count."""
@@ -504,7 +504,7 @@ def compute(acc: "Account", q: Query) -> tuple[dict[str, Any], dict[str, list[st
         row = cells[key]
         per_bucket = [stats(row.get(b) or _Cell()) for b in range(len(starts))]
         values = {s: [f[s]() for f in per_bucket] for s in q.statistics}
-        results.append({"groupings": dict(zip(q.group_by, key)),
+        results.append({"groupings": dict(zip(q.group_by, key, strict=False)),
                         "statistics": values if q.interval else {s: v[0] for s, v in
                                                                  values.items()}})
     out: dict[str, Any] = {"results": results}
@@ -531,7 +531,7 @@ def _segments(facts: report_facts.Facts, q: Query, starts: list[int]) -> dict[st
             joins.append(joins[-1] + (d > 0))
             leaves.append(leaves[-1] + (d < 0))
         stats: dict[str, list[int]] = {s: [] for s in q.statistics}
-        for b_start, b_end in zip(starts, ends):
+        for b_start, b_end in zip(starts, ends, strict=False):
             lo, hi = bisect.bisect_left(times, b_start), bisect.bisect_left(times, b_end)
             added, removed = joins[hi] - joins[lo], leaves[hi] - leaves[lo]
             total = joins[hi] - leaves[hi]

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 _MEDIA_TYPES = ("application/json", "application/vnd.api+json")
 
 
-def handle(api: "Api", ep: Endpoint, path: str, query: list[tuple[str, str]], body: bytes,
-           headers: Mapping[str, str]) -> "Response":
+def handle(api: Api, ep: Endpoint, path: str, query: list[tuple[str, str]], body: bytes,
+           headers: Mapping[str, str]) -> Response:
     """Answers 200 with the report (one page of it), or a JSON:API error."""
     from klaviyo_emulator.api import ApiError, Response, _enum_list, _single_params, invalid
 

@@ -11,7 +11,7 @@ drop it and Klaviyo routes both.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 
 from klaviyo_emulator import spec_tables_2026_07_15 as spec2026
 from klaviyo_emulator.endpoints import _SERVER_SIDE, ENDPOINTS, TIER_LIMITS, Endpoint, PageRule
@@ -115,7 +115,7 @@ def _strip(path: str) -> str:
     return path[:-1] if path.endswith("/") and len(path) > 1 else path
 
 
-@lru_cache(maxsize=None)
+@cache
 def _pattern(template: str) -> re.Pattern[str]:
     """Regex of a template matching concrete paths with or without the trailing slash."""
     return re.compile("^" + re.escape(_strip(template)).replace(r"\{id\}", "([^/]+)") + "/?$")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
-import sys
 import struct
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -93,7 +94,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "KlaviyoEmulator/1.0"
     sys_version = ""
-    emulator: "Emulator"
+    emulator: Emulator
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Silences the default stderr access log."""
@@ -250,13 +251,11 @@ class Server(ThreadingHTTPServer):
         with self._open_lock:
             conns = list(self._open)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
-def make_server(emulator: "Emulator", host: str, port: int) -> Server:
+def make_server(emulator: Emulator, host: str, port: int) -> Server:
     """A server whose handler class is bound to `emulator`."""
     handler = type("BoundHandler", (Handler,), {"emulator": emulator})
     return Server((host, port), handler)

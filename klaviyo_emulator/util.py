@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from datetime import UTC, datetime
 from functools import lru_cache
-from datetime import datetime, timezone
 
-UTC = timezone.utc
+UTC = UTC
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"

@@ -25,12 +25,12 @@ RETIRED_MESSAGE = (
 STATUS_IDS = {"draft": 2, "scheduled": 3, "sending": 4, "sent": 1, "cancelled": 5}
 
 
-def _answer(status: int, payload: Any) -> "Response":
+def _answer(status: int, payload: Any) -> Response:
     from klaviyo_emulator.api import Response
     return Response(status, orjson.dumps(payload), [], "application/json")
 
 
-def handle(api: "Api", method: str, path: str, query: list[tuple[str, str]]) -> "Response":
+def handle(api: Api, method: str, path: str, query: list[tuple[str, str]]) -> Response:
     """Answers a /api/v1/ request."""
     if api.config.v1 != "live":
         return _answer(410, {"status": 410, "message": RETIRED_MESSAGE})
@@ -62,7 +62,7 @@ def handle(api: "Api", method: str, path: str, query: list[tuple[str, str]]) -> 
     })
 
 
-def campaigns(api: "Api") -> list[dict[str, Any]]:
+def campaigns(api: Api) -> list[dict[str, Any]]:
     """Every campaign as a v1 object, newest created first."""
     acc = api.account
     with acc.lock:

@@ -2,9 +2,10 @@
 
 import json
 import os
+from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List
+from typing import Any
 
 import dlt
 import pytest
@@ -29,11 +30,11 @@ SPEC_PATH = spec_path()
 
 
 @cache
-def _read_spec(path: Path) -> Dict[str, Any]:
+def _read_spec(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def load_spec(revision: str = SPEC_REVISION) -> Dict[str, Any]:
+def load_spec(revision: str = SPEC_REVISION) -> dict[str, Any]:
     """The parsed OpenAPI document of `revision`, read once. When the file is absent (a partial
     checkout) the calling test skips with the path it looked at, or fails under CI=true, where
     the repository's own copy must be there."""
@@ -61,13 +62,13 @@ def make_pipeline(tmp_path: Path) -> Callable[..., dlt.Pipeline]:
     return make
 
 
-def query(pipeline: dlt.Pipeline, sql: str, *args: Any) -> List[tuple]:
+def query(pipeline: dlt.Pipeline, sql: str, *args: Any) -> list[tuple]:
     """Rows of a SQL query on the pipeline's dataset."""
     with pipeline.sql_client() as client:
         return [tuple(r) for r in client.execute_sql(sql, *args)]
 
 
-def column(pipeline: dlt.Pipeline, table: str, name: str = "id") -> List[Any]:
+def column(pipeline: dlt.Pipeline, table: str, name: str = "id") -> list[Any]:
     """All values of one column of a loaded table."""
     return [r[0] for r in query(pipeline, f"SELECT {name} FROM {table}")]
 
@@ -76,11 +77,11 @@ def table_exists(pipeline: dlt.Pipeline, table: str) -> bool:
     return table in pipeline.default_schema.data_table_names()
 
 
-def ids_by_kind(records: Iterator[Dict[str, Any]]) -> List[str]:
+def ids_by_kind(records: Iterator[dict[str, Any]]) -> list[str]:
     return [r["id"] for r in records]
 
 
-Document = Dict[str, Any]
+Document = dict[str, Any]
 
 
 def edit_pages(monkeypatch: pytest.MonkeyPatch, make_editor: Callable[[], Callable[[Document], Document]]) -> None:

@@ -18,8 +18,9 @@ have it.
 """
 
 import os
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, Callable
+from typing import Any
 
 from dlt.common import pendulum
 from dlt.helpers.airflow_helper import PipelineTasksGroup

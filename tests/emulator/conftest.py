@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from tests.conftest import load_spec
 
 REVISIONS = ("2023-10-15", "2026-07-15")
 """The revisions the emulator holds, each with its spec in klaviyo_emulator/specs/."""
-NOW = datetime(2023, 11, 1, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2023, 11, 1, 12, 0, 0, tzinfo=UTC)
 LIMITED = "pk_limited_test"
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import jsonschema
@@ -19,7 +19,7 @@ from klaviyo_emulator.aggregates import (
 )
 from tests.conftest import load_spec
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2023, 10, 15, 12, 0, tzinfo=UTC)
 METRICS = {"M1", "M2"}
 SELF = "http://localhost:8000/api/metric-aggregates/"

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from klaviyo_emulator import Emulator
 from tests.emulator.conftest import Http
 
-UTC = timezone.utc
+UTC = UTC
 START = datetime(2023, 10, 20, tzinfo=UTC)
 END = datetime(2023, 10, 27, tzinfo=UTC)
 
@@ -52,7 +52,7 @@ def served(doc: dict) -> dict:
     for row in attrs["data"]:
         m = row["measurements"]
         out[tuple(row["dimensions"])] = [[int(c), round(s, 2), int(u)] for c, s, u in
-                                         zip(m["count"], m["sum_value"], m["unique"])]
+                                         zip(m["count"], m["sum_value"], m["unique"], strict=False)]
     return out
 
 

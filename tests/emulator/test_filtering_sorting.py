@@ -98,7 +98,7 @@ def test_event_window_filters_match_ground_truth(emu: Emulator, http: Http) -> N
 
 def test_boundaries_on_shared_datetimes(emu: Emulator, http: Http) -> None:
     events = list(emu.account.records("event"))
-    pairs = [(a, b) for a, b in zip(events, events[1:])
+    pairs = [(a, b) for a, b in zip(events, events[1:], strict=False)
              if a["attributes"]["datetime"] == b["attributes"]["datetime"]]
     assert len(pairs) > 100, "the account must hold many events sharing one datetime"
     a, b = pairs[len(pairs) // 2]

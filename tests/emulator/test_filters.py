@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ from klaviyo_emulator.filters import (
     parse_filter,
 )
 
-UTC = timezone.utc
+UTC = UTC
 CAMPAIGNS = FILTER_RULES["/api/campaigns/"]
 EVENTS = FILTER_RULES["/api/events/"]
 PROFILES = FILTER_RULES["/api/profiles/"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +18,7 @@ from tests.emulator.conftest import LIMITED, NOW, Http, small_config
 from tests.emulator.test_limits_faults import Clock
 
 REV = "2026-07-15"
-UTC = timezone.utc
+UTC = UTC
 MESSAGE_METRICS = {"Received Email": "delivered", "Received SMS": "delivered",
                    "Bounced Email": "bounced", "Opened Email": "opens",
                    "Clicked Email": "clicks", "Clicked SMS": "clicks",
@@ -318,7 +318,7 @@ def test_timeframe_keys_and_buckets(emu: Emulator) -> None:
     assert len(hourly["date_times"]) == 48 and hourly["date_times"][1] == "2023-10-30T01:00:00+00:00"
     daily = emu.report("form-series", interval="daily", statistics=["viewed_form"],
                        timeframe=days("2023-10-30", "2023-10-31"))
-    for h, d in zip(hourly["results"], daily["results"]):
+    for h, d in zip(hourly["results"], daily["results"], strict=False):
         assert [sum(h["statistics"]["viewed_form"][:24]), sum(h["statistics"]["viewed_form"][24:])] == \
             d["statistics"]["viewed_form"]
 

@@ -83,8 +83,7 @@ def test_fixed_page_sizes_follow_reference() -> None:
 
 # --------------------------------------------------------------------- every held revision
 from klaviyo_emulator import gen_spec_tables, spec_tables_2026_07_15  # noqa: E402
-from klaviyo_emulator.revision_endpoints import (ENDPOINTS_BY_REVISION,  # noqa: E402
-                                                 TIER_LIMITS_BY_REVISION, TIERS_2026)
+from klaviyo_emulator.revision_endpoints import ENDPOINTS_BY_REVISION, TIER_LIMITS_BY_REVISION, TIERS_2026  # noqa: E402
 from tests.emulator.conftest import REVISIONS, load_spec  # noqa: E402
 
 

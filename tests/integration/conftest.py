@@ -6,11 +6,12 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import redirect_stdout
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import pytest
 
@@ -19,11 +20,11 @@ from klaviyo_demo import DEMO_DUCKDB
 from klaviyo_emulator import Emulator
 from tests.conftest import REPO
 
-UTC = timezone.utc
+UTC = UTC
 
 # Resource tables and the emulator kind each one holds (campaigns split by channel), in the
 # default revision.
-TABLE_KINDS: Dict[str, str] = {
+TABLE_KINDS: dict[str, str] = {
     "campaigns_email": "campaign",
     "campaigns_sms": "campaign",
     "campaigns_push": "campaign",
@@ -60,7 +61,7 @@ def postgres() -> Iterator[str]:
     yield POSTGRES_URL
 
 
-def isolated_env(workdir: Path, **extra: str) -> Dict[str, str]:
+def isolated_env(workdir: Path, **extra: str) -> dict[str, str]:
     """The environment of a command run in `workdir`: dlt's global dir and HOME kept there, and
     the virtualenv's scripts on PATH as after `activate` (`show` starts `marimo` by name)."""
     env = dict(os.environ)
@@ -70,12 +71,12 @@ def isolated_env(workdir: Path, **extra: str) -> Dict[str, str]:
     return env
 
 
-def parse_summary(stdout: str) -> Dict[str, int]:
+def parse_summary(stdout: str) -> dict[str, int]:
     """Rows per table from the summary `klaviyo_pipeline.py` prints last (total left out)."""
     lines = stdout.splitlines()
     starts = [i for i, line in enumerate(lines) if line.startswith("Loaded into ")]
     assert starts, f"no summary in the output:\n{stdout[-2000:]}"
-    rows: Dict[str, int] = {}
+    rows: dict[str, int] = {}
     for line in lines[starts[-1] + 1:]:
         match = SUMMARY_ROW.match(line)
         if match and match.group(1) != "total":
@@ -128,17 +129,17 @@ class DemoRun:
     workdir: Path
 
     @property
-    def summary(self) -> Dict[str, int]:
+    def summary(self) -> dict[str, int]:
         return parse_summary(self.stdout)
 
 
-def run_demo(workdir: Path, args: Sequence[str], env: Optional[Mapping[str, str]] = None) -> DemoRun:
+def run_demo(workdir: Path, args: Sequence[str], env: Mapping[str, str] | None = None) -> DemoRun:
     """Runs `klaviyo_pipeline.main(["--demo", *args])` in `workdir`, capturing the emulator
     the demo starts (its account is the ground truth) and the printed output."""
     import klaviyo_demo
     import klaviyo_pipeline
 
-    emulators: List[Emulator] = []
+    emulators: list[Emulator] = []
 
     class CapturedEmulator(Emulator):
         def __init__(self, *a: Any, **k: Any) -> None:
@@ -179,7 +180,7 @@ def _parse(value: str) -> datetime:
 CHANNELS = {"campaigns_email": "email", "campaigns_sms": "sms", "campaigns_push": "mobile_push"}
 
 
-def expected_ids(emu: Emulator, table: str, before: datetime, after: datetime) -> Tuple[set, set]:
+def expected_ids(emu: Emulator, table: str, before: datetime, after: datetime) -> tuple[set, set]:
     """Ids a default demo run must load into `table` (`surely`) and may load (`at_most`):
     records whose cursor lies in the report's default backfill up to the run's start."""
     report = REVISIONS[DEFAULT_REVISION].reports[table]
@@ -199,7 +200,7 @@ def expected_ids(emu: Emulator, table: str, before: datetime, after: datetime) -
     return surely, at_most
 
 
-def suppression_counts(emu: Emulator, profile_ids: set) -> Dict[str, int]:
+def suppression_counts(emu: Emulator, profile_ids: set) -> dict[str, int]:
     """Rows of the two profile child tables for the given profiles."""
     counts = {"suppression": 0, "list_suppressions": 0}
     for profile in emu.account.records("profile"):

@@ -2,9 +2,8 @@
 after the demo, in the same directory and pipelines dir, is a first run of its own and loads
 exactly the real account's records."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Dict, Set
 
 import dlt
 import duckdb
@@ -16,7 +15,7 @@ from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.integration.conftest import TABLE_KINDS, expected_ids, parse_summary, run_demo
 
 
-def _ids(database: Path, dataset: str) -> Dict[str, Set[str]]:
+def _ids(database: Path, dataset: str) -> dict[str, set[str]]:
     with duckdb.connect(str(database), read_only=True) as db:
         return {t: {r[0] for r in db.execute(f"SELECT id FROM {dataset}.{t}").fetchall()} for t in TABLE_KINDS}
 
@@ -27,14 +26,14 @@ def test_a_real_run_after_the_demo_loads_exactly_the_real_accounts_records(
     demo = run_demo(tmp_path, ["--progress", "none"])
     demo_ids = _ids(tmp_path / DEMO_DUCKDB, DEMO_DATASET)
     # every record (but the few future-dated events) lies before the run and inside the defaults' backfill
-    config = EmulatorConfig(seed=7, profiles=300, events=3000, days=10, now=datetime.now(timezone.utc) - timedelta(minutes=5))
+    config = EmulatorConfig(seed=7, profiles=300, events=3000, days=10, now=datetime.now(UTC) - timedelta(minutes=5))
     with Emulator(config) as real:
         monkeypatch.chdir(tmp_path)
         monkeypatch.setenv("SOURCES__KLAVIYO__API_KEY", real.api_key)
         monkeypatch.setenv("SOURCES__KLAVIYO__BASE_URL", real.base_url)
-        before = datetime.now(timezone.utc)
+        before = datetime.now(UTC)
         assert klaviyo_pipeline.main(["--pipelines-dir", str(tmp_path / "pipelines"), "--progress", "none"]) == 0
-        after = datetime.now(timezone.utc)
+        after = datetime.now(UTC)
         loaded = _ids(tmp_path / "klaviyo.duckdb", "klaviyo_data")
         for table in TABLE_KINDS:
             surely, at_most = expected_ids(real, table, before, after)

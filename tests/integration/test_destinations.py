@@ -6,7 +6,6 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Dict, List
 
 import duckdb
 import pyarrow.parquet as pq
@@ -15,7 +14,7 @@ from klaviyo_demo import DEMO_DATASET
 from tests.integration.conftest import TABLE_KINDS, DemoRun, expected_ids, run_demo
 
 
-def _check_against_truth(run: DemoRun, loaded: Dict[str, int], ids: Dict[str, List[str]]) -> None:
+def _check_against_truth(run: DemoRun, loaded: dict[str, int], ids: dict[str, list[str]]) -> None:
     """Loaded rows equal the run's summary for every table, and the emulator's records for
     the resource tables (ids within the default backfill) and the profile child tables."""
     assert loaded == run.summary

@@ -12,7 +12,6 @@ import time
 import urllib.request
 from datetime import datetime
 from pathlib import Path
-from typing import List, Optional
 
 import duckdb
 import pytest
@@ -35,7 +34,7 @@ def dlt_pipeline(demo: CliDemo, *args: str) -> str:
     return out.stdout
 
 
-def _data_tables(demo: CliDemo) -> List[str]:
+def _data_tables(demo: CliDemo) -> list[str]:
     with duckdb.connect(str(demo.duckdb), read_only=True) as db:
         return sorted(r[0] for r in db.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = ?"
@@ -109,12 +108,12 @@ def test_schema_prints_the_yaml_schema_of_every_table(cli_demo: CliDemo) -> None
     assert schema["tables"]["events"]["columns"]["id"]["primary_key"] is True
 
 
-def _read_lines(stream, lines: List[str]) -> None:  # type: ignore[no-untyped-def]
+def _read_lines(stream, lines: list[str]) -> None:  # type: ignore[no-untyped-def]
     for line in iter(stream.readline, ""):
         lines.append(line)
 
 
-def _http_status(url: str) -> Optional[int]:
+def _http_status(url: str) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             return response.status
@@ -130,7 +129,7 @@ def test_show_serves_the_dashboard_over_http(cli_demo: CliDemo) -> None:
         cwd=cli_demo.workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         text=True, env=isolated_env(cli_demo.workdir), start_new_session=True,
     )
-    lines: List[str] = []
+    lines: list[str] = []
     threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True).start()
     status, url = None, None
     try:

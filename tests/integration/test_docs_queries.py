@@ -6,10 +6,10 @@ import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Dict, List, Set, Tuple
+from typing import Any
 
 import duckdb
 
@@ -18,11 +18,11 @@ from tests.conftest import REPO
 from tests.integration.conftest import DemoRun, isolated_env
 
 DOC = REPO / "docs" / "data-model.md"
-UTC = timezone.utc
+UTC = UTC
 NAMES = {"revenue_by_flow", "list_growth", "campaign_sends_by_channel", "daily_events_by_metric"}
 
 
-def doc_queries() -> Dict[str, str]:
+def doc_queries() -> dict[str, str]:
     """Named example queries: ```sql blocks whose first line is `-- name: what it answers`."""
     queries = {}
     for block in re.findall(r"```sql\n(.*?)```", DOC.read_text(encoding="utf-8"), re.S):
@@ -32,7 +32,7 @@ def doc_queries() -> Dict[str, str]:
     return queries
 
 
-def run(demo: DemoRun, sql: str) -> Tuple[datetime, List[Dict[str, Any]]]:
+def run(demo: DemoRun, sql: str) -> tuple[datetime, list[dict[str, Any]]]:
     """`now()` of the query's transaction and its rows as dicts (the doc's `SET`s applied)."""
     with duckdb.connect(str(demo.workdir / DEMO_DUCKDB), read_only=True) as db:
         db.execute(f"SET search_path = '{DEMO_DATASET}'; SET TimeZone = 'UTC'")
@@ -40,17 +40,17 @@ def run(demo: DemoRun, sql: str) -> Tuple[datetime, List[Dict[str, Any]]]:
         (now,) = db.execute("SELECT now()").fetchone()
         cursor = db.execute(sql)
         names = [d[0] for d in cursor.description]
-        rows = [dict(zip(names, r)) for r in cursor.fetchall()]
+        rows = [dict(zip(names, r, strict=False)) for r in cursor.fetchall()]
         db.commit()
     return now, rows
 
 
-def loaded_events(demo: DemoRun) -> List[Dict[str, Any]]:
+def loaded_events(demo: DemoRun) -> list[dict[str, Any]]:
     """The emulator's records of the events the demo loaded with a metric, with their metric
     names (events whose metric Klaviyo cannot resolve are loaded with a NULL metric_id, which
     the queries' joins on `metrics` leave out)."""
     with duckdb.connect(str(demo.workdir / DEMO_DUCKDB), read_only=True) as db:
-        ids: Set[str] = {r[0] for r in db.execute(f"SELECT id FROM {DEMO_DATASET}.events WHERE metric_id IS NOT NULL").fetchall()}
+        ids: set[str] = {r[0] for r in db.execute(f"SELECT id FROM {DEMO_DATASET}.events WHERE metric_id IS NOT NULL").fetchall()}
     metrics = {m["id"]: m["attributes"]["name"] for m in demo.emulator.account.records("metric")}
     out = []
     for event in demo.emulator.account.records("event"):
@@ -90,7 +90,7 @@ def test_the_guides_commands_run_with_what_readmes_install_gives(duckdb_demo: De
 def test_revenue_by_flow(duckdb_demo: DemoRun) -> None:
     now, rows = run(duckdb_demo, doc_queries()["revenue_by_flow"])
     flows = {f["id"]: f["attributes"]["name"] for f in duckdb_demo.emulator.account.records("flow")}
-    expected: Dict[str, List[Any]] = defaultdict(lambda: [0, Decimal(0)])
+    expected: dict[str, list[Any]] = defaultdict(lambda: [0, Decimal(0)])
     for event in loaded_events(duckdb_demo):
         flow = event["props"].get("$attributed_flow")
         if event["metric"] == "Placed Order" and flow in flows and event["datetime"] >= now - timedelta(days=30):
@@ -115,8 +115,8 @@ def test_list_growth(duckdb_demo: DemoRun) -> None:
     assert {(r["list_id"], r["month"]): r["new_members"] for r in rows} == dict(expected)
     for list_id in {key[0] for key in expected}:
         sizes = [r["members_to_date"] for r in sorted(rows, key=lambda r: r["month"]) if r["list_id"] == list_id]
-        months = sorted(m for (l, m) in expected if l == list_id)
-        assert sizes == [sum(n for (l, m), n in expected.items() if l == list_id and m <= month) for month in months]
+        months = sorted(m for (group, m) in expected if group == list_id)
+        assert sizes == [sum(n for (group, m), n in expected.items() if group == list_id and m <= month) for month in months]
         assert sizes[-1] == len(emu.account.list_members(list_id))
     assert all(r["list_name"] == lists[r["list_id"]] for r in rows)
 
@@ -130,7 +130,7 @@ def test_campaign_sends_by_channel(duckdb_demo: DemoRun) -> None:
         channel_of[campaign] = message["attributes"]["channel"]
         messages_of[campaign].add(message["id"])
     received = Counter(e["props"].get("$message") for e in loaded_events(duckdb_demo) if e["metric"] in ("Received Email", "Received SMS"))
-    expected: Dict[Tuple[str, datetime], List[int]] = defaultdict(lambda: [0, 0])
+    expected: dict[tuple[str, datetime], list[int]] = defaultdict(lambda: [0, 0])
     for campaign in emu.account.records("campaign"):
         attrs = campaign["attributes"]
         if attrs["status"] != "Sent":

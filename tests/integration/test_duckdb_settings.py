@@ -6,8 +6,8 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Dict, Iterator
 
 import duckdb
 import pytest
@@ -56,7 +56,7 @@ def _run(workdir: Path, emulator: Emulator, **env: str) -> subprocess.CompletedP
     )
 
 
-def _settings(stdout: str) -> Dict[str, str]:
+def _settings(stdout: str) -> dict[str, str]:
     (line,) = [line for line in stdout.splitlines() if line.startswith("SETTINGS ")]
     memory, threads, order = json.loads(line[len("SETTINGS "):])
     return {"memory_limit": memory, "threads": threads, "preserve_insertion_order": order}

@@ -13,9 +13,9 @@ import os
 import re
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Dict, Iterator, List, Set, Tuple
 
 import duckdb
 import pyarrow.parquet as pq
@@ -39,7 +39,7 @@ def section(title: str) -> str:
     return found.group(1)
 
 
-def bash_commands(text: str) -> List[str]:
+def bash_commands(text: str) -> list[str]:
     """The commands of the ```bash blocks of `text`, one per line."""
     blocks = re.findall(r"^```bash\n(.*?)^```", text, re.M | re.S)
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip() and not line.startswith("#")]
@@ -72,7 +72,7 @@ def _python_dir() -> str:
     return str(base) if (base / "python3").exists() else str(Path(sys.executable).parent)
 
 
-def user_env(home: Path, **named: str) -> Dict[str, str]:
+def user_env(home: Path, **named: str) -> dict[str, str]:
     """A user's shell: PATH and HOME, plus the variables README names (`named`). Besides, what
     belongs to the machine rather than to the product: pip's own settings (PIP_*; its index
     and certificates) and download cache, and dlt's data directory under HOME (dlt uses
@@ -86,7 +86,7 @@ def user_env(home: Path, **named: str) -> Dict[str, str]:
     return env
 
 
-def _bash(command: str, cwd: Path, env: Dict[str, str], timeout: int = 1200) -> subprocess.CompletedProcess:
+def _bash(command: str, cwd: Path, env: dict[str, str], timeout: int = 1200) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", "-c", command], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -105,12 +105,12 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def account() -> Iterator[Emulator]:
     """The real account: another seed than the demo's, every record dated before the runs (but
     the emulator's few future-dated events) and inside the default backfill of its report."""
-    config = EmulatorConfig(seed=11, api_key=KEY, profiles=300, events=3000, days=10, now=datetime.now(timezone.utc) - timedelta(minutes=5))
+    config = EmulatorConfig(seed=11, api_key=KEY, profiles=300, events=3000, days=10, now=datetime.now(UTC) - timedelta(minutes=5))
     with Emulator(config) as emu:
         yield emu
 
 
-def _duckdb_rows(database: Path, dataset: str) -> Tuple[Dict[str, int], Dict[str, Set[str]]]:
+def _duckdb_rows(database: Path, dataset: str) -> tuple[dict[str, int], dict[str, set[str]]]:
     with duckdb.connect(str(database), read_only=True) as db:
         tables = [r[0] for r in db.execute(
             "SELECT table_name FROM information_schema.tables WHERE table_schema = ? AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\'", [dataset]
@@ -120,7 +120,7 @@ def _duckdb_rows(database: Path, dataset: str) -> Tuple[Dict[str, int], Dict[str
     return counts, ids
 
 
-def _postgres_rows(url: str) -> Tuple[Dict[str, int], Dict[str, Set[str]]]:
+def _postgres_rows(url: str) -> tuple[dict[str, int], dict[str, set[str]]]:
     import psycopg2
 
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
@@ -143,7 +143,7 @@ def _drop_postgres_dataset(url: str) -> None:
         cur.execute(f'DROP SCHEMA IF EXISTS "{DATASET}" CASCADE; DROP SCHEMA IF EXISTS "{DATASET}_staging" CASCADE')
 
 
-def _parquet_rows(bucket: Path) -> Tuple[Dict[str, int], Dict[str, Set[str]]]:
+def _parquet_rows(bucket: Path) -> tuple[dict[str, int], dict[str, set[str]]]:
     root = bucket / DATASET
     counts, ids = {}, {}
     for table in sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("_dlt") and p.name != "init"):
@@ -158,7 +158,7 @@ def _parquet_rows(bucket: Path) -> Tuple[Dict[str, int], Dict[str, Set[str]]]:
 def test_the_demo_then_the_real_key_command_load_exactly_the_accounts_rows(
     destination: str, clone: Path, account: Emulator, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    named: Dict[str, str] = {}
+    named: dict[str, str] = {}
     flags = ""
     if destination == "postgres":
         url = request.getfixturevalue("postgres")
@@ -179,9 +179,9 @@ def test_the_demo_then_the_real_key_command_load_exactly_the_accounts_rows(
 
     assert "pk_..." in REAL_COMMAND
     command = REAL_COMMAND.replace("pk_...", KEY) + flags
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
     real = _bash(command, clone, user_env(home, SOURCES__KLAVIYO__BASE_URL=account.base_url, **named))
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     try:
         assert real.returncode == 0, real.stdout[-2000:] + real.stderr[-3000:]
         assert "Traceback" not in real.stderr and KEY not in real.stdout + real.stderr

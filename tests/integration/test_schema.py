@@ -2,9 +2,10 @@
 produces, every column is typed, and free-form properties flatten only on request."""
 
 import json
+from collections.abc import Iterator
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Dict, Iterator, List
+from typing import Any
 
 import dlt
 import duckdb
@@ -24,13 +25,13 @@ REGENERATE = "bash schemas/regenerate.sh"
 VOLATILE = ("version", "version_hash", "previous_hashes")
 
 
-def _stable(schema: Dict[str, Any]) -> Dict[str, Any]:
+def _stable(schema: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k not in VOLATILE}
 
 
-def _differences(fresh: Dict[str, Any], kept: Dict[str, Any]) -> List[str]:
+def _differences(fresh: dict[str, Any], kept: dict[str, Any]) -> list[str]:
     """Readable differences between two schemas, table by table and column by column."""
-    out: List[str] = []
+    out: list[str] = []
     fresh_tables, kept_tables = fresh.get("tables", {}), kept.get("tables", {})
     for name in sorted(set(fresh_tables) | set(kept_tables)):
         if name not in kept_tables or name not in fresh_tables:
@@ -108,7 +109,7 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
-def _columns(pipeline: dlt.Pipeline, table: str) -> Dict[str, str]:
+def _columns(pipeline: dlt.Pipeline, table: str) -> dict[str, str]:
     return dict(query(pipeline, "SELECT column_name, data_type FROM information_schema.columns"
                                 " WHERE table_schema = 'klaviyo_data' AND table_name = ?", table))
 
@@ -146,12 +147,12 @@ def test_flatten_properties_from_config_gives_columns_child_tables_and_decimal_m
         assert query(pipeline, f"SELECT count(*) FROM {table}")[0][0] == rows > 0, table
 
 
-def _served_profiles(emulator: Emulator) -> Dict[str, Dict[str, Any]]:
+def _served_profiles(emulator: Emulator) -> dict[str, dict[str, Any]]:
     """Profile id -> attributes as the source's default revision serves them."""
     return {p["id"]: p["attributes"] for p in emulator.account.records("profile", revision=DEFAULT_REVISION)}
 
 
-def _marketing(attributes: Dict[str, Any], channel: str = "email") -> Dict[str, Any]:
+def _marketing(attributes: dict[str, Any], channel: str = "email") -> dict[str, Any]:
     return ((attributes.get("subscriptions") or {}).get(channel) or {}).get("marketing") or {}
 
 
@@ -207,9 +208,9 @@ def test_a_profile_value_that_is_not_of_its_declared_type_goes_to_a_variant_colu
 ) -> None:
     # Coordinates are declared double; one that is not a number must neither fail the run nor
     # be lost: it lands in `location__latitude__v_text`, as dlt puts row dicts' odd values.
-    odd: List[str] = []
+    odd: list[str] = []
 
-    def an_odd_latitude_first(document: Dict[str, Any]) -> Dict[str, Any]:
+    def an_odd_latitude_first(document: dict[str, Any]) -> dict[str, Any]:
         for resource in (document.get("data") or [])[:1]:
             if resource.get("type") == "profile":
                 resource["attributes"].setdefault("location", {})["latitude"] = "north-ish"

@@ -8,9 +8,10 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any
 
 import duckdb
 import pytest
@@ -26,13 +27,13 @@ except ImportError:
         pytest.fail(f"KLAVIYO_REQUIRE_AIRFLOW=1: {reason}", pytrace=False)
     pytest.skip(reason, allow_module_level=True)
 
-PAST = datetime.now(timezone.utc) - timedelta(days=3)
+PAST = datetime.now(UTC) - timedelta(days=3)
 ACCOUNTS = {"alpha": 41, "beta": 42, "gamma": 43}  # gamma's key is rejected
 TABLES = {"events": "event", "profiles": "profile", "metrics": "metric"}
 
 
 @pytest.fixture
-def airflow_env(tmp_path: Path) -> Iterator[Dict[str, Any]]:
+def airflow_env(tmp_path: Path) -> Iterator[dict[str, Any]]:
     emulators = {name: Emulator(EmulatorConfig(seed=seed, profiles=60, events=400, days=5, now=PAST, api_key=f"pk_{name}_key")).start()
                  for name, seed in ACCOUNTS.items()}
     try:
@@ -60,7 +61,7 @@ def airflow_env(tmp_path: Path) -> Iterator[Dict[str, Any]]:
             emu.stop()
 
 
-def _run(setup: Dict[str, Any], *args: str, keys: bool = True) -> Dict[str, Any]:
+def _run(setup: dict[str, Any], *args: str, keys: bool = True) -> dict[str, Any]:
     env = {**setup["env"], **(setup["keys"] if keys else {})}
     out = subprocess.run([sys.executable, str(REPO / "tests" / "orchestration" / "airflow_dag_run.py"), *args],
                          env=env, cwd=setup["tmp"], capture_output=True, text=True, timeout=600)
@@ -69,13 +70,13 @@ def _run(setup: Dict[str, Any], *args: str, keys: bool = True) -> Dict[str, Any]
     return json.loads(lines[-1][len("RESULT "):])  # type: ignore[no-any-return]
 
 
-def test_the_dag_parses_without_credentials(airflow_env: Dict[str, Any]) -> None:
+def test_the_dag_parses_without_credentials(airflow_env: dict[str, Any]) -> None:
     report = _run(airflow_env, "--parse-only", keys=False)
     assert report["tasks"] == [f"klaviyo_{name}.klaviyo_{name}" for name in sorted(ACCOUNTS)]
     assert all(emu.request_log == [] for emu in airflow_env["emulators"].values())
 
 
-def test_dag_test_loads_each_account_exactly_and_a_rejected_key_fails_alone(airflow_env: Dict[str, Any]) -> None:
+def test_dag_test_loads_each_account_exactly_and_a_rejected_key_fails_alone(airflow_env: dict[str, Any]) -> None:
     report = _run(airflow_env)
     states = report["task_states"]
     expected = {"alpha": "success", "beta": "success", "gamma": "failed"}

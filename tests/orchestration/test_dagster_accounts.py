@@ -6,10 +6,11 @@ its fault is gone; a rejected key fails once, without retries; the run summary i
 import importlib
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any
 
 import duckdb
 import pytest
@@ -33,7 +34,7 @@ from klaviyo_dagster.jobs import JOB_NAME, SCHEDULE_NAME, build_definitions  # n
 from klaviyo_emulator import Emulator, EmulatorConfig  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
 
-PAST = datetime.now(timezone.utc) - timedelta(days=3)  # every record lies in the past: all of it is loaded
+PAST = datetime.now(UTC) - timedelta(days=3)  # every record lies in the past: all of it is loaded
 REPORTS = "events,profiles,metrics,lists"
 TABLES = {"events": "event", "profiles": "profile", "metrics": "metric", "lists": "list"}
 # account -> emulator seed (each seed is another account, with its own id); gamma uses OAuth
@@ -45,7 +46,7 @@ def _key(name: str) -> str:
     return f"pk_{name}_DagsterTestKey_{ACCOUNTS[name]}"
 
 
-def _write_accounts(path: Path, emulators: Dict[str, Emulator], tmp: Path, oauth: Tuple[str, ...] = ("gamma",)) -> None:
+def _write_accounts(path: Path, emulators: dict[str, Emulator], tmp: Path, oauth: tuple[str, ...] = ("gamma",)) -> None:
     lines = [
         "[klaviyo]",
         f'duckdb_dir = "{tmp / "data"}"',
@@ -66,10 +67,10 @@ def _write_accounts(path: Path, emulators: Dict[str, Emulator], tmp: Path, oauth
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Dict[str, Emulator]]:
+def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Emulator]]:
     """Four emulated accounts (delta answers every request with a fault), the accounts file
     naming them, their keys in the environment, and a Dagster instance under tmp_path."""
-    emulators: Dict[str, Emulator] = {}
+    emulators: dict[str, Emulator] = {}
     try:
         for name, seed in ACCOUNTS.items():
             config = EmulatorConfig(seed=seed, profiles=120, events=1500, days=5, now=PAST, api_key=_key(name), latency_ms=10,
@@ -100,7 +101,7 @@ def _job() -> Any:
     return reconstructable(module.klaviyo_accounts_job)
 
 
-def _ids(tmp: Path, account: str, table: str) -> List[str]:
+def _ids(tmp: Path, account: str, table: str) -> list[str]:
     with duckdb.connect(str(tmp / "data" / f"{account}.duckdb"), read_only=True) as db:
         return sorted(r[0] for r in db.execute(f"SELECT id FROM klaviyo_{account}.{table}").fetchall())
 
@@ -110,11 +111,11 @@ def _assert_exact(tmp: Path, account: str, emu: Emulator) -> None:
         assert _ids(tmp, account, table) == sorted(r["id"] for r in emu.account.records(kind)), (account, table)
 
 
-def _events(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> List[Any]:
+def _events(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> list[Any]:
     return [e for e in instance.all_logs(run_id) if e.dagster_event is not None and e.dagster_event.event_type == kind]
 
 
-def _materializations(result: Any) -> Dict[str, Dict[str, Any]]:
+def _materializations(result: Any) -> dict[str, dict[str, Any]]:
     found = {}
     for event in result.get_asset_materialization_events():
         materialization = event.step_materialization_data.materialization
@@ -122,11 +123,11 @@ def _materializations(result: Any) -> Dict[str, Dict[str, Any]]:
     return found
 
 
-def test_accounts_load_in_parallel_exactly_and_a_failing_one_is_retried_alone(fleet: Dict[str, Emulator], tmp_path: Path) -> None:
+def test_accounts_load_in_parallel_exactly_and_a_failing_one_is_retried_alone(fleet: dict[str, Emulator], tmp_path: Path) -> None:
     job = _job()
     instance = DagsterInstance.get()
     with ThreadPoolExecutor(len(ACCOUNTS)) as pool:  # one run per partition, as a backfill or the schedule starts them
-        runs = dict(zip(ACCOUNTS, pool.map(lambda name: execute_job(job, instance, tags={"dagster/partition": name}), ACCOUNTS)))
+        runs = dict(zip(ACCOUNTS, pool.map(lambda name: execute_job(job, instance, tags={"dagster/partition": name}), ACCOUNTS), strict=False))
 
     good = [name for name in ACCOUNTS if name != FAULTY]
     assert {name: runs[name].success for name in ACCOUNTS} == {**{n: True for n in good}, FAULTY: False}
@@ -165,7 +166,7 @@ def test_accounts_load_in_parallel_exactly_and_a_failing_one_is_retried_alone(fl
     assert _materializations(again)["profiles"]["rows"] == sum(1 for _ in fleet[FAULTY].account.records("profile"))
 
 
-def _tables(tmp: Path, account: str) -> List[str]:
+def _tables(tmp: Path, account: str) -> list[str]:
     with duckdb.connect(str(tmp / "data" / f"{account}.duckdb"), read_only=True) as db:
         return [r[0] for r in db.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = ?"
                                          " AND table_name NOT LIKE '\\_dlt%' ESCAPE '\\'", [f"klaviyo_{account}"]).fetchall()]
@@ -178,7 +179,7 @@ def _same_instant(a: str, b: str) -> bool:
     return parse(a) == parse(b)
 
 
-def test_a_rejected_key_fails_once_without_retries_with_one_line(fleet: Dict[str, Emulator], tmp_path: Path,
+def test_a_rejected_key_fails_once_without_retries_with_one_line(fleet: dict[str, Emulator], tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KLAVIYO_TEST_KEY_ALPHA", "pk_revoked_key_of_alpha")
     defs = build_definitions(tmp_path / "accounts.toml")
@@ -194,11 +195,11 @@ def test_a_rejected_key_fails_once_without_retries_with_one_line(fleet: Dict[str
     assert "pk_revoked_key_of_alpha" not in str(failure.dagster_event)
 
 
-def test_the_daily_schedule_asks_for_one_run_per_account(fleet: Dict[str, Emulator], tmp_path: Path) -> None:
+def test_the_daily_schedule_asks_for_one_run_per_account(fleet: dict[str, Emulator], tmp_path: Path) -> None:
     defs = build_definitions(tmp_path / "accounts.toml")
     schedule = defs.resolve_schedule_def(SCHEDULE_NAME)
     assert schedule.cron_schedule == "0 3 * * *"
-    tick = datetime(2026, 5, 4, 3, 0, tzinfo=timezone.utc)
+    tick = datetime(2026, 5, 4, 3, 0, tzinfo=UTC)
     context = build_schedule_context(scheduled_execution_time=tick, repository_def=defs.get_repository_def())
     requests = schedule.evaluate_tick(context).run_requests or []
     assert sorted(r.partition_key for r in requests) == sorted(ACCOUNTS)

@@ -13,7 +13,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any
 
 from tests.orchestration import require_dagster
 
@@ -31,7 +31,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _status(url: str) -> Optional[int]:
+def _status(url: str) -> int | None:
     try:
         with urllib.request.urlopen(url, timeout=3) as response:
             return int(response.status)
@@ -46,7 +46,7 @@ def _graphql(url: str, query: str) -> Any:
         return json.loads(response.read())
 
 
-def _read(stream: Any, lines: List[str]) -> None:
+def _read(stream: Any, lines: list[str]) -> None:
     for line in iter(stream.readline, ""):
         lines.append(line)
 
@@ -77,7 +77,7 @@ def test_dagster_dev_serves_the_definitions_over_http(tmp_path: Path) -> None:
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         text=True, start_new_session=True,
     )
-    lines: List[str] = []
+    lines: list[str] = []
     threading.Thread(target=_read, args=(proc.stdout, lines), daemon=True).start()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -88,7 +88,7 @@ def test_dagster_dev_serves_the_definitions_over_http(tmp_path: Path) -> None:
         assert status == 200, f"dagster dev did not serve (exit {proc.poll()}):\n{''.join(lines)[-3000:]}"
         assert _status(url + "/") == 200
         # the code location loads on its own process: wait for its assets to show
-        nodes: List[Any] = []
+        nodes: list[Any] = []
         while time.monotonic() < deadline and not nodes:
             answer = _graphql(url, "{ assetNodes { assetKey { path } partitionKeys } }")
             nodes = (answer.get("data") or {}).get("assetNodes") or []

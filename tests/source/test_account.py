@@ -7,9 +7,10 @@ under the default."""
 import logging
 import subprocess
 import sys
+from collections.abc import Iterator
 from copy import deepcopy
 from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any
 
 import dlt
 import pytest
@@ -65,14 +66,14 @@ def _refusal(error: BaseException) -> KlaviyoConfigError:
     return seen
 
 
-def _written(pipeline: dlt.Pipeline) -> Dict[str, Any]:
+def _written(pipeline: dlt.Pipeline) -> dict[str, Any]:
     """What a run could have changed: the source state, every table's ids, the loads."""
     tables = {t: sorted(column(pipeline, t)) for t in pipeline.default_schema.data_table_names()}
     loads = query(pipeline, "SELECT load_id FROM _dlt_loads ORDER BY load_id")
     return {"state": deepcopy(pipeline.state["sources"]), "tables": tables, "loads": loads}
 
 
-def _paths(emu: Emulator) -> List[str]:
+def _paths(emu: Emulator) -> list[str]:
     return [r.path for r in emu.request_log]
 
 

@@ -3,8 +3,9 @@ any order, `and(...)`, nested): the same windows are sent, each carrying the oth
 and the same rows are loaded, equal to the emulator's events."""
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, List
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -15,7 +16,7 @@ from klaviyo.settings import report_table
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import query
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
-def _forms(gte: str, lt: str, dim: str) -> Dict[str, List[str]]:
+def _forms(gte: str, lt: str, dim: str) -> dict[str, list[str]]:
     """Name -> the `filter` list of one form; all of them mean gte AND lt AND dim."""
     return {
         "strings": [gte, lt, dim],
@@ -36,14 +37,14 @@ def _forms(gte: str, lt: str, dim: str) -> Dict[str, List[str]]:
     }
 
 
-def _body(metric_id: str, filter_: List[str]) -> Dict[str, Any]:
+def _body(metric_id: str, filter_: list[str]) -> dict[str, Any]:
     return {"data": {"type": "metric-aggregate", "attributes": {
         "metric_id": metric_id, "measurements": ["count"], "interval": "month", "timezone": "UTC", "filter": filter_}}}
 
 
 def _common_flow(emu: Emulator, metric_id: str) -> str:
     """The `$flow` most events of the metric carry (so the filter removes some and keeps some)."""
-    counts: Dict[str, int] = {}
+    counts: dict[str, int] = {}
     for event in emu.account.records("event"):
         flow = event["attributes"]["event_properties"].get("$flow")
         if event["relationships"]["metric"]["data"]["id"] == metric_id and flow:
@@ -79,7 +80,7 @@ def test_every_filter_form_sends_the_same_windows_and_loads_the_same_rows(emulat
 
     # what was loaded: the same counts for every form, equal to the emulator's events of that flow
     rows = query(pipeline, "SELECT query_name, date, value FROM metric_aggregates WHERE measurement = 'count'")
-    by_form: Dict[str, Dict[datetime, float]] = {}
+    by_form: dict[str, dict[datetime, float]] = {}
     for name, date, value in rows:
         by_form.setdefault(name, {})[date] = value
     assert set(by_form) == set(forms)
@@ -105,7 +106,7 @@ def test_every_filter_form_sends_the_same_windows_and_loads_the_same_rows(emulat
         (["greater-or-equal(datetime,2026-01-01T00:00:00)", 7], "not a string"),
     ],
 )
-def test_malformed_filters_fail_before_any_request(filter_: List[Any], message: str) -> None:
+def test_malformed_filters_fail_before_any_request(filter_: list[Any], message: str) -> None:
     with pytest.raises(KlaviyoConfigError) as error:
         load_queries({"q": _body("M1", filter_)})
     assert message in str(error.value) and "\n" not in str(error.value)

@@ -3,9 +3,10 @@ fix, before anything is written (no DuckDB file, or no table of the failed run),
 with the key in it."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any
 
 import pytest
 
@@ -14,11 +15,11 @@ from klaviyo_emulator import Emulator, EmulatorConfig
 
 KEY = "pk_BadInputTestKey_51ce"
 LIMITED = "pk_limited_only_metrics"
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 
 
-def _query(**attributes: Any) -> Dict[str, Any]:
-    base: Dict[str, Any] = {
+def _query(**attributes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
         "metric_id": "M1", "measurements": ["count"], "interval": "day",
         "filter": [f"greater-or-equal(datetime,{(NOW - timedelta(days=3)):%Y-%m-%dT00:00:00})", f"less-than(datetime,{NOW:%Y-%m-%dT00:00:00})"],
     }
@@ -27,7 +28,7 @@ def _query(**attributes: Any) -> Dict[str, Any]:
 
 
 # (id, command-line arguments, environment overrides, aggregate query file content, expected words)
-CASES: List[Any] = [
+CASES: list[Any] = [
     ("no key", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": ""}, None, "No Klaviyo API key; set SOURCES__KLAVIYO__API_KEY"),
     ("key with spaces", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "pk_a b"}, None, "contains white space"),
     ("key without pk_", ["--reports", "metrics"], {"SOURCES__KLAVIYO__API_KEY": "garbage"}, None, "The Klaviyo API key does not start with pk_; use a private API key"),
@@ -78,7 +79,7 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
-def _run_case(case: Any, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> Tuple[int, str]:
+def _run_case(case: Any, emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> tuple[int, str]:
     """Runs `klaviyo_pipeline.main` on one case in `tmp_path`; returns its exit code and stderr."""
     _, args, env, query_text, _ = case
     monkeypatch.chdir(tmp_path)
@@ -118,8 +119,8 @@ def test_the_table_covers_at_least_twenty_kinds(emulator: Emulator, tmp_path: Pa
     """Twenty kinds the command itself tells apart: run every case, and the command answers each
     with its own error line (two cases answered alike would be one kind); the source's own checks
     refuse before any request reaches Klaviyo, and the API refusals come from Klaviyo's answers."""
-    assert API_REFUSALS <= {c[0] for c in CASES}
-    answers: Dict[str, str] = {}
+    assert {c[0] for c in CASES} >= API_REFUSALS
+    answers: dict[str, str] = {}
     for number, case in enumerate(CASES):
         emulator.clear_log()
         workdir = tmp_path / str(number)
@@ -135,7 +136,7 @@ def test_the_table_covers_at_least_twenty_kinds(emulator: Emulator, tmp_path: Pa
     assert len(set(answers.values())) >= 20
 
 
-def _uninstalled_destination() -> Optional[str]:
+def _uninstalled_destination() -> str | None:
     """A destination dlt knows whose packages are not installed here (its extra is missing)."""
     from dlt.common.destination import Destination
 

@@ -5,9 +5,10 @@ runs, membership keeps a cursor per group, campaign messages come from `include=
 tables a revision reshaped keep the columns of 2023-10-15."""
 
 import re
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Set, Tuple
+from typing import Any
 
 import dlt
 import pytest
@@ -18,7 +19,7 @@ from klaviyo.settings import DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import query
 
-UTC = timezone.utc
+UTC = UTC
 START = "2000-01-01T00:00:00Z"
 NEW, OLD = "2026-07-15", "2023-10-15"
 CHILDREN = {revision: [*table.children, "tags"] for revision, table in REVISIONS.items()}
@@ -41,7 +42,7 @@ def new_pipeline(tmp: Path, name: str = "klaviyo_children") -> dlt.Pipeline:
     )
 
 
-def run(emu: Emulator, pipeline: dlt.Pipeline, reports: List[str], revision: str = DEFAULT_REVISION) -> Dict[str, int]:
+def run(emu: Emulator, pipeline: dlt.Pipeline, reports: list[str], revision: str = DEFAULT_REVISION) -> dict[str, int]:
     """Runs the source over a cleared request log; returns rows normalized per table."""
     emu.clear_log()
     source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=reports, start_date=START, revision=revision)
@@ -49,17 +50,17 @@ def run(emu: Emulator, pipeline: dlt.Pipeline, reports: List[str], revision: str
     return dict(pipeline.last_trace.last_normalize_info.row_counts)
 
 
-def paths(emu: Emulator, pattern: str) -> List[str]:
+def paths(emu: Emulator, pattern: str) -> list[str]:
     """Paths of the logged requests matching a regular expression."""
     return [r.path for r in emu.request_log if re.fullmatch(pattern, r.path)]
 
 
-def rel(resource: Dict[str, Any], name: str) -> Any:
+def rel(resource: dict[str, Any], name: str) -> Any:
     data = resource["relationships"][name]["data"]
     return [d["id"] for d in data] if isinstance(data, list) else data["id"]
 
 
-def action_types(emu: Emulator, revision: str) -> Dict[str, str]:
+def action_types(emu: Emulator, revision: str) -> dict[str, str]:
     """Flow action id -> its type as the revision names it (`action_type`, `definition.type`)."""
     actions = emu.account.records("flow-action", revision=revision)
     if revision == OLD:
@@ -67,7 +68,7 @@ def action_types(emu: Emulator, revision: str) -> Dict[str, str]:
     return {a["id"]: a["attributes"]["definition"]["type"] for a in actions}
 
 
-def truth(emu: Emulator, table: str, revision: str = DEFAULT_REVISION) -> Set[Tuple[Any, ...]]:
+def truth(emu: Emulator, table: str, revision: str = DEFAULT_REVISION) -> set[tuple[Any, ...]]:
     """The emulator's rows of a child table in `revision`, as tuples of its key columns."""
     acc = emu.account
     if table == "campaign_messages":
@@ -107,12 +108,12 @@ KEYS = {
 }
 
 
-def loaded(pipeline: dlt.Pipeline, table: str) -> List[Tuple[Any, ...]]:
+def loaded(pipeline: dlt.Pipeline, table: str) -> list[tuple[Any, ...]]:
     return query(pipeline, f"SELECT {KEYS[table]} FROM {table}")
 
 
 @pytest.fixture(scope="module", params=list(REVISIONS))
-def first_run(request: pytest.FixtureRequest, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> Tuple[dlt.Pipeline, list, str]:
+def first_run(request: pytest.FixtureRequest, emulator: Emulator, tmp_path_factory: pytest.TempPathFactory) -> tuple[dlt.Pipeline, list, str]:
     """Every child table and tags loaded once per revision; the pipeline, that run's request
     log and the revision."""
     revision: str = request.param

@@ -4,9 +4,10 @@ without detection, and the id scans are sparse."""
 
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Set
+from typing import Any
 
 import dlt
 import pytest
@@ -16,7 +17,7 @@ from klaviyo.settings import DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column, query
 
-UTC = timezone.utc
+UTC = UTC
 START = "2000-01-01T00:00:00Z"
 # Table -> (emulator kind, channel of the campaigns); every dimension table but the exclusions.
 TABLES = {
@@ -41,18 +42,18 @@ def emulator() -> Iterator[Emulator]:
         yield emu
 
 
-def run(emu: Emulator, pipeline: dlt.Pipeline, reports: List[str] = REPORTS, revision: str = DEFAULT_REVISION, **kwargs: Any) -> None:
+def run(emu: Emulator, pipeline: dlt.Pipeline, reports: list[str] = REPORTS, revision: str = DEFAULT_REVISION, **kwargs: Any) -> None:
     emu.clear_log()
     source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, reports=reports, start_date=START, revision=revision, **kwargs)
     pipeline.run(source).raise_on_failed_jobs()
 
 
-def served(emu: Emulator, table: str, revision: str = DEFAULT_REVISION) -> Set[str]:
+def served(emu: Emulator, table: str, revision: str = DEFAULT_REVISION) -> set[str]:
     kind, channel = TABLES_2026[table]
     return {r["id"] for r in emu.account.records(kind, revision=revision, **({"channel": channel} if channel else {}))}
 
 
-def flagged(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
+def flagged(pipeline: dlt.Pipeline, table: str) -> dict[str, Any]:
     """Id -> `_klaviyo_deleted_at` of the rows flagged deleted (none while the table has no flag)."""
     if "_klaviyo_deleted" not in pipeline.default_schema.get_table_columns(table):
         return {}
@@ -60,7 +61,7 @@ def flagged(pipeline: dlt.Pipeline, table: str) -> Dict[str, Any]:
     return dict(rows)
 
 
-def scans(emu: Emulator) -> List[Any]:
+def scans(emu: Emulator) -> list[Any]:
     """Logged requests that are id scans (they ask for the sparse fieldset of a row's `id_scan`,
     in any revision's table)."""
     id_scans = [table.row(name).id_scan for table in REVISIONS.values() for name in table.names]

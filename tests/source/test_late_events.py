@@ -5,8 +5,9 @@ under both API revisions (2023-10-15: 200 events a page, 2026-07-15: 1000), the 
 default."""
 
 import re
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, List
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dlt
 import pytest
@@ -16,7 +17,7 @@ from klaviyo.settings import CURSOR_SAFETY_MARGIN, DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import column
 
-UTC = timezone.utc
+UTC = UTC
 LATE_BY = timedelta(hours=30)  # beyond the 110 minutes a peer measured, inside Klaviyo's days
 
 
@@ -42,7 +43,7 @@ def _cursor(pipeline: dlt.Pipeline) -> datetime:
     return _dt(str(pipeline.state["sources"]["klaviyo"]["resources"]["events"]["incremental"]["datetime"]["last_value"]))
 
 
-def _lower_bounds(emu: Emulator, revision: str = DEFAULT_REVISION) -> List[datetime]:
+def _lower_bounds(emu: Emulator, revision: str = DEFAULT_REVISION) -> list[datetime]:
     """The datetime lower bounds of the logged events requests (the revision's path)."""
     path = REVISIONS[revision].reports["events"].path
     bounds = []
@@ -54,7 +55,7 @@ def _lower_bounds(emu: Emulator, revision: str = DEFAULT_REVISION) -> List[datet
     return bounds
 
 
-def _truth(emu: Emulator, start: datetime, end: datetime, revision: str = DEFAULT_REVISION) -> List[str]:
+def _truth(emu: Emulator, start: datetime, end: datetime, revision: str = DEFAULT_REVISION) -> list[str]:
     events = emu.account.records("event", revision=revision)
     return [e["id"] for e in events if start <= _dt(e["attributes"]["datetime"]) < end]
 

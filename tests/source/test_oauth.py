@@ -9,9 +9,10 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Set
+from typing import Any
 
 import dlt
 import pytest
@@ -31,11 +32,11 @@ CLIENT_SECRET = "app_secret_Recognisable_93bf0c"
 REFRESH = "rt_Recognisable_Refresh_5a2e77"
 REPORTS = "events,profiles,metrics,lists,list_profiles"
 # every event and profile lies in the past: the whole account is the truth of a run
-PAST = datetime.now(timezone.utc) - timedelta(days=3)
+PAST = datetime.now(UTC) - timedelta(days=3)
 
 
 def _config(**overrides: Any) -> EmulatorConfig:
-    settings: Dict[str, Any] = dict(
+    settings: dict[str, Any] = dict(
         seed=11, profiles=300, events=4000, days=10, now=PAST, latency_ms=15,
         oauth_client_id=CLIENT_ID, oauth_client_secret=CLIENT_SECRET, oauth_refresh_token=REFRESH,
     )
@@ -44,7 +45,7 @@ def _config(**overrides: Any) -> EmulatorConfig:
 
 
 def _oauth_source(emu: Emulator, **overrides: Any) -> Any:
-    args: Dict[str, Any] = dict(
+    args: dict[str, Any] = dict(
         refresh_token=REFRESH, client_id=CLIENT_ID, client_secret=CLIENT_SECRET, base_url=emu.base_url,
         reports=REPORTS, start_date="2000-01-01T00:00:00Z", workers=8,
     )
@@ -60,12 +61,12 @@ def _assert_exact(pipeline: dlt.Pipeline, emu: Emulator) -> None:
     assert members == truth
 
 
-def _rows(pipeline: dlt.Pipeline, sql: str) -> List[Any]:
+def _rows(pipeline: dlt.Pipeline, sql: str) -> list[Any]:
     with pipeline.sql_client() as client:
         return list(client.execute_sql(sql))
 
 
-def _members(emu: Emulator) -> Iterator[Dict[str, str]]:
+def _members(emu: Emulator) -> Iterator[dict[str, str]]:
     for group in emu.account.records("list"):
         for profile_id, _ in emu.account.list_members(group["id"]):
             yield {"list_id": group["id"], "profile_id": profile_id}
@@ -75,7 +76,7 @@ def _token_requests(emu: Emulator) -> int:
     return sum(1 for r in emu.request_log if r.path == "/oauth/token")
 
 
-def _api_requests(emu: Emulator) -> List[Any]:
+def _api_requests(emu: Emulator) -> list[Any]:
     return [r for r in emu.request_log if r.path.startswith("/api/")]
 
 
@@ -103,7 +104,7 @@ def test_a_401_on_an_expired_token_renews_it_once_for_all_threads(make_pipeline:
     threads get are answered by one renewal per expiry, each refused request is sent again with
     the new token, and the run loads exactly."""
     with Emulator(_config(oauth_token_seconds=3600, latency_ms=25)) as emu:
-        expired: List[int] = []
+        expired: list[int] = []
         stop = threading.Event()
 
         def expire() -> None:
@@ -130,7 +131,7 @@ def test_a_rotated_refresh_token_is_followed_and_handed_to_the_callback(make_pip
     """Where each refresh replaces the refresh token (the used one is then refused), the run goes
     on with the newest, and `on_refresh_token` receives each one to store for the next run."""
     with Emulator(_config(oauth_token_seconds=0.5, oauth_rotate_refresh_tokens=True, oauth_refresh_token=REFRESH + "_rot")) as emu:
-        received: List[str] = []
+        received: list[str] = []
         pipeline = make_pipeline()
         pipeline.run(_oauth_source(emu, refresh_token=REFRESH + "_rot", on_refresh_token=received.append))
         _assert_exact(pipeline, emu)
@@ -184,7 +185,7 @@ def _cause(error: BaseException, kind: type) -> Any:
     ],
     ids=["wrong client secret", "revoked refresh token"],
 )
-def test_a_refused_token_request_ends_the_run_with_one_line_and_nothing_read(make_pipeline: Any, overrides: Dict[str, str], expected: str) -> None:
+def test_a_refused_token_request_ends_the_run_with_one_line_and_nothing_read(make_pipeline: Any, overrides: dict[str, str], expected: str) -> None:
     with Emulator(_config()) as emu:
         pipeline = make_pipeline()
         with pytest.raises(PipelineStepFailed) as failed:
@@ -222,7 +223,7 @@ BAD_OAUTH = [
 
 
 @pytest.mark.parametrize("env, expected", [c[1:] for c in BAD_OAUTH], ids=[c[0] for c in BAD_OAUTH])
-def test_bad_oauth_input_is_one_line_before_any_request(env: Dict[str, str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_bad_oauth_input_is_one_line_before_any_request(env: dict[str, str], expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture) -> None:
     with Emulator(_config(events=10, profiles=5)) as emu:
         monkeypatch.chdir(tmp_path)
@@ -253,7 +254,7 @@ def test_no_repr_of_what_holds_oauth_credentials_shows_them() -> None:
     assert all(s not in credentials.identity for s in secrets) and len(credentials.identity) == 64
 
 
-def _files_containing(root: Path, needles: Set[bytes]) -> List[str]:
+def _files_containing(root: Path, needles: set[bytes]) -> list[str]:
     hits = []
     for path in root.rglob("*"):
         if path.is_file():

@@ -3,8 +3,9 @@ notebook (`list(source.with_resources("profiles").add_limit(2))`), yields rows f
 report (of the default revision, 2026-07-15: event_attributions come with the events' Arrow pages);
 inside a pipeline the Arrow tables keep the package's load id."""
 
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, List
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dlt
 import pyarrow as pa
@@ -17,7 +18,7 @@ from klaviyo.settings import DEFAULT_REPORTS, report_table
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import query
 
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def no_active_pipeline() -> Iterator[None]:
     context.deactivate()
 
 
-def _aggregate_queries(emu: Emulator) -> Dict[str, Any]:
+def _aggregate_queries(emu: Emulator) -> dict[str, Any]:
     end = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=5)
     metric_id = next(iter(emu.account.records("metric")))["id"]
@@ -44,8 +45,8 @@ def _aggregate_queries(emu: Emulator) -> Dict[str, Any]:
         "filter": [f"greater-or-equal(datetime,{start:%Y-%m-%dT%H:%M:%S})", f"less-than(datetime,{end:%Y-%m-%dT%H:%M:%S})"]}}}}
 
 
-def _rows(items: List[Any]) -> List[Dict[str, Any]]:
-    rows: List[Dict[str, Any]] = []
+def _rows(items: list[Any]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
     for item in items:
         rows.extend(item.to_pylist() if isinstance(item, pa.Table) else [item])
     return rows

@@ -16,9 +16,10 @@ at the spec's limits is `test_each_row_agrees_with_the_spec`.
 import json
 import logging
 import re
-from datetime import date, datetime, timedelta, timezone
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any
 
 import dlt
 import pytest
@@ -34,9 +35,9 @@ from klaviyo_emulator.revision_endpoints import TIER_LIMITS_2026 as EMULATOR_LIM
 from tests.conftest import REPO, Document, edit_pages, load_spec, query
 
 REV = "2026-07-15"
-UTC = timezone.utc
+UTC = UTC
 ALL = ",".join(PERFORMANCE_REPORTS)
-Key = Tuple[Any, ...]
+Key = tuple[Any, ...]
 SOURCE_TIERS = dict(TIERS_2026)  # as the source has them (`fast_tier` widens the reporting tier in the tests)
 
 
@@ -50,7 +51,7 @@ def fast_tier(monkeypatch: pytest.MonkeyPatch) -> None:
 def config(**overrides: Any) -> EmulatorConfig:
     """A small account whose data ends now (the source cuts its days from the clock); 6 results
     a page, so campaign and flow answers come in several pages."""
-    base: Dict[str, Any] = dict(seed=7, profiles=300, events=4000, days=30, report_page_size=6)
+    base: dict[str, Any] = dict(seed=7, profiles=300, events=4000, days=30, report_page_size=6)
     base.update(overrides)
     return EmulatorConfig(**base)
 
@@ -73,19 +74,19 @@ def today() -> date:
     return datetime.now(tz=UTC).date()
 
 
-def report_name(table: PerformanceReport, kind: Optional[str] = None) -> str:
+def report_name(table: PerformanceReport, kind: str | None = None) -> str:
     """The emulator's name of the report (e.g. "flow-series"), or of its `kind` sibling."""
     return f"{table.family}-{kind or ('series' if table.interval else 'values')}"
 
 
-def timeframe(first: date, last: date) -> Dict[str, str]:
+def timeframe(first: date, last: date) -> dict[str, str]:
     return {"start": f"{first}T00:00:00", "end": f"{last}T00:00:00"}
 
 
-def windows_of(table: PerformanceReport, first: date, last: date) -> List[Tuple[date, date]]:
+def windows_of(table: PerformanceReport, first: date, last: date) -> list[tuple[date, date]]:
     """The truth's own cut of [first, last]: one day, one calendar month, or at most 60 days of
     a daily series (independent of `report_days.py`)."""
-    out: List[Tuple[date, date]] = []
+    out: list[tuple[date, date]] = []
     day = first.replace(day=1) if table.period == "month" else first
     while day <= last:
         if table.period == "month":
@@ -97,13 +98,13 @@ def windows_of(table: PerformanceReport, first: date, last: date) -> List[Tuple[
     return out
 
 
-def expected(emu: Emulator, table: PerformanceReport, first: date, last: date, metric: Optional[str], statistics: Sequence[str] = ()) -> Dict[Key, Dict[str, Any]]:
+def expected(emu: Emulator, table: PerformanceReport, first: date, last: date, metric: str | None, statistics: Sequence[str] = ()) -> dict[Key, dict[str, Any]]:
     """(date, groupings..., metric) -> statistics the emulator reports for each day (month) of
     [first, last], rows whose statistics are all zero left out."""
     statistics = list(statistics or table.statistics)
-    out: Dict[Key, Dict[str, Any]] = {}
+    out: dict[Key, dict[str, Any]] = {}
     for start, end in windows_of(table, first, last):
-        attributes: Dict[str, Any] = {"statistics": statistics, "timeframe": timeframe(start, end)}
+        attributes: dict[str, Any] = {"statistics": statistics, "timeframe": timeframe(start, end)}
         if table.interval:
             attributes["interval"] = table.interval
         if table.group_by:
@@ -121,16 +122,16 @@ def expected(emu: Emulator, table: PerformanceReport, first: date, last: date, m
     return out
 
 
-def loaded(pipeline: dlt.Pipeline, table: PerformanceReport, statistics: Sequence[str] = ()) -> Dict[Key, Dict[str, Any]]:
+def loaded(pipeline: dlt.Pipeline, table: PerformanceReport, statistics: Sequence[str] = ()) -> dict[Key, dict[str, Any]]:
     """The table's rows, keyed like `expected`; a key loaded twice fails."""
     statistics = list(statistics or table.statistics)
     keys = list(table.primary_key)
     rows = query(pipeline, f"SELECT {', '.join(keys + statistics)} FROM {table.name}")
-    out: Dict[Key, Dict[str, Any]] = {}
+    out: dict[Key, dict[str, Any]] = {}
     for row in rows:
         key = tuple(row[: len(keys)])
         assert key not in out, f"{table.name}: {key} loaded twice"
-        out[key] = dict(zip(statistics, row[len(keys):]))
+        out[key] = dict(zip(statistics, row[len(keys):], strict=False))
     return out
 
 
@@ -143,34 +144,34 @@ def same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def differences(got: Mapping[Key, Mapping[str, Any]], want: Mapping[Key, Mapping[str, Any]]) -> List[str]:
+def differences(got: Mapping[Key, Mapping[str, Any]], want: Mapping[Key, Mapping[str, Any]]) -> list[str]:
     out = [f"missing {k}" for k in want if k not in got] + [f"extra {k}" for k in got if k not in want]
     for key in set(got) & set(want):
         out += [f"{key} {s}: {got[key][s]!r} != {v!r}" for s, v in want[key].items() if not same(got[key][s], v)]
     return out
 
 
-def assert_sums(emu: Emulator, pipeline: dlt.Pipeline, table: PerformanceReport, first: date, last: date, metric: Optional[str]) -> None:
+def assert_sums(emu: Emulator, pipeline: dlt.Pipeline, table: PerformanceReport, first: date, last: date, metric: str | None) -> None:
     """The additive statistics summed over every row equal one values report over the days."""
     additive = [s for s in table.statistics if s in ADDITIVE]
     groupings = [g for g in table.groupings if g in ("campaign_message_id", "flow_message_id", "form_id", "segment_id")]
-    attributes: Dict[str, Any] = {"statistics": additive, "timeframe": timeframe(first, last)}
+    attributes: dict[str, Any] = {"statistics": additive, "timeframe": timeframe(first, last)}
     if table.group_by:
         attributes["group_by"] = list(table.group_by)
     if metric:
         attributes["conversion_metric_id"] = metric
-    want: Dict[str, Dict[str, Any]] = {}
+    want: dict[str, dict[str, Any]] = {}
     for result in emu.report(report_name(table, "values"), **attributes)["results"]:
         sums = want.setdefault(result["groupings"][groupings[0]], {s: 0 for s in additive})
         for s in additive:
             sums[s] += result["statistics"][s]
     sql = f"SELECT {groupings[0]}, {', '.join(f'SUM({s})' for s in additive)} FROM {table.name} GROUP BY 1"
-    got = {row[0]: dict(zip(additive, row[1:])) for row in query(pipeline, sql)}
+    got = {row[0]: dict(zip(additive, row[1:], strict=False)) for row in query(pipeline, sql)}
     want = {k: v for k, v in want.items() if any(v.values())}
     assert not differences({(k,): v for k, v in got.items()}, {(k,): v for k, v in want.items()}), table.name
 
 
-def report_requests(emu: Emulator, table: PerformanceReport, since: int = 0) -> List[Dict[str, Any]]:
+def report_requests(emu: Emulator, table: PerformanceReport, since: int = 0) -> list[dict[str, Any]]:
     """Bodies of the table's POSTs logged from index `since` (first pages only)."""
     return [
         r.body for r in emu.request_log[since:]
@@ -178,9 +179,9 @@ def report_requests(emu: Emulator, table: PerformanceReport, since: int = 0) -> 
     ]
 
 
-def days_asked(bodies: Sequence[Mapping[str, Any]]) -> List[date]:
+def days_asked(bodies: Sequence[Mapping[str, Any]]) -> list[date]:
     """Every day the bodies' timeframes cover (a day twice if asked twice)."""
-    out: List[date] = []
+    out: list[date] = []
     for body in bodies:
         frame = body["data"]["attributes"]["timeframe"]
         first, last = date.fromisoformat(frame["start"][:10]), date.fromisoformat(frame["end"][:10])
@@ -307,7 +308,7 @@ def test_a_backfill_larger_than_the_daily_quota_completes_over_runs(
         pipeline = make_pipeline()
         campaign, segments = PERFORMANCE_REPORTS["campaign_values"], PERFORMANCE_REPORTS["segment_series"]
         settings = dict(report_backfill_days=30, report_daily_limit=40, report_daily_share=0.5)
-        spent: List[int] = []
+        spent: list[int] = []
         for run in range(6):
             since = len(emu.request_log)
             with caplog.at_level(logging.WARNING, logger="klaviyo.performance"):
@@ -382,8 +383,8 @@ BAD = [
 
 
 @pytest.mark.parametrize(("case", "settings", "says"), BAD, ids=[b[0] for b in BAD])
-def test_bad_settings_are_one_line_errors_before_any_request(emu: Emulator, case: str, settings: Dict[str, Any], says: str) -> None:
-    arguments: Dict[str, Any] = dict(api_key=emu.api_key, base_url=emu.base_url, revision=REV, reports="campaign_values,flow_series")
+def test_bad_settings_are_one_line_errors_before_any_request(emu: Emulator, case: str, settings: dict[str, Any], says: str) -> None:
+    arguments: dict[str, Any] = dict(api_key=emu.api_key, base_url=emu.base_url, revision=REV, reports="campaign_values,flow_series")
     arguments.update(settings)
     with pytest.raises(KlaviyoConfigError) as error:
         klaviyo_source(**arguments)
@@ -452,7 +453,7 @@ def test_each_row_agrees_with_the_spec(name: str) -> None:
     assert bool(cursors) == table.paged
 
 
-def _request_attributes(operation: Mapping[str, Any]) -> Dict[str, Any]:
+def _request_attributes(operation: Mapping[str, Any]) -> dict[str, Any]:
     spec = load_spec(REV)
 
     def resolve(node: Any) -> Any:
@@ -511,7 +512,7 @@ def test_the_request_body_asks_whole_days() -> None:
 
 
 # ------------------------------------------------------------------ the guide's queries
-def guide_queries() -> Dict[str, str]:
+def guide_queries() -> dict[str, str]:
     """docs/data-model.md's performance queries: ```sql blocks opening `-- performance of <what>`."""
     text = (REPO / "docs" / "data-model.md").read_text(encoding="utf-8")
     found = {}
@@ -529,13 +530,12 @@ def test_the_guides_performance_queries_answer_what_klaviyo_reports(emu: Emulato
     pipeline.run(source(emu, "campaign_values,flow_series,flow_values,form_series,segment_series", report_backfill_days=35, report_daily_limit=5000))
     metric, now = placed(emu), today()
 
-    def rows(name: str) -> List[Dict[str, Any]]:
-        with pipeline.sql_client() as client:
-            with client.execute_query(queries[name]) as cursor:
-                names = [d[0] for d in cursor.description]
-                return [dict(zip(names, r)) for r in cursor.fetchall()]
+    def rows(name: str) -> list[dict[str, Any]]:
+        with pipeline.sql_client() as client, client.execute_query(queries[name]) as cursor:
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, r, strict=False)) for r in cursor.fetchall()]
 
-    def report(kind: str, first: date, last: date, statistics: List[str], **extra: Any) -> List[Dict[str, Any]]:
+    def report(kind: str, first: date, last: date, statistics: list[str], **extra: Any) -> list[dict[str, Any]]:
         return emu.report(kind, statistics=statistics, timeframe=timeframe(first, last), **extra)["results"]  # type: ignore[no-any-return]
 
     campaigns = {r["campaign_message_id"]: r for r in rows("campaign")}
@@ -544,8 +544,9 @@ def test_the_guides_performance_queries_answer_what_klaviyo_reports(emu: Emulato
     assert set(campaigns) == set(sent)
     assert all(campaigns[m]["delivered"] == s["delivered"] and same(campaigns[m]["revenue"], Decimal(str(s["conversion_value"]))) for m, s in sent.items())
 
-    daily = report("flow-series", now - timedelta(days=13), now, ["conversion_value"], interval="daily", conversion_metric_id=metric, group_by=["flow_id", "flow_message_id"])
-    revenue: Dict[Tuple[date, str], float] = {}
+    daily = report("flow-series", now - timedelta(days=13), now, ["conversion_value"], interval="daily",
+                   conversion_metric_id=metric, group_by=["flow_id", "flow_message_id"])
+    revenue: dict[tuple[date, str], float] = {}
     for result in daily:
         for i, value in enumerate(result["statistics"]["conversion_value"]):
             key = (now - timedelta(days=13 - i), result["groupings"]["flow_id"])

@@ -1,7 +1,7 @@
 """Unit tests of the pure pieces: window planning, filter bounds, argument validation,
 aggregate query validation and window splitting."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -10,7 +10,7 @@ from klaviyo.errors import KlaviyoConfigError
 from klaviyo.options import validate_options
 from klaviyo.windows import Window, bound_conditions, combine, split_into
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -19,7 +19,7 @@ def test_split_into_makes_consecutive_windows_that_cover_every_value_once() -> N
     parts = split_into(window, 5)
     assert len(parts) == 5
     assert parts[0].start == window.start and parts[-1].end == window.end
-    assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
     assert parts[0].start_open and parts[-1].end_closed
     assert not any(p.end_closed for p in parts[:-1]) and not any(p.start_open for p in parts[1:])
     probes = [T0 + timedelta(minutes=m) for m in range(0, 25 * 60 + 1, 7)] + [p.start for p in parts] + [window.end]

@@ -12,9 +12,10 @@ date-time of the profiles' subscriptions is a timestamp column.
 
 import json
 import re
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Any
 
 import pytest
 
@@ -23,13 +24,13 @@ from tests.conftest import REPO, spec_path
 
 # Klaviyo's OpenAPI document of each revision the table has rows for: vendored in the
 # repository (klaviyo_emulator/specs/), else beside the checkout (the project's shared folder).
-SPECS: Dict[str, Path] = {revision: spec_path(revision) for revision in REVISIONS}
+SPECS: dict[str, Path] = {revision: spec_path(revision) for revision in REVISIONS}
 SHARED_SPECS = REPO.parent / "shared" / "klaviyo-api"
 # The rows of each revision: (row name, the report, the child table it reads, if any).
-Row = Tuple[str, Report, Optional[ChildReport]]
+Row = tuple[str, Report, ChildReport | None]
 
 
-def rows(table: RevisionTable) -> List[Row]:
+def rows(table: RevisionTable) -> list[Row]:
     """Every row a revision's table sends requests with: reports, others, children, the account check."""
     return [
         *((name, report, None) for name, report in {**table.reports, **table.others}.items()),
@@ -38,18 +39,18 @@ def rows(table: RevisionTable) -> List[Row]:
     ]
 
 
-ROWS: Dict[str, List[Row]] = {revision: rows(table) for revision, table in REVISIONS.items()}
+ROWS: dict[str, list[Row]] = {revision: rows(table) for revision, table in REVISIONS.items()}
 COMPARISONS = {"greater-or-equal", "greater-than", "less-or-equal", "less-than"}
 METHODS = {"jsonapi": "get", "post": "post"}
 _CONDITION = re.compile(r"^([a-z-]+)\(([^,]+),")
 
 
-@lru_cache(maxsize=None)
-def _load(path: Path) -> Dict[str, Any]:
+@cache
+def _load(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def spec(revision: str) -> Dict[str, Any]:
+def spec(revision: str) -> dict[str, Any]:
     """The parsed spec of `revision`; the test skips (naming where it looked) when absent."""
     paths = [SPECS[revision], SHARED_SPECS / SPECS[revision].name]
     for path in paths:
@@ -58,20 +59,20 @@ def spec(revision: str) -> Dict[str, Any]:
     pytest.skip(f"Klaviyo's OpenAPI spec {revision} not found at {' or '.join(map(str, paths))}")
 
 
-def _params(operation: Mapping[str, Any]) -> Dict[str, Mapping[str, Any]]:
+def _params(operation: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
     return {p["name"]: p for p in operation.get("parameters") or []}
 
 
-def _enum(parameter: Optional[Mapping[str, Any]]) -> Set[str]:
+def _enum(parameter: Mapping[str, Any] | None) -> set[str]:
     """The values a parameter allows (its enum, or its array items' enum)."""
     schema = (parameter or {}).get("schema") or {}
     return set(schema.get("enum") or (schema.get("items") or {}).get("enum") or [])
 
 
-def filter_operators(parameter: Optional[Mapping[str, Any]]) -> Dict[str, Set[str]]:
+def filter_operators(parameter: Mapping[str, Any] | None) -> dict[str, set[str]]:
     """Field -> operators, from the `filter` parameter's description
     ("Allowed field(s)/operator(s):<br>`datetime`: `greater-or-equal`, ...<br>...")."""
-    allowed: Dict[str, Set[str]] = {}
+    allowed: dict[str, set[str]] = {}
     for line in str((parameter or {}).get("description") or "").split("<br>"):
         match = re.match(r"\s*`([^`]+)`\s*:\s*(.*)$", line)
         if match:
@@ -84,9 +85,9 @@ def _tier(limits: Mapping[str, str]) -> Tier:
     return Tier(int(limits["burst"].split("/")[0]), int(limits["steady"].split("/")[0]))
 
 
-def problems(report: Report, child: Optional[ChildReport], document: Mapping[str, Any], table: RevisionTable) -> List[str]:
+def problems(report: Report, child: ChildReport | None, document: Mapping[str, Any], table: RevisionTable) -> list[str]:
     """Every way the row of `table` departs from the spec of its revision (empty when it agrees)."""
-    found: List[str] = []
+    found: list[str] = []
     paths = document["paths"]
     tiers = table.tiers
     # Klaviyo serves a path with and without its trailing slash; the row must be written as
@@ -173,7 +174,7 @@ def test_tables_keep_their_names_and_keys_across_revisions() -> None:
     assert new.children["event_attributions"].primary_key == ("event_id", "attribution_id")
 
 
-def _date_times(document: Mapping[str, Any], schema: Any, prefix: str) -> List[str]:
+def _date_times(document: Mapping[str, Any], schema: Any, prefix: str) -> list[str]:
     """Flattened names (`a__b`) of the date-time attributes of a spec schema."""
     schemas = document["components"]["schemas"]
     while "$ref" in schema:

@@ -5,8 +5,9 @@ filters, events and their attributions in 2026-07-15, v1, the demo."""
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dlt
 import pytest
@@ -16,8 +17,8 @@ from klaviyo.settings import CURSOR_SAFETY_MARGIN, DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column, query
 
-UTC = timezone.utc
-KINDS: Dict[str, Tuple[str, Dict[str, Any]]] = {
+UTC = UTC
+KINDS: dict[str, tuple[str, dict[str, Any]]] = {
     "campaigns_email": ("campaign", {"channel": "email"}),
     "campaigns_sms": ("campaign", {"channel": "sms"}),
     "campaigns_push": ("campaign", {"channel": "mobile_push"}),  # 2026-07-15 only
@@ -49,7 +50,7 @@ def _parse(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def truth(emu: Emulator, report: str, start: Optional[datetime], end: datetime, revision: str = DEFAULT_REVISION) -> Set[str]:
+def truth(emu: Emulator, report: str, start: datetime | None, end: datetime, revision: str = DEFAULT_REVISION) -> set[str]:
     """Ids the emulator serves in `revision` for a report with the cursor in [start, end)."""
     kind, filters = KINDS[report]
     cursor = REVISIONS[revision].reports[report].cursor
@@ -63,7 +64,7 @@ def truth(emu: Emulator, report: str, start: Optional[datetime], end: datetime, 
     return ids
 
 
-def run(emu: Emulator, pipeline: dlt.Pipeline, **kwargs: Any) -> Tuple[datetime, datetime]:
+def run(emu: Emulator, pipeline: dlt.Pipeline, **kwargs: Any) -> tuple[datetime, datetime]:
     """Runs the source; returns the wall-clock instants just before and after the run."""
     before = datetime.now(UTC)
     source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, **kwargs)
@@ -72,9 +73,9 @@ def run(emu: Emulator, pipeline: dlt.Pipeline, **kwargs: Any) -> Tuple[datetime,
 
 
 def assert_loaded_equals_truth(
-    emu: Emulator, pipeline: dlt.Pipeline, report: str, start: Optional[datetime], before: datetime, after: datetime,
+    emu: Emulator, pipeline: dlt.Pipeline, report: str, start: datetime | None, before: datetime, after: datetime,
     revision: str = DEFAULT_REVISION,
-) -> List[str]:
+) -> list[str]:
     loaded = column(pipeline, report)
     assert len(loaded) == len(set(loaded)), "duplicate ids"
     surely = truth(emu, report, start, before - CURSOR_SAFETY_MARGIN, revision)
@@ -121,7 +122,8 @@ def test_a_second_run_with_nothing_new_loads_nothing_and_keeps_cursors(emulator:
     counts = pipeline.last_trace.last_normalize_info.row_counts
     # without a lookback nothing is read again but the events on the cursor itself: the run
     # before (with dlt's lag) kept no boundary hashes to drop them with; the merge does
-    on_cursor = [e for e in emulator.account.records("event", revision=DEFAULT_REVISION) if _parse(e["attributes"]["datetime"]) == _parse(str(cursors["events"]))]
+    on_cursor = [e for e in emulator.account.records("event", revision=DEFAULT_REVISION)
+                 if _parse(e["attributes"]["datetime"]) == _parse(str(cursors["events"]))]
     assert {r: counts.get(r, 0) for r in reports} == {r: len(on_cursor) if r == "events" else 0 for r in reports}
     assert {r: sorted(column(pipeline, r)) for r in reports} == ids
     assert {r: _cursor_state(pipeline, r) for r in reports} == cursors
@@ -178,7 +180,7 @@ def test_custom_dates_exclude_the_start_include_the_end_and_leave_the_cursor(emu
     assert _cursor_state(pipeline, "events") == cursor
 
 
-def _aggregate_body(metric_id: str, start: datetime, end: datetime, measurements: List[str], interval: str = "day") -> Dict[str, Any]:
+def _aggregate_body(metric_id: str, start: datetime, end: datetime, measurements: list[str], interval: str = "day") -> dict[str, Any]:
     return {"data": {"type": "metric-aggregate", "attributes": {
         "metric_id": metric_id, "measurements": measurements, "interval": interval, "timezone": "UTC",
         "filter": [f"greater-or-equal(datetime,{start:%Y-%m-%dT%H:%M:%S})", f"less-than(datetime,{end:%Y-%m-%dT%H:%M:%S})"]}}}
@@ -203,7 +205,7 @@ def test_aggregates_equal_sql_over_the_loaded_events(emulator: Emulator, make_pi
         AND datetime >= ? AND datetime < ? GROUP BY 1""", metric_id, start, end)
     expected = {(d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC), float(c), float(s or 0)) for d, c, s in from_sql}
     rows = query(pipeline, "SELECT date, measurement, value FROM metric_aggregates WHERE query_name = 'orders'")
-    by_day: Dict[datetime, Dict[str, float]] = {}
+    by_day: dict[datetime, dict[str, float]] = {}
     for day, measurement, value in rows:
         by_day.setdefault(day.astimezone(UTC), {})[measurement] = value
     got = {(d, v["count"], round(v["sum_value"], 2)) for d, v in by_day.items() if v["count"]}

@@ -7,10 +7,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any
 
 import dlt
 import duckdb
@@ -21,7 +22,7 @@ from klaviyo.settings import CURSOR_SAFETY_MARGIN, DEFAULT_REVISION, REVISIONS
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import REPO, column
 
-UTC = timezone.utc
+UTC = UTC
 START = "2000-01-01T00:00:00Z"
 
 
@@ -30,7 +31,7 @@ def _dt(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _event_truth(emu: Emulator, end: datetime) -> Dict[str, datetime]:
+def _event_truth(emu: Emulator, end: datetime) -> dict[str, datetime]:
     return {e["id"]: _dt(e["attributes"]["datetime"]) for e in emu.account.records("event") if _dt(e["attributes"]["datetime"]) < end}
 
 
@@ -70,7 +71,7 @@ def test_a_chunked_backfill_equals_a_clean_run(emulator: Emulator, make_pipeline
     assert _cursor(chunked, "profiles", "updated") == _cursor(clean, "profiles", "updated")
 
 
-def _pipeline_command(emu: Emulator, tmp: Path, chunk: int) -> Tuple[List[str], Dict[str, str]]:
+def _pipeline_command(emu: Emulator, tmp: Path, chunk: int) -> tuple[list[str], dict[str, str]]:
     command = [sys.executable, str(REPO / "klaviyo_pipeline.py"), "--reports", "events,profiles", "--start", START,
                "--chunk-records", str(chunk), "--pipelines-dir", str(tmp / "pipelines"), "--progress", "none"]
     env = {**os.environ, "SOURCES__KLAVIYO__API_KEY": emu.api_key, "SOURCES__KLAVIYO__BASE_URL": emu.base_url,
@@ -78,7 +79,7 @@ def _pipeline_command(emu: Emulator, tmp: Path, chunk: int) -> Tuple[List[str], 
     return command, env
 
 
-def _loaded(tmp: Path, table: str) -> List[str]:
+def _loaded(tmp: Path, table: str) -> list[str]:
     with duckdb.connect(str(tmp / "klaviyo.duckdb"), read_only=True) as db:
         return [r[0] for r in db.execute(f"SELECT id FROM klaviyo_data.{table}").fetchall()]
 

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, List
+from typing import Any
 
 from klaviyo import klaviyo_source
 from klaviyo.client import KlaviyoApi
@@ -18,7 +18,7 @@ from tests.conftest import REPO
 KEY = "pk_RecognisableSecret_7f3a9c"
 
 
-def _files_containing(root: Path, needle: bytes) -> List[str]:
+def _files_containing(root: Path, needle: bytes) -> list[str]:
     hits = []
     for path in root.rglob("*"):
         if path.is_file():

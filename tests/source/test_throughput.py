@@ -8,9 +8,10 @@ out; the limiter paces bursts and steady windows and learns from 429 and `RateLi
 
 import queue
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterator, List, Set, Tuple
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dlt
 import pytest
@@ -25,7 +26,7 @@ from klaviyo.windows import Window
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import column, edit_pages, load_spec
 
-UTC = timezone.utc
+UTC = UTC
 START = "2000-01-01T00:00:00Z"
 FMT = "%Y-%m-%dT%H:%M:%SZ"
 # The account's "now" lies two days back: every event (some are dated up to a day after the
@@ -41,7 +42,8 @@ READER_REVISION = "2023-10-15"
 
 @pytest.fixture(scope="module")
 def emulator() -> Iterator[Emulator]:
-    config = EmulatorConfig(seed=11, profiles=400, events=6000, days=20, now=ACCOUNT_NOW, latency_ms=30)  # long enough for parallel requests to overlap on a busy machine
+    # latency long enough for parallel requests to overlap on a busy machine
+    config = EmulatorConfig(seed=11, profiles=400, events=6000, days=20, now=ACCOUNT_NOW, latency_ms=30)
     with Emulator(config) as emu:
         yield emu
 
@@ -51,18 +53,18 @@ def _parse(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _records(emu: Emulator, report: str) -> List[Tuple[datetime, str]]:
+def _records(emu: Emulator, report: str) -> list[tuple[datetime, str]]:
     """(cursor value, id) of every record of a report, sorted."""
     cursor = REPORTS[report].cursor
     return sorted((_parse(r["attributes"][cursor]), r["id"]) for r in emu.account.records(KIND[report]))
 
 
-def _shared(records: List[Tuple[datetime, str]]) -> Set[datetime]:
+def _shared(records: list[tuple[datetime, str]]) -> set[datetime]:
     """Cursor values held by two records or more."""
     return {value for value, n in Counter(v for v, _ in records).items() if n > 1}
 
 
-def _run(emu: Emulator, pipeline: dlt.Pipeline, revision: str = READER_REVISION, **kwargs: Any) -> Tuple[float, float]:
+def _run(emu: Emulator, pipeline: dlt.Pipeline, revision: str = READER_REVISION, **kwargs: Any) -> tuple[float, float]:
     """Runs the source; returns the emulator-log time span (time.time()) of the run."""
     started = _now()
     source = klaviyo_source(api_key=emu.api_key, base_url=emu.base_url, revision=revision, **kwargs)
@@ -76,14 +78,14 @@ def _now() -> float:
     return time.time()
 
 
-def _log(emu: Emulator, path: str, span: Tuple[float, float]) -> List[Any]:
+def _log(emu: Emulator, path: str, span: tuple[float, float]) -> list[Any]:
     return sorted(
         (e for e in emu.request_log if e.path.rstrip("/") == path.rstrip("/") and span[0] <= e.started <= span[1]),
         key=lambda e: e.started,
     )
 
 
-def _max_in_flight(entries: List[Any]) -> int:
+def _max_in_flight(entries: list[Any]) -> int:
     """Most requests the server was answering at one instant."""
     edges = sorted([(e.started, 1) for e in entries] + [(e.finished, -1) for e in entries])
     peak = current = 0
@@ -93,7 +95,7 @@ def _max_in_flight(entries: List[Any]) -> int:
     return peak
 
 
-def _max_per_window(times: List[float], width: float) -> int:
+def _max_per_window(times: list[float], width: float) -> int:
     """Most timestamps in any sliding window of `width` seconds."""
     times = sorted(times)
     peak, lo = 0, 0
@@ -121,10 +123,10 @@ def _cursor_state(pipeline: dlt.Pipeline, report: str) -> Any:
 @pytest.mark.timing
 def test_parallel_and_sequential_runs_load_the_same_records_and_cursor(emulator: Emulator, make_pipeline: Any) -> None:
     reports = ["events", "profiles"]
-    loaded: Dict[int, Dict[str, List[str]]] = {}
-    cursors: Dict[int, Dict[str, Any]] = {}
-    in_flight: Dict[int, int] = {}
-    extracted: Dict[int, Dict[str, int]] = {}
+    loaded: dict[int, dict[str, list[str]]] = {}
+    cursors: dict[int, dict[str, Any]] = {}
+    in_flight: dict[int, int] = {}
+    extracted: dict[int, dict[str, int]] = {}
     for workers in (16, 1):
         pipeline = make_pipeline(f"klaviyo_w{workers}")
         # Small windows: the parallel run splits its range many times.
@@ -153,12 +155,12 @@ def test_events_load_declared_deduplicated_and_a_record_repeated_at_a_page_edge_
     # Events skip dlt's staging dedup (x-stage-data-deduplicated): the reader must then never
     # hand dlt an id twice, even if a cursor shifted and a page began with the previous
     # page's last record (as an offset cursor would after an insert mid-read).
-    repeated: List[str] = []
+    repeated: list[str] = []
 
     def shifting() -> Any:
-        last: List[Any] = []  # the previous page's last record, within one read
+        last: list[Any] = []  # the previous page's last record, within one read
 
-        def edit(document: Dict[str, Any]) -> Dict[str, Any]:
+        def edit(document: dict[str, Any]) -> dict[str, Any]:
             data = document.get("data") or []
             if last and data:
                 repeated.append(last[0]["id"])
@@ -197,17 +199,17 @@ def test_events_of_2026_are_split_across_workers_in_pages_of_1000(make_pipeline:
 # ------------------------------------------------------------------ boundaries
 
 
-def _drive(api: KlaviyoApi, report: Any, job: ReadJob, idle: Any = None) -> Tuple[List[str], List[datetime]]:
+def _drive(api: KlaviyoApi, report: Any, job: ReadJob, idle: Any = None) -> tuple[list[str], list[datetime]]:
     """Reads a job to the end with the real splitter, one window after the other (no threads,
     so the splits are deterministic): a page that has a next page is split at its last cursor
     value while fewer than 4 windows are pending (or always, with `idle=1`: into two windows,
     `[at, middle)` and `[middle, end)`). Returns the ids read and the split points."""
-    pending: "queue.Queue[ReadJob]" = queue.Queue()
+    pending: queue.Queue[ReadJob] = queue.Queue()
     pending.put(job)
     splitter = _Splitter(4, pending, timedelta(seconds=1), min_pages=1)
     if idle is not None:
         splitter.idle_workers = lambda: idle  # type: ignore[method-assign]
-    points: List[datetime] = []
+    points: list[datetime] = []
     try_split = splitter.try_split
 
     def spy(job: ReadJob, at: datetime, pages_left: float) -> bool:
@@ -217,7 +219,7 @@ def _drive(api: KlaviyoApi, report: Any, job: ReadJob, idle: Any = None) -> Tupl
         return split
 
     splitter.try_split = spy  # type: ignore[method-assign]
-    ids: List[str] = []
+    ids: list[str] = []
     while not pending.empty():
         for items in read_job(api, report, pending.get_nowait(), splitter):
             ids += items.column("id").to_pylist() if hasattr(items, "column") else [r["id"] for r in items]
@@ -404,7 +406,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> _FakeTime:
     return fake
 
 
-def _send_times(limiter: RateLimiter, clock: _FakeTime, tier: str, n: int) -> List[float]:
+def _send_times(limiter: RateLimiter, clock: _FakeTime, tier: str, n: int) -> list[float]:
     times = []
     for _ in range(n):
         limiter.acquire(tier)
@@ -455,7 +457,7 @@ def test_sixteen_threads_share_one_burst(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(ratelimit_module, "BURST_WINDOW_S", 0.2)
     monkeypatch.setattr(ratelimit_module, "WINDOW_MARGIN_S", 0.05)
     limiter = RateLimiter(tiers={"T": Tier(4, 10_000)})
-    sent: List[float] = []
+    sent: list[float] = []
     lock = threading.Lock()
 
     def work() -> None:
@@ -491,9 +493,9 @@ def test_the_limiter_says_when_a_tier_is_saturated(clock: _FakeTime) -> None:
 # ------------------------------------------------------------------ the splitter, unit
 
 
-def _splits(saturated: bool, pages_left: float, idle: int = 15) -> List[Window]:
+def _splits(saturated: bool, pages_left: float, idle: int = 15) -> list[Window]:
     """The windows a 10-day job hands out when split at its 1st day, with `idle` workers."""
-    pending: "queue.Queue[ReadJob]" = queue.Queue()
+    pending: queue.Queue[ReadJob] = queue.Queue()
     splitter = _Splitter(idle + 1, pending, timedelta(minutes=5), lambda: saturated)
     splitter.busy = 1
     day = datetime(2026, 1, 1, tzinfo=UTC)
@@ -505,7 +507,7 @@ def _splits(saturated: bool, pages_left: float, idle: int = 15) -> List[Window]:
 def test_windows_are_split_only_into_parts_of_eight_pages_and_only_while_the_tier_has_room() -> None:
     parts = _splits(saturated=False, pages_left=1000)
     assert len(parts) == 16 and parts[0].start == datetime(2026, 1, 2, tzinfo=UTC)
-    assert all(a.end == b.start for a, b in zip(parts, parts[1:]))
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False))
     assert parts[-1].end == datetime(2026, 1, 11, tzinfo=UTC)  # the rest of the window, once
     assert len(_splits(saturated=False, pages_left=40)) == 5  # 40 pages: 5 parts of 8
     assert _splits(saturated=False, pages_left=15) == []  # two parts would hold < 8 pages each

@@ -19,9 +19,10 @@ import queue
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator, List, Set, Tuple
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import dlt
 import pytest
@@ -35,7 +36,7 @@ from klaviyo.windows import Window
 from klaviyo_emulator import Emulator, EmulatorConfig
 from tests.conftest import query
 
-UTC = timezone.utc
+UTC = UTC
 START = "2000-01-01T00:00:00Z"
 # The account's "now" lies two days back: every record (events are dated up to a day after
 # the account's now, mutations after that) is in the past of every run.
@@ -47,7 +48,7 @@ MIN_WINDOW_MINUTES = 1.0
 
 
 
-def splittable(table: RevisionTable) -> List[str]:
+def splittable(table: RevisionTable) -> list[str]:
     """Every report of a revision the windowed reader splits: sorted by its cursor (see `read_job`)."""
     return [name for name, r in table.reports.items() if r.cursor and r.sort == r.cursor] + [
         name for name, c in table.children.items() if c.report.cursor and c.report.sort == c.report.cursor
@@ -80,7 +81,7 @@ def _parse(value: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _keys(report: str) -> Tuple[str, ...]:
+def _keys(report: str) -> tuple[str, ...]:
     return REVISIONS[DEFAULT_REVISION].row(report).primary_key  # the same in every revision
 
 
@@ -102,7 +103,7 @@ def _truth(emu: Emulator, report: str, revision: str = DEFAULT_REVISION) -> Coun
     raise AssertionError(f"no ground truth for the splittable report {report}: add it here")
 
 
-def _cursor_values(emu: Emulator, report: str, revision: str) -> List[datetime]:
+def _cursor_values(emu: Emulator, report: str, revision: str) -> list[datetime]:
     """Cursor value of every record of a report (members: of every membership)."""
     acc = emu.account
     if report in ("list_profiles", "segment_profiles"):
@@ -129,7 +130,7 @@ def _loaded(pipeline: dlt.Pipeline, report: str) -> Counter:
     return Counter(query(pipeline, f"SELECT {', '.join(_keys(report))} FROM {report}"))
 
 
-def _run(emu: Emulator, pipeline: dlt.Pipeline, report: str, revision: str) -> Tuple[Tuple[float, float], Counter]:
+def _run(emu: Emulator, pipeline: dlt.Pipeline, report: str, revision: str) -> tuple[tuple[float, float], Counter]:
     """Loads one report; returns the time span (time.time()) of the run and the keys the
     source handed to dlt (before the merge on the key could hide a record read twice)."""
     keys = _keys(report)
@@ -137,7 +138,7 @@ def _run(emu: Emulator, pipeline: dlt.Pipeline, report: str, revision: str) -> T
 
     def count(item: Any) -> Any:
         if hasattr(item, "column"):  # an Arrow table
-            extracted.update(zip(*(item.column(k).to_pylist() for k in keys)))
+            extracted.update(zip(*(item.column(k).to_pylist() for k in keys), strict=False))
         else:
             extracted[tuple(item[k] for k in keys)] += 1
         return item
@@ -150,7 +151,7 @@ def _run(emu: Emulator, pipeline: dlt.Pipeline, report: str, revision: str) -> T
     return (started, time.time()), extracted
 
 
-def _splits(emu: Emulator, report: str, span: Tuple[float, float], revision: str) -> int:
+def _splits(emu: Emulator, report: str, span: tuple[float, float], revision: str) -> int:
     """Windows the run's reader made beyond those it planned, from the request log (on the
     revision's path): each window's first request is the one without `page[cursor]`; a run
     plans one window per variant (and per group, for the membership tables)."""
@@ -169,7 +170,7 @@ def _assert_exact(emu: Emulator, pipeline: dlt.Pipeline, report: str, revision: 
     assert loaded == truth, (report, len(truth), len(loaded), "lost:", len(truth - loaded), "doubled:", len(loaded - truth))
 
 
-def _multi_page_ties(emu: Emulator, report: str, revision: str) -> Set[datetime]:
+def _multi_page_ties(emu: Emulator, report: str, revision: str) -> set[datetime]:
     """Cursor values held by more records than fit on one page of the revision."""
     return {v for v, n in Counter(_cursor_values(emu, report, revision)).items() if n > _page_size(report, revision)}
 
@@ -214,17 +215,17 @@ def test_a_tied_account_loads_exactly_first_run_and_incremental(revision: str, r
 # ------------------------------------------------------------------ the splitter on ties, no threads
 
 
-def _drive(api: KlaviyoApi, report: Report, job: ReadJob) -> Tuple[List[str], List[datetime]]:
+def _drive(api: KlaviyoApi, report: Report, job: ReadJob) -> tuple[list[str], list[datetime]]:
     """Reads a job to the end with the real splitter, one window after the other (no threads:
     deterministic), one idle worker always waiting: every page that has a next page hands
     out the rest of its window where the splitter allows. Returns the ids read and the
     cursor values the new windows began at (or after)."""
-    pending: "queue.Queue[ReadJob]" = queue.Queue()
+    pending: queue.Queue[ReadJob] = queue.Queue()
     pending.put(job)
     splitter = _Splitter(2, pending, timedelta(seconds=1), min_pages=1)
     splitter.idle_workers = lambda: 1  # type: ignore[method-assign]
     put = pending.put
-    edges: List[datetime] = []
+    edges: list[datetime] = []
 
     def spy(new: ReadJob, *args: Any, **kwargs: Any) -> None:
         if new.window.start is not None and new.window.start != job.window.start:
@@ -232,7 +233,7 @@ def _drive(api: KlaviyoApi, report: Report, job: ReadJob) -> Tuple[List[str], Li
         put(new, *args, **kwargs)
 
     pending.put = spy  # type: ignore[method-assign]
-    ids: List[str] = []
+    ids: list[str] = []
     while not pending.empty():
         for items in read_job(api, report, pending.get_nowait(), splitter):
             ids += items.column("id").to_pylist() if hasattr(items, "column") else [r["id"] for r in items]
@@ -269,8 +270,8 @@ def test_the_splitter_hands_out_windows_on_ties_and_reads_every_record_once(tied
         records = [(_parse(r["attributes"][cursor]), r["id"]) for r in tied.account.records(kind, revision=revision, **channel)]
     ties = {v for v, n in Counter(v for v, _ in records).items() if n > _page_size(report, revision)}
     first, last = min(v for v, _ in records), max(v for v, _ in records)
-    ids: List[str] = []
-    edges: List[datetime] = []
+    ids: list[str] = []
+    edges: list[datetime] = []
     for variant in read.variants:
         got, at = _drive(api, read, ReadJob(variant, Window(first - timedelta(days=1), last, end_closed=True)))
         ids += got
@@ -288,7 +289,7 @@ def test_a_page_of_one_value_keeps_its_run_and_hands_out_what_lies_after_it() ->
     parts = [splitter.pending.get_nowait().window for _ in range(splitter.pending.qsize())]
     assert len(parts) == 3  # one per idle worker: the caller goes on reading the run
     assert parts[0].start == day + timedelta(days=1) and parts[0].start_open  # after the run
-    assert all(a.end == b.start for a, b in zip(parts, parts[1:])) and parts[-1].end == job.window.end
+    assert all(a.end == b.start for a, b in zip(parts, parts[1:], strict=False)) and parts[-1].end == job.window.end
     # an unknown density (a page of one value) no longer fails a split: only the idle workers
     # and the smallest window bound it
     splitter = _Splitter(4, queue.Queue(), timedelta(minutes=5))
