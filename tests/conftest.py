@@ -2,6 +2,8 @@
 
 import json
 import os
+import signal
+import subprocess
 from collections.abc import Callable, Iterator
 from functools import cache
 from pathlib import Path
@@ -98,3 +100,16 @@ def edit_pages(monkeypatch: pytest.MonkeyPatch, make_editor: Callable[[], Callab
             yield editor(document)
 
     monkeypatch.setattr(KlaviyoApi, "paginate", edited)
+
+
+def stop_process_group(proc: "subprocess.Popen[Any]", grace_s: float) -> None:
+    """Ends a server started in its own process group (`start_new_session=True`): SIGTERM, then
+    SIGKILL if it is still there after `grace_s` seconds."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -8,6 +8,7 @@ import pytest
 
 from klaviyo_emulator.endpoints import ENDPOINTS, TIER_LIMITS, TIERS
 from klaviyo_emulator.filter_rules import FILTER_RULES
+from klaviyo_emulator.gen_spec_tables import extract  # the generator's reading of an operation
 from klaviyo_emulator.spec_tables import SPEC_OPERATIONS
 
 SERVED_GET = [
@@ -17,32 +18,6 @@ SERVED_GET = [
     "/api/flows/{id}/flow-actions/", "/api/flow-actions/{id}/flow-messages/", "/api/tags/",
     "/api/accounts/",
 ]
-
-
-def extract(op: dict) -> dict:
-    """The same facts as spec_tables, read from a spec operation."""
-    out = {"operation_id": op["operationId"], "scopes": tuple(op["x-klaviyo-scopes"]),
-           "burst": op["x-klaviyo-ratelimit"]["burst"],
-           "steady": op["x-klaviyo-ratelimit"]["steady"], "fields": {},
-           "additional_fields": {}, "include": (), "sort": (), "page_size": None,
-           "page_cursor": False, "filter": None}
-    for p in op.get("parameters", []):
-        name, sch = p["name"], p.get("schema", {})
-        if name.startswith("fields["):
-            out["fields"][name[7:-1]] = tuple(sch["items"]["enum"])
-        elif name.startswith("additional-fields["):
-            out["additional_fields"][name[18:-1]] = tuple(sch["items"]["enum"])
-        elif name == "include":
-            out["include"] = tuple(sch["items"]["enum"])
-        elif name == "sort":
-            out["sort"] = tuple(sch["enum"])
-        elif name == "page[size]":
-            out["page_size"] = (sch["default"], sch["minimum"], sch["maximum"])
-        elif name == "page[cursor]":
-            out["page_cursor"] = True
-        elif name == "filter":
-            out["filter"] = "required" if p.get("required") else "optional"
-    return out
 
 
 def test_every_required_operation_is_in_the_table() -> None:

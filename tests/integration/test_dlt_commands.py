@@ -4,7 +4,6 @@
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import pytest
 import yaml
 
 from klaviyo_demo import DEMO_DATASET, DEMO_PIPELINE
-from tests.conftest import REPO
+from tests.conftest import REPO, stop_process_group
 from tests.integration.conftest import CliDemo, isolated_env, parse_summary
 
 DLT = str(Path(sys.executable).with_name("dlt"))
@@ -148,10 +147,4 @@ def test_show_serves_the_dashboard_over_http(cli_demo: CliDemo) -> None:
         with urllib.request.urlopen(url, timeout=5) as response:
             assert "marimo" in response.read().decode("utf-8", "replace").lower()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc, 15)

@@ -5,7 +5,6 @@ the process group is killed at the end."""
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,7 +18,7 @@ from tests.orchestration import require_dagster
 
 require_dagster()
 
-from tests.conftest import REPO  # noqa: E402
+from tests.conftest import REPO, stop_process_group  # noqa: E402
 
 DAGSTER = str(Path(sys.executable).with_name("dagster"))
 WAIT_S = 240  # dagster dev starts a daemon and a code server before the web server
@@ -97,10 +96,4 @@ def test_dagster_dev_serves_the_definitions_over_http(tmp_path: Path) -> None:
         assert keys == ["klaviyo/events", "klaviyo/metrics", "klaviyo/profiles"], ("".join(lines)[-3000:], nodes)
         assert all(sorted(node["partitionKeys"]) == ["brand_a", "client_b"] for node in nodes)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_process_group(proc, 30)
