@@ -152,19 +152,23 @@ def differences(got: Mapping[Key, Mapping[str, Any]], want: Mapping[Key, Mapping
 
 
 def assert_sums(emu: Emulator, pipeline: dlt.Pipeline, table: PerformanceReport, first: date, last: date, metric: str | None) -> None:
-    """The additive statistics summed over every row equal one values report over the days."""
+    """The additive statistics summed over every row equal one values report over the days
+    (two halves when the days are longer than the one year a timeframe may span)."""
     additive = [s for s in table.statistics if s in ADDITIVE]
     groupings = [g for g in table.groupings if g in ("campaign_message_id", "flow_message_id", "form_id", "segment_id")]
-    attributes: dict[str, Any] = {"statistics": additive, "timeframe": timeframe(first, last)}
-    if table.group_by:
-        attributes["group_by"] = list(table.group_by)
-    if metric:
-        attributes["conversion_metric_id"] = metric
+    middle = first + (last - first) / 2
+    halves = [(first, last)] if (last - first).days < 364 else [(first, middle), (middle + timedelta(days=1), last)]
     want: dict[str, dict[str, Any]] = {}
-    for result in emu.report(report_name(table, "values"), **attributes)["results"]:
-        sums = want.setdefault(result["groupings"][groupings[0]], {s: 0 for s in additive})
-        for s in additive:
-            sums[s] += result["statistics"][s]
+    for start, end in halves:
+        attributes: dict[str, Any] = {"statistics": additive, "timeframe": timeframe(start, end)}
+        if table.group_by:
+            attributes["group_by"] = list(table.group_by)
+        if metric:
+            attributes["conversion_metric_id"] = metric
+        for result in emu.report(report_name(table, "values"), **attributes)["results"]:
+            sums = want.setdefault(result["groupings"][groupings[0]], {s: 0 for s in additive})
+            for s in additive:
+                sums[s] += result["statistics"][s]
     sql = f"SELECT {groupings[0]}, {', '.join(f'SUM({s})' for s in additive)} FROM {table.name} GROUP BY 1"
     got = {row[0]: dict(zip(additive, row[1:], strict=False)) for row in query(pipeline, sql)}
     want = {k: v for k, v in want.items() if any(v.values())}
@@ -332,6 +336,107 @@ def test_a_backfill_larger_than_the_daily_quota_completes_over_runs(
         assert all(len(line.splitlines()) == 1 for line in lines)
         want = expected(emu, campaign, today() - timedelta(days=30), today(), placed(emu))
         assert not differences(loaded(pipeline, campaign), want), "nothing missing, nothing doubled"
+
+
+def windows_read(emu: Emulator, table: PerformanceReport, since: int, until: int) -> list[Days]:
+    """The windows of the table whose every page was answered between log indexes `since` and
+    `until` (a window the quota stopped after its first pages is not read); its pages are
+    counted from the emulator's own answer to the same body (`report_page_size` results each)."""
+    groups: list[list[Any]] = []
+    for r in emu.request_log[since:until]:
+        if r.method == "POST" and r.path == table.path:
+            if "page_cursor" not in r.query or not groups:
+                groups.append([])
+            groups[-1].append(r)
+    out: list[Days] = []
+    for pages in groups:
+        attributes = pages[0].body["data"]["attributes"]
+        results = len(emu.report(report_name(table), **attributes)["results"])
+        needed = max(1, -(-results // emu.config.report_page_size)) if table.paged else 1
+        if len(pages) == needed and all(p.status == 200 for p in pages):
+            frame = attributes["timeframe"]
+            out.append(Days(date.fromisoformat(frame["start"][:10]), date.fromisoformat(frame["end"][:10])))
+    return out
+
+
+def test_a_twelve_month_backfill_over_several_days_of_quota_loses_and_doubles_nothing(
+    make_pipeline: Callable[..., dlt.Pipeline], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default backfill (`report_backfill_days` 365: 366 days with today) of an account
+    with 400 days of history, with 100 reporting requests a day on both sides (the source's
+    budget, half of it per table and run, the default share; Klaviyo's daily limit per
+    endpoint) and 6 results a page: campaign values need about 400 requests (one window a day,
+    some of two pages), flow series about 21 (60 days a window, 3 pages each), segment series
+    7. Two runs a day, then a day passes (the quota's clock and the emulator's daily windows),
+    until every table holds the year."""
+    clock = {"shift": 0.0}
+    real_now = klaviyo.quota.now
+    monkeypatch.setattr(klaviyo.quota, "now", lambda: real_now() + clock["shift"])
+    limit, lookback = 100, 7
+    names = ("campaign_values", "flow_series", "segment_series")
+    tables = [PERFORMANCE_REPORTS[n] for n in names]
+    paths = {t.path for t in tables}
+    with Emulator(config(days=400, rate_limits=True, report_daily_limit=limit)) as emu:
+        pipeline = make_pipeline()
+        first, metric = today() - timedelta(days=365), placed(emu)
+        marks: list[tuple[int, int]] = []  # (day, log index before the run)
+        lines: list[list[str]] = []
+        day = 0
+        for run in range(20):
+            since = len(emu.request_log)
+            marks.append((day, since))
+            caplog.clear()
+            with caplog.at_level(logging.WARNING, logger="klaviyo"):
+                pipeline.run(source(emu, ",".join(names), report_daily_limit=limit)).raise_on_failed_jobs()
+            assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "no run fails"
+            lines.append([r.getMessage() for r in caplog.records if r.name == "klaviyo.performance"])
+            held = pipeline.state["sources"]["klaviyo"]["resources"]
+            if all(held[t.name]["held"][metric if t.conversion_metric else "-"]["first"] <= str(first) for t in tables):
+                break  # the source holds the year: the backfill is done
+            stopped = [line for line in lines[-1] if line.startswith("campaign_values: stopped for this run")]
+            assert stopped and "the next run continues where it stopped" in stopped[0], lines[-1]
+            if run % 2:
+                day += 1
+                clock["shift"] += 86_400  # a day passes: the source's quota frees, and Klaviyo's
+                emu.reset_rate_limits()
+        runs = run + 1
+        log_end = len(emu.request_log)
+        assert 4 <= runs < 20, f"the year took {runs} runs"
+        assert not lines[-1] or all("0 days to" in line for line in lines[-1]), f"the last run has the year: {lines[-1]}"
+        said = [line for ls in lines[:-1] for line in ls if line.startswith("campaign_values")]
+        left = [int(re.search(r"(\d+) days to", line).group(1)) for line in said]  # type: ignore[union-attr]
+        assert left == sorted(left, reverse=True) and len(set(left)) == len(left), f"each run goes on where the last stopped: {left}"
+        assert any("daily quota of 100 reporting requests is spent until" in line for line in said), "the budget of the day stopped runs"
+
+        # what was sent: no 429, each table at most its share of a run, each day at most its quota
+        log = emu.request_log
+        assert not [r for r in log if r.path in paths and r.status != 200], "Klaviyo's daily limit was never hit"
+        bounds = [m[1] for m in marks] + [log_end]
+        per_day: dict[int, int] = {}
+        for (d, start), end in zip(marks, bounds[1:], strict=True):
+            for table in tables:
+                sent = [r for r in log[start:end] if r.method == "POST" and r.path == table.path]
+                assert len(sent) <= limit // 2, f"{table.name} sent {len(sent)} requests in a run, more than its share"
+                per_day[d] = per_day.get(d, 0) + len(sent)
+        assert max(per_day.values()) <= limit and len(per_day) > 1, f"requests a day: {per_day}"
+
+        # every day read, once (the lookback at most once a run); the table holds each day once, as Klaviyo reports it
+        year = [first + timedelta(days=i) for i in range((today() - first).days + 1)]
+        for table in tables:
+            asked: dict[date, int] = {}
+            for start, end in zip(bounds, bounds[1:], strict=False):
+                for window in windows_read(emu, table, start, end):
+                    for d in (window.first + timedelta(days=i) for i in range(window.count)):
+                        asked[d] = asked.get(d, 0) + 1
+            assert sorted(asked) == year, f"{table.name}: days not read: {sorted(set(year) - set(asked))[:5]}"
+            twice = {d: n for d, n in asked.items() if (n > runs if d >= today() - timedelta(days=lookback) else n > 1)}
+            assert not twice, f"{table.name}: days read more than once (the lookback more than once a run): {sorted(twice.items())[:5]}"
+            m = metric if table.conversion_metric else None
+            want = expected(emu, table, first, today(), m)
+            assert min(k[0] for k in want) < first + timedelta(days=31), f"{table.name}: the account has data in the year's first month"
+            got = loaded(pipeline, table)  # fails on a primary key loaded twice
+            assert not differences(got, want), (table.name, differences(got, want)[:5])
+            assert_sums(emu, pipeline, table, first, today(), m)
 
 
 def test_klaviyos_daily_429_stops_the_report_until_the_next_day(
