@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
@@ -157,15 +157,16 @@ def run(args: argparse.Namespace) -> dict[str, int]:
             # an interrupted run left extracted or normalized data: dlt loads it first (and
             # extracts nothing new in that run), then the loop below continues the backfill
             print("Finishing the data an interrupted run left behind", flush=True)
-            info = pipeline.run(**_run_options(args.destination))
+            info = pipeline.run(loader_file_format=_file_format(args.destination))
             _add_counts(counts, pipeline)
         # The demo's account is generated anew on every start: its first run replaces the
         # demo tables and cursors of any earlier demo (dlt's refresh), so the result never
         # depends on what an earlier run left in the working directory or the database.
-        refresh: TRefreshMode | None = "drop_sources" if args.demo else None
+        # None (no refresh) is dlt's default, though its signature types the argument without it
+        refresh = cast(TRefreshMode, "drop_sources" if args.demo else None)
         while True:
-            info = pipeline.run(make_source(), **_run_options(args.destination, refresh))
-            refresh = None
+            info = pipeline.run(make_source(), loader_file_format=_file_format(args.destination), refresh=refresh)
+            refresh = cast(TRefreshMode, None)  # later chunks continue the refreshed tables
             info.raise_on_failed_jobs()
             _add_counts(counts, pipeline)
             pending = backfill_pending(pipeline)
@@ -212,17 +213,11 @@ def _merge_query_files(files: list[str]) -> dict[str, Any]:
     return merged
 
 
-def _run_options(destination: str, refresh: TRefreshMode | None = None) -> dict[str, Any]:
-    """`pipeline.run`'s file format and refresh mode, each only when set (dlt's signature types
-    them without None, though None is their default)."""
-    options: dict[str, Any] = {"loader_file_format": _file_format(destination), "refresh": refresh}
-    return {name: value for name, value in options.items() if value is not None}
-
-
-def _file_format(destination: str) -> TLoaderFileFormat | None:
+def _file_format(destination: str) -> TLoaderFileFormat:
     """Parquet where the destination takes it (several times cheaper per row than the
-    default insert files); the destination's own default elsewhere."""
-    return "parquet" if destination in ("duckdb", "filesystem", "bigquery", "snowflake") else None
+    default insert files); the destination's own default elsewhere (None: dlt's signature
+    types the argument without None, though None is its default)."""
+    return cast(TLoaderFileFormat, "parquet" if destination in ("duckdb", "filesystem", "bigquery", "snowflake") else None)
 
 
 def _with_file_format(destination: Any, file_format: str | None) -> Any:
