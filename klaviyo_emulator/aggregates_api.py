@@ -16,22 +16,13 @@ if TYPE_CHECKING:
     from klaviyo_emulator.api import Api, Response
 
 _DIMENSIONS = frozenset(AGGREGATE_DIMENSIONS)
-_MEDIA_TYPES = ("application/json", "application/vnd.api+json")
 
 
 def handle(api: Api, ep: Endpoint, body: bytes, headers: Mapping[str, str]) -> Response:
     """Answers 200 with `PostMetricAggregateResponse`, or a JSON:API error."""
-    from klaviyo_emulator.api import ApiError, Response, invalid
+    from klaviyo_emulator.api import ApiError, Response, json_body
 
-    ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if ctype not in _MEDIA_TYPES:
-        raise ApiError(415, "unsupported_media_type", "Unsupported media type.",
-                       f"Unsupported media type \"{ctype or '(none)'}\" in request; use "
-                       "application/json.")
-    try:
-        doc = orjson.loads(body or b"")
-    except orjson.JSONDecodeError:
-        raise invalid("The request body is not valid JSON.", pointer="/") from None
+    doc = json_body(headers, body, "application/json")
     acc = api.account
     with acc.lock:
         known = [m for m in acc.metric_ids if m in acc.small["metric"]]

@@ -81,6 +81,23 @@ def invalid(detail: str, parameter: str | None = None,
     return ApiError(400, "invalid", "Invalid input.", detail, source)
 
 
+JSON_MEDIA_TYPES = ("application/json", "application/vnd.api+json")
+
+
+def json_body(headers: Mapping[str, str], body: bytes | None, advertised: str) -> Any:
+    """The parsed JSON body of a POST: 415 for another media type (naming `advertised`), 400
+    for a body that is not JSON."""
+    ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if ctype not in JSON_MEDIA_TYPES:
+        raise ApiError(415, "unsupported_media_type", "Unsupported media type.",
+                       f"Unsupported media type \"{ctype or '(none)'}\" in request; use "
+                       f"{advertised}.")
+    try:
+        return orjson.loads(body or b"")
+    except orjson.JSONDecodeError:
+        raise invalid("The request body is not valid JSON.", pointer="/") from None
+
+
 class Api:
     """Answers /api requests from the account."""
 

@@ -255,8 +255,7 @@ def _create_events(acc: Account, count: int, at: int, rng: random.Random,
     ev = acc.events
     last = ev.max_ts()
     start = (last if last is not None else acc.now_ts - 60) + 1
-    live_metrics = [m for m, mid in enumerate(acc.metric_ids) if mid in acc.small["metric"]]
-    alive = acc.profiles.alive()
+    live_metrics, alive = _event_sources(acc)
     if not live_metrics or not alive:
         return []
     ids = []
@@ -270,11 +269,16 @@ def _create_events(acc: Account, count: int, at: int, rng: random.Random,
     return ids
 
 
+def _event_sources(acc: Account) -> tuple[list[int], Any]:
+    """The metrics (indexes) not deleted and the live profiles a new event may belong to."""
+    live_metrics = [m for m, mid in enumerate(acc.metric_ids) if mid in acc.small["metric"]]
+    return live_metrics, acc.profiles.alive()
+
+
 def _late_events(acc: Account, count: int, start: int, rng: random.Random) -> list[str]:
     """`count` events dated `start`, `start` + 1 s, ... slotted in among the existing ones."""
     ev = acc.events
-    live_metrics = [m for m, mid in enumerate(acc.metric_ids) if mid in acc.small["metric"]]
-    alive = acc.profiles.alive()
+    live_metrics, alive = _event_sources(acc)
     if not live_metrics or not alive:
         return []
     ids = []

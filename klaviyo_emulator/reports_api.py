@@ -24,13 +24,12 @@ from klaviyo_emulator.spec_tables_2026_07_15 import REPORT_BODIES
 if TYPE_CHECKING:
     from klaviyo_emulator.api import Api, Response
 
-_MEDIA_TYPES = ("application/json", "application/vnd.api+json")
 
 
 def handle(api: Api, ep: Endpoint, path: str, query: list[tuple[str, str]], body: bytes,
            headers: Mapping[str, str]) -> Response:
     """Answers 200 with the report (one page of it), or a JSON:API error."""
-    from klaviyo_emulator.api import ApiError, Response, _enum_list, _single_params, invalid
+    from klaviyo_emulator.api import Response, _enum_list, _single_params, invalid, json_body
 
     spec = REPORT_BODIES[(ep.method, ep.path)]
     params = _single_params(query)
@@ -44,15 +43,7 @@ def handle(api: Api, ep: Endpoint, path: str, query: list[tuple[str, str]], body
         else:
             raise invalid(f"'{name}' is not a valid query parameter for {ep.method} {ep.path}.",
                           name)
-    ctype = (headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if ctype not in _MEDIA_TYPES:
-        raise ApiError(415, "unsupported_media_type", "Unsupported media type.",
-                       f"Unsupported media type \"{ctype or '(none)'}\" in request; use "
-                       "application/vnd.api+json.")
-    try:
-        doc = orjson.loads(body or b"")
-    except orjson.JSONDecodeError:
-        raise invalid("The request body is not valid JSON.", pointer="/") from None
+    doc = json_body(headers, body, "application/vnd.api+json")
     acc = api.account
     try:
         with acc.lock:
