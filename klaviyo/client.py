@@ -8,7 +8,7 @@ one said on dlt's log), pacing per rate-limit tier and the error map.
 
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -30,6 +30,7 @@ from tenacity import RetryCallState, wait_random
 
 from .auth import Credentials, PrivateKey
 from .errors import KlaviyoApiError, KlaviyoMalformedResponse, describe_http_error, endpoint_of
+from .pages import DecodeError
 from .quota import daily_refusal
 from .ratelimit import RateLimiter
 
@@ -116,6 +117,8 @@ class _PacedAdapter(HTTPAdapter):
 # selector for every page (jsonpath_ng builds a parser each time: ~7% of an events backfill's
 # CPU), a compiled one it uses as is.
 DATA_PATH = compile_path("data")
+# Turns a page's body (bytes) into the document the readers use.
+Decode = Callable[[bytes], dict[str, Any]]
 
 
 class KlaviyoApi:
@@ -182,6 +185,7 @@ class KlaviyoApi:
         tier: str,
         scope: str | None = None,
         report: str | None = None,
+        decode: Decode | None = None,
     ) -> Iterator[dict[str, Any]]:
         """Yields each JSON:API document of a collection, following `links.next`.
 
@@ -191,13 +195,15 @@ class KlaviyoApi:
             tier: Rate-limit tier of the endpoint.
             scope: Scope the endpoint needs (named in a 403 error).
             report: Report name (named in a 403 error).
+            decode: Turns a page's body into its document (default: orjson, plain dicts);
+                `pages.decode_page` for the Arrow reports.
         """
         pages = self._client(tier).paginate(
             path,
             params=params,
             paginator=JSONLinkPaginator(next_url_path="links.next"),
             data_selector=DATA_PATH,
-            hooks={"response": [_response_hook(scope, report, self.credentials)]},
+            hooks={"response": [_response_hook(scope, report, self.credentials, decode)]},
         )
         for page in _unreachable_as_error(pages, path):
             yield page.response.json()
@@ -314,17 +320,22 @@ def _oauth_worded(message: str, status: int) -> str:
     return message
 
 
-def _response_hook(scope: str | None, report: str | None, credentials: Credentials | None = None) -> Any:
+def _response_hook(
+    scope: str | None, report: str | None, credentials: Credentials | None = None, decode: Decode | None = None
+) -> Any:
     """Builds the response hook: raises the error map's message for any status >= 400 (a 401 or
     403 under OAuth names the token and the app's scopes instead of the API key), and
-    parses 2xx bodies once with orjson (requests' `.json()` would parse them with the slower
-    stdlib, twice: once for the data, once for the paginator)."""
+    parses 2xx bodies once with `decode` or orjson (requests' `.json()` would parse them with
+    the slower stdlib, twice: once for the data, once for the paginator)."""
 
     def hook(response: Response, *args: Any, **kwargs: Any) -> Response:
         body: Any = None
         try:
-            body = orjson.loads(response.content) if response.content else None
-        except orjson.JSONDecodeError:
+            if decode is not None and response.status_code < 400 and response.content:
+                body = decode(response.content)
+            else:
+                body = orjson.loads(response.content) if response.content else None
+        except (orjson.JSONDecodeError, DecodeError):
             if response.status_code < 400:
                 raise KlaviyoMalformedResponse(
                     f"Klaviyo sent a malformed JSON body for {endpoint_of(response.url)}"

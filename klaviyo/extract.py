@@ -35,7 +35,8 @@ from typing import Any
 import pyarrow as pa
 
 from .client import KlaviyoApi
-from .records import parse_datetime, to_arrow, to_rows
+from .pages import decode_page
+from .records import cursor_value, resource_id, to_arrow, to_rows
 from .settings import SPLIT_MIN_PAGES, Report
 from .windows import Window, bound_conditions, combine, split_into
 
@@ -133,7 +134,7 @@ def request_params(report: Report, job: ReadJob) -> dict[str, Any]:
 
 def _cursor_at(document: dict[str, Any], cursor: str, index: int) -> datetime | None:
     data = document.get("data") or []
-    return parse_datetime((data[index].get("attributes") or {}).get(cursor)) if data else None
+    return cursor_value(data[index], cursor) if data else None
 
 
 def _pages_left(first: datetime, at: datetime, end: datetime | None) -> float:
@@ -159,12 +160,13 @@ def read_job(
 ) -> Iterator[PageItems]:
     """Yields the converted pages of one job (empty pages left out); hands the rest of the
     window to idle workers when the splitter allows it (see the module's docstring)."""
-    convert: Callable[..., Any] = to_arrow if report.row_format == "arrow" else to_rows
+    arrow = report.row_format == "arrow"
+    convert: Callable[..., Any] = to_arrow if arrow else to_rows
     cursor = report.cursor or ""
     sorted_by_cursor = bool(cursor) and report.sort == cursor
     previous_ids: frozenset = frozenset()
     for document in api.paginate(
-        report.path, request_params(report, job), report.tier, report.scope, report.name
+        report.path, request_params(report, job), report.tier, report.scope, report.name, decode=decode_page if arrow else None
     ):
         document, previous_ids = _without_repeats(document, previous_ids)
         window = job.window
@@ -193,9 +195,9 @@ def _without_repeats(document: dict[str, Any], previous_ids: frozenset) -> tuple
     mid-read (an offset would), a record would come twice at the page edge; reports declared
     `immutable` promise dlt one row per id per load, so this keeps that promise cheaply."""
     data = document.get("data") or []
-    ids = frozenset(resource.get("id") for resource in data)
+    ids = frozenset(resource_id(resource) for resource in data)
     if previous_ids and not previous_ids.isdisjoint(ids):
-        document = {**document, "data": [r for r in data if r.get("id") not in previous_ids]}
+        document = {**document, "data": [r for r in data if resource_id(r) not in previous_ids]}
     return document, ids
 
 

@@ -16,7 +16,9 @@ import pyarrow.compute as pc
 from dlt.common.libs.pyarrow import add_constant_column
 from dlt.common.normalizers.utils import generate_dlt_ids
 from dlt.common.schema.typing import C_DLT_LOAD_ID
+from msgspec import Raw
 
+from .pages import VALUES, Ref, Resource, attribute
 from .settings import Report
 from .windows import UTC, Window
 
@@ -65,15 +67,42 @@ def parse_datetime(value: Any) -> datetime | None:
     return parsed
 
 
-def _relationship_columns(resource: Mapping[str, Any], report: Report) -> dict[str, Any]:
+def resource_id(resource: Any) -> Any:
+    """The `id` of a resource: a row dict's or a decoded page's `pages.Resource`."""
+    return resource.id if isinstance(resource, Resource) else resource.get("id")
+
+
+def cursor_value(resource: Any, cursor: str) -> datetime | None:
+    """The cursor attribute of a resource (a row dict or a `pages.Resource`) as a datetime."""
+    if isinstance(resource, Resource):
+        return parse_datetime(attribute(resource, cursor))
+    return parse_datetime((resource.get("attributes") or {}).get(cursor))
+
+
+def _related(resource: Any, name: str) -> Any:
+    """The `data` of one relationship of a resource (a row dict's or a decoded page's
+    `pages.Resource`): one reference, a list of them, or None."""
+    if isinstance(resource, Resource):
+        relationship = resource.relationships.get(name)
+        return None if relationship is None else relationship.data
+    return ((resource.get("relationships") or {}).get(name) or {}).get("data")
+
+
+def _reference(item: Any) -> Mapping[str, Any] | None:
+    """A reference of a relationship's `data` as `{type, id}` (None if it is not one)."""
+    if isinstance(item, Ref):
+        return {"type": item.type, "id": item.id}
+    return item if isinstance(item, Mapping) else None
+
+
+def _relationship_columns(resource: Any, report: Report) -> dict[str, Any]:
     columns: dict[str, Any] = {}
-    relationships = resource.get("relationships") or {}
     for name, column in report.to_one.items():
-        data = (relationships.get(name) or {}).get("data")
-        columns[column] = data.get("id") if isinstance(data, Mapping) else None
+        reference = _reference(_related(resource, name))
+        columns[column] = reference.get("id") if reference else None
     for name, column in report.to_many.items():
-        data = (relationships.get(name) or {}).get("data")
-        columns[column] = [item.get("id") for item in data] if isinstance(data, list) else None
+        data = _related(resource, name)
+        columns[column] = [(_reference(item) or {}).get("id") for item in data] if isinstance(data, list) else None
     return columns
 
 
@@ -84,23 +113,23 @@ INCLUDED = "_klaviyo_included"
 
 
 def _related_included(
-    resource: Mapping[str, Any], names: list[str], included: Mapping[Any, Mapping[str, Any]]
+    resource: Any, names: list[str], included: Mapping[Any, Mapping[str, Any]]
 ) -> dict[str, list[Mapping[str, Any]]]:
     related: dict[str, list[Mapping[str, Any]]] = {}
     for name in names:
-        data = ((resource.get("relationships") or {}).get(name) or {}).get("data")
-        items = data if isinstance(data, list) else [data] if isinstance(data, Mapping) else []
-        related[name] = [included.get((item.get("type"), item.get("id")), item) for item in items]
+        data = _related(resource, name)
+        references = [_reference(item) for item in (data if isinstance(data, list) else [data])]
+        related[name] = [included.get((r.get("type"), r.get("id")), r) for r in references if r is not None]
     return related
 
 
 def _attributes(resource: Mapping[str, Any], report: Report) -> Mapping[str, Any]:
-    """The attributes a row is built from: the record's, through the report's converter."""
+    """The attributes a row dict is built from: the record's, through the report's converter."""
     attributes = resource.get("attributes") or {}
     return report.columns_from(attributes) if report.columns_from else attributes
 
 
-def _included_column(document: Mapping[str, Any], resources: list[Mapping[str, Any]], report: Report) -> dict[str, pa.Array]:
+def _included_column(document: Mapping[str, Any], resources: list[Resource], report: Report) -> dict[str, pa.Array]:
     """For a report requested with `include=`, the `INCLUDED` column of an Arrow page: per row,
     its related included resources as JSON text (null where it has none), split off into the
     child tables after dlt's incremental step, as for row dicts (`children._SplitIncluded`)."""
@@ -110,8 +139,7 @@ def _included_column(document: Mapping[str, Any], resources: list[Mapping[str, A
     included = {(r.get("type"), r.get("id")): r for r in document.get("included") or []}
     texts: list[str | None] = []
     for resource in resources:
-        relationships = resource.get("relationships") or {}
-        if not any((relationships.get(name) or {}).get("data") for name in names):
+        if not any(_related(resource, name) for name in names):
             texts.append(None)  # most events have no attribution
             continue
         texts.append(orjson.dumps(_related_included(resource, names, included)).decode())
@@ -146,34 +174,66 @@ def to_rows(document: Mapping[str, Any], report: Report, window: Window) -> list
 
 
 def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> pa.Table | None:
-    """One page as an Arrow table (None for an empty page), trimmed to `window`.
+    """One page decoded by `pages.decode_page` as an Arrow table (None for an empty page),
+    trimmed to `window`.
 
     Nested objects are flattened into `parent__child` columns, as dlt flattens row dicts;
-    objects named in `json_columns` and lists are kept whole as JSON text. Timestamps become
-    `timestamp[us, UTC]`, columns of `column_types` are cast to that dlt type, related ids
-    are string columns. Columns are the union of the page's attributes; a column that is
-    null on the whole page is left out (dlt adds no column for nulls either).
+    objects named in `json_columns` and lists are kept whole as JSON text (a JSON column is the
+    page's own text of the value, never parsed). Timestamps become `timestamp[us, UTC]`,
+    columns of `column_types` are cast to that dlt type, related ids are string columns.
+    Columns are the union of the page's attributes; a column that is null on the whole page is
+    left out (dlt adds no column for nulls either), except JSON columns.
     """
-    resources = document.get("data") or []
+    resources: list[Resource] = document.get("data") or []
     if not resources:
         return None
-    attributes = [_flat(_attributes(resource, report), "", {}, report.json_columns) for resource in resources]
-    names: dict[str, None] = {}
-    for attrs in attributes:
-        names.update(dict.fromkeys(attrs))
-    columns: dict[str, pa.Array] = {"id": pa.array([r["id"] for r in resources], pa.string())}
+    columns: dict[str, pa.Array] = {"id": pa.array([r.id for r in resources], pa.string())}
     if report.dlt_ids:
         columns["_dlt_id"] = pa.array(generate_dlt_ids(len(resources)), pa.string())
-    for name in names:
-        columns.update(_columns([attrs.get(name) for attrs in attributes], name, report))
-    relations = [_relationship_columns(r, report) for r in resources]
-    for name in report.to_one.values():
-        columns[name] = pa.array([rel[name] for rel in relations], pa.string())
+    if report.columns_from:  # a revision moved the attributes: the converter reads them whole
+        rows = [_flat(report.columns_from(_decoded(r)), "", {}, report.json_columns) for r in resources]
+        for name in dict.fromkeys(name for row in rows for name in row):
+            columns.update(_columns([row.get(name) for row in rows], name, report))
+    else:
+        for name in dict.fromkeys(name for r in resources for name in r.attributes):
+            columns.update(_attribute_columns([r.attributes.get(name) for r in resources], name, report))
+    for relationship, name in report.to_one.items():
+        related = [r.relationships.get(relationship) for r in resources]
+        data = [None if rel is None else rel.data for rel in related]
+        columns[name] = pa.array([ref.id if isinstance(ref, Ref) else None for ref in data], pa.string())
     columns.update(_included_column(document, resources, report))
     table = pa.table(columns)
     if report.cursor and report.cursor in columns and (window.start or window.end):
         table = table.filter(_window_mask(table[report.cursor], window))
     return table
+
+
+def _decoded(resource: Resource) -> dict[str, Any]:
+    return {name: VALUES.decode(raw) for name, raw in resource.attributes.items()}
+
+
+_NULL = b"null"
+
+
+def _attribute_columns(raws: list[Raw | None], name: str, report: Report) -> dict[str, pa.Array]:
+    """The columns of one attribute of a page, from its raw JSON per row (None: absent): a JSON
+    column is that text; other values are decoded in one call for the whole page, and objects
+    are flattened into columns (`_flat`)."""
+    if name in report.json_columns:
+        texts = [None if raw is None else bytes(raw) for raw in raws]
+        column = pa.array([None if text == _NULL else text for text in texts], pa.binary())
+        try:
+            return {name: column.cast(pa.string())}
+        except pa.ArrowInvalid:  # not UTF-8 (never seen from Klaviyo): kept, bad bytes replaced
+            return {name: pa.array([None if t is None else t.decode(errors="replace") for t in column.to_pylist()], pa.string())}
+    values = VALUES.decode(b"[" + b",".join(_NULL if raw is None else raw for raw in raws) + b"]")
+    if not any(isinstance(value, dict) for value in values):
+        return _columns(values, name, report)
+    rows = [_flat(value, name + "__", {}, report.json_columns) if isinstance(value, dict) else {name: value} for value in values]
+    columns: dict[str, pa.Array] = {}
+    for column in dict.fromkeys(column for row in rows for column in row):
+        columns.update(_columns([row.get(column) for row in rows], column, report))
+    return columns
 
 
 def _flat(attrs: Mapping[str, Any], prefix: str, into: dict[str, Any], keep: tuple[str, ...]) -> dict[str, Any]:

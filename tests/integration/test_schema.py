@@ -9,6 +9,8 @@ from typing import Any
 
 import dlt
 import duckdb
+import msgspec
+import orjson
 import pytest
 import yaml
 
@@ -211,10 +213,11 @@ def test_a_profile_value_that_is_not_of_its_declared_type_goes_to_a_variant_colu
     odd: list[str] = []
 
     def an_odd_latitude_first(document: dict[str, Any]) -> dict[str, Any]:
-        for resource in (document.get("data") or [])[:1]:
-            if resource.get("type") == "profile":
-                resource["attributes"].setdefault("location", {})["latitude"] = "north-ish"
-                odd.append(resource["id"])
+        for resource in (document.get("data") or [])[:1]:  # `pages.Resource`: raw JSON attributes
+            if resource.type == "profile":
+                location = orjson.loads(bytes(resource.attributes.get("location") or b"{}")) or {}
+                resource.attributes["location"] = msgspec.Raw(orjson.dumps({**location, "latitude": "north-ish"}))
+                odd.append(resource.id)
         return document
 
     edit_pages(monkeypatch, lambda: an_odd_latitude_first)

@@ -21,6 +21,7 @@ from klaviyo import ratelimit as ratelimit_module
 from klaviyo.client import KlaviyoApi
 from klaviyo.extract import ReadJob, _Splitter, read_job
 from klaviyo.ratelimit import BURST_WINDOW_S, STEADY_WINDOW_S, WINDOW_MARGIN_S, RateLimiter
+from klaviyo.records import resource_id
 from klaviyo.settings import DEFAULT_REVISION, REPORTS, TIERS, Tier
 from klaviyo.windows import Window
 from klaviyo_emulator import Emulator, EmulatorConfig
@@ -163,7 +164,7 @@ def test_events_load_declared_deduplicated_and_a_record_repeated_at_a_page_edge_
         def edit(document: dict[str, Any]) -> dict[str, Any]:
             data = document.get("data") or []
             if last and data:
-                repeated.append(last[0]["id"])
+                repeated.append(resource_id(last[0]))
                 document = {**document, "data": [last[0], *data]}
             last[:] = data[-1:]
             return document
