@@ -101,6 +101,13 @@ class Events:
         # realistic weight: per family, the pool of extra properties (weight.py)
         self._pool = weight.pool(seed) if event_weight == "realistic" else None
 
+    def warm(self) -> None:
+        """Builds the pools of extra properties of every family now (realistic weight; else
+        they are built on first use, ~0.5 s for all)."""
+        if self._pool is not None:
+            for family in set(self.families):
+                self._pool.fragments(family)
+
     def _tie_runs(self, seed: int, ties: float) -> list[int]:
         """Length of the run of one datetime that begins each block of past events (0 =
         none): `ties` of the blocks, spread evenly from the first, 450-1000 events each."""
