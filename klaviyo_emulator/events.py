@@ -12,6 +12,10 @@ With `ties` > 0 (bulk imports), past events are grouped in blocks of `TIE_BLOCK`
 that share of the blocks begins with a run of 450-1000 events sharing the block's first
 datetime: whole pages of one `datetime`. Runs stay in index order, so datetimes stay
 non-decreasing.
+
+With `event_weight="realistic"`, each event also carries extra properties picked by its hash
+from per-seed pools of pre-serialized fragments (weight.py; `render_parts`); `parts` and the
+aggregates keep to the event's own properties.
 """
 
 from __future__ import annotations
