@@ -77,7 +77,10 @@ def start_emulator(args: argparse.Namespace, log_file: str) -> "subprocess.Popen
         sys.executable, "-m", "klaviyo_emulator", "--port", "0",
         "--events", str(args.events), "--profiles", str(args.profiles), "--days", str(args.days),
         "--latency-ms", str(args.latency_ms), "--log", log_file, "--seed", "7",
+        "--event-weight", args.event_weight,
     ]
+    if args.gzip:
+        command.append("--gzip")
     if not args.no_rate_limits:
         command += ["--rate-limits", "klaviyo"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, text=True)
@@ -219,12 +222,15 @@ def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, 
     per_second = result["rows"] / result["wall"]
     ceiling_per_second = steady / 60 * page
     timed = "process" if args.mode == "command" else "pipeline.run"
+    rows = max(result["rows"], 1)
+    unit = args.report.rstrip("s")  # "event" / "profile"
+    emulator_seconds = emulator_cpu(emulator.pid) - cpu_before
     line = (
         f"{label:<10} {args.report}: {result['rows']:>9} rows ({result['distinct']} distinct) in {result['wall']:7.1f} s ({timed})"
         f" | {per_second:9.0f} rec/s | {len(requests_ok) / result['wall'] * 60:7.0f} req/min"
         f" | ratio to steady ceiling {per_second / ceiling_per_second:5.2f} | 429s {throttled}"
-        f" | peak RSS {result['rss_mb']:6.0f} MB | CPU {result['cpu'] / max(result['rows'], 1) * 1e5:5.1f} s/100k"
-        f" | emulator CPU {emulator_cpu(emulator.pid) - cpu_before:5.1f} s | load {load_before} -> {load_average()}"
+        f" | peak RSS {result['rss_mb']:6.0f} MB | CPU {result['cpu'] / rows * 1e5:5.1f} s/100k ({result['cpu'] / rows * 1e6:5.1f} µs/{unit})"
+        f" | emulator CPU {emulator_seconds:5.1f} s ({emulator_seconds / rows * 1e6:5.1f} µs/{unit}) | load {load_before} -> {load_average()}"
     )
     steps = result.get("steps", {})
     span = max(e["finished"] for e in requests_ok) - min(e["started"] for e in requests_ok) if requests_ok else float("nan")
@@ -234,12 +240,25 @@ def measure(label: str, args: argparse.Namespace, emulator: Any, log_file: str, 
         f" normalize {steps.get('normalize', float('nan')):.1f} s, load {steps.get('load', float('nan')):.1f} s"
         f" | {len(requests_ok)} requests ({len(requests_ok) * page / max(result['rows'], 1):.2f} per full page of {page})"
         f" from first to last in {span:.1f} s: {result['rows'] / span:.0f} rec/s, ratio {result['rows'] / span / ceiling_per_second:.2f}"
+        f" | {len(requests_ok) / rows * 1000:.2f} requests per 1000 {unit}s | {served_bytes(requests_ok, rows, args)}"
     )
     if result.get("duckdb"):
         line += f" | DuckDB memory_limit, threads, preserve_insertion_order: {', '.join(map(str, result['duckdb']))}"
     print(line, flush=True)
     result.update(per_second=per_second, line=line)
     return result
+
+
+def served_bytes(entries: list[dict[str, Any]], rows: int, args: argparse.Namespace) -> str:
+    """Mean JSON bytes per served record (body bytes of the 200 answers of the run's path ÷
+    records loaded; the emulator logs each body's size before and after compression), the
+    bytes on the wire when gzip applied, and the emulator's event weight and gzip setting."""
+    unit = args.report.rstrip("s")
+    plain = sum(e.get("plain_bytes", 0) for e in entries)
+    sent = sum(e.get("bytes", 0) for e in entries)
+    wire = f", {sent / rows:.0f} B/{unit} gzip on the wire" if sent != plain else ""
+    weight = f"{args.event_weight} events, " if args.report == "events" else ""
+    return f"{plain / rows:.0f} B/{unit} JSON{wire} ({weight}emulator gzip {'on' if args.gzip else 'off'})"
 
 
 def run_path(args: argparse.Namespace) -> str:
@@ -280,6 +299,9 @@ def main() -> None:
     parser.add_argument("--profiles", type=int, default=500)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--latency-ms", type=float, default=150)
+    parser.add_argument("--event-weight", choices=("realistic", "light"), default="realistic",
+                        help="the emulator's --event-weight (default realistic: ~1.5 KB, 30-60 properties per event)")
+    parser.add_argument("--gzip", action="store_true", help="the emulator answers gzip to clients that ask (the source's requests do)")
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--min-window-minutes", type=float, default=None)
     parser.add_argument("--chunk-records", type=int, default=None,

@@ -74,6 +74,13 @@ def parser() -> argparse.ArgumentParser:
       "datetime in runs of 450-1000, profiles' updated (and suppression timestamps) in "
       "batches of ~250, members' joined_group_at, and the updated/updated_at of "
       "templates, lists, segments, flows and campaigns (default 0)")
+    a("--event-weight", choices=("realistic", "light"), default="realistic", help="'realistic': "
+      "every event also carries the extra properties of a real e-commerce account (30-60 "
+      "properties, ~1.5 KB per event; orders an item array of several KB), at no extra CPU "
+      "per event; 'light': its own few properties only (default %(default)s; "
+      f"EmulatorConfig's default is {DEFAULTS.event_weight})")
+    a("--gzip", action="store_true", help="gzip-compress bodies (compresslevel 1) for "
+      "requests whose Accept-Encoding includes gzip, as Klaviyo does (default off)")
     a("--v1", choices=("retired", "live"), default="retired", help="legacy GET "
       "/api/v1/campaigns: 'retired' answers 410 Gone (default), 'live' serves the $list "
       "envelope")
@@ -101,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         throttle_retry_after=args.throttle_retry_after, ties=args.ties,
         report_daily_limit=args.report_daily_limit, report_day_seconds=args.report_day_seconds,
         report_page_size=args.report_page_size, oauth_token_seconds=args.oauth_token_seconds,
-        oauth_rotate_refresh_tokens=args.oauth_rotate)
+        oauth_rotate_refresh_tokens=args.oauth_rotate, event_weight=args.event_weight,
+        gzip=args.gzip)
     try:
-        emu = Emulator(cfg).start()
+        emu = Emulator(cfg)
+        emu.account.events.warm()  # before the ready line: a benchmark's first pages are not slower
+        emu.start()
     except (ValueError, OSError) as exc:
         print(f"klaviyo_emulator: {exc}", file=sys.stderr)
         return 2

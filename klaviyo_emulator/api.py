@@ -8,6 +8,7 @@ parameters (400) -> answer. The revision picks the endpoint table and the shapes
 
 from __future__ import annotations
 
+import gzip
 import re
 import threading
 from collections import OrderedDict
@@ -35,7 +36,8 @@ REVISION = OLDEST
 """The revision the emulator was first written for (every held one: `revisions.HELD`)."""
 _KEY_RE = re.compile(r"^Klaviyo-API-Key\s+(\S+)\s*$")
 PAGE_CACHE_BYTES = 64 * 1024 * 1024
-"""Budget of the LRU cache of serialized GET pages (key: path, raw query, data version)."""
+"""Budget of the LRU cache of serialized GET pages (key: path, raw query, data version, revision,
+gzip), counted in bytes as stored (compressed ones compressed)."""
 
 
 @dataclass
@@ -48,6 +50,7 @@ class Response:
         headers: Extra headers (Content-Type and Content-Length are added by the server).
         content_type: Content-Type of the body.
         api: True for /api routes (latency and faults apply).
+        plain_size: Bytes of the body before Content-Encoding (None: not encoded).
     """
 
     status: int
@@ -55,6 +58,30 @@ class Response:
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = JSONAPI
     api: bool = True
+    plain_size: int | None = None
+
+
+GZIP_LEVEL = 1
+"""zlib compresslevel of gzip answers (`EmulatorConfig.gzip`): cheap, as a server's would be."""
+
+
+def accepts_gzip(headers: Mapping[str, str]) -> bool:
+    """True when Accept-Encoding names gzip (or *) without q=0."""
+    for item in (headers.get("Accept-Encoding") or "").split(","):
+        name, _, params = item.strip().partition(";")
+        if name.strip().lower() in ("gzip", "*"):
+            q = params.strip().lower()
+            return not (q.startswith("q=") and float(q[2:] or 1) == 0)
+    return False
+
+
+def gzipped(resp: Response) -> Response:
+    """`resp` with its body gzip-compressed (`Content-Encoding: gzip`)."""
+    plain = len(resp.body)
+    resp.body = gzip.compress(resp.body, GZIP_LEVEL, mtime=0)
+    resp.plain_size = plain
+    resp.headers += [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")]
+    return resp
 
 
 class ApiError(Exception):
@@ -108,7 +135,7 @@ class Api:
         secret = h64(config.seed, config.api_key, "cursor-secret").to_bytes(8, "little")
         self.cursors = Cursors(secret)
         self.lister = Lister(account)
-        self._cache: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._cache: OrderedDict[tuple[Any, ...], tuple[bytes, int]] = OrderedDict()
         self._cache_bytes = 0
         self._cache_lock = threading.Lock()
         self._throttle_counter = 0
@@ -122,9 +149,12 @@ class Api:
         if path.startswith("/api/v1/"):
             return v1.handle(self, method, path, query)
         try:
-            return self._handle(method, path, raw_query, query, headers, body)
+            resp = self._handle(method, path, raw_query, query, headers, body)
         except ApiError as err:
-            return err.response()
+            resp = err.response()
+        if self.config.gzip and resp.plain_size is None and accepts_gzip(headers):
+            resp = gzipped(resp)
+        return resp
 
     def _handle(self, method: str, path: str, raw_query: str, query: list[tuple[str, str]],
                 headers: Mapping[str, str], body: bytes) -> Response:
@@ -147,7 +177,8 @@ class Api:
         rate_headers = self._rate_limit(ep, key, params)
         try:
             if method == "GET":
-                resp = self._get(ep, path, path_id, raw_query, query, params)
+                gz = self.config.gzip and accepts_gzip(headers)
+                resp = self._get(ep, path, path_id, raw_query, query, params, gz)
             elif ep.tier == REPORTING_TIER:
                 from klaviyo_emulator import reports_api
                 resp = reports_api.handle(self, ep, path, query, body, headers)
@@ -228,15 +259,17 @@ class Api:
 
     # --------------------------------------------------------------------- GET
     def _get(self, ep: Endpoint, path: str, path_id: str | None, raw_query: str,
-             query: list[tuple[str, str]], params: dict[str, str]) -> Response:
+             query: list[tuple[str, str]], params: dict[str, str], gz: bool = False) -> Response:
+        """A GET answer (gzip-compressed with `gz`); pages are cached serialized (and, with
+        `gz`, compressed: the cache then holds (compressed, plain size))."""
         acc = self.account
-        cache_key = (path, raw_query, acc.version, acc.base_url, ep.revision)
+        cache_key = (path, raw_query, acc.version, acc.base_url, ep.revision, gz)
         with self._cache_lock:
             hit = self._cache.get(cache_key)
             if hit is not None:
                 self._cache.move_to_end(cache_key)
         if hit is not None:
-            return Response(200, hit)
+            return self._answer(hit, gz)
         req, filter_text = self._parse(ep, path, path_id, params)
         try:
             page = self.lister.page(req)
@@ -256,7 +289,7 @@ class Api:
                 f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
         links = {"self": self_url, "next": next_url}
         if page.raw:
-            parts = [b'{"data":[', ",".join(page.data).encode(), b'],"links":',
+            parts = [b'{"data":[', b",".join(page.data), b'],"links":',
                      orjson.dumps(links)]
             if req.include:
                 parts += [b',"included":', orjson.dumps(page.included)]
@@ -267,14 +300,23 @@ class Api:
             if req.include:
                 doc["included"] = page.included
             body = orjson.dumps(doc)
+        entry = (gzip.compress(body, GZIP_LEVEL, mtime=0), len(body)) if gz else (body, len(body))
         with self._cache_lock:
             if cache_key not in self._cache:
-                self._cache[cache_key] = body
-                self._cache_bytes += len(body)
+                self._cache[cache_key] = entry
+                self._cache_bytes += len(entry[0])
             while self._cache_bytes > PAGE_CACHE_BYTES:
                 _, old = self._cache.popitem(last=False)
-                self._cache_bytes -= len(old)
-        return Response(200, body)
+                self._cache_bytes -= len(old[0])
+        return self._answer(entry, gz)
+
+    @staticmethod
+    def _answer(entry: tuple[bytes, int], gz: bool) -> Response:
+        """The 200 answer of a cached page: (body, plain size), gzip-compressed with `gz`."""
+        if gz:
+            return Response(200, entry[0], [("Content-Encoding", "gzip"), ("Vary", "Accept-Encoding")],
+                            plain_size=entry[1])
+        return Response(200, entry[0])
 
     def _parse(self, ep: Endpoint, path: str, path_id: str | None,
                params: dict[str, str]) -> tuple[Request, str | None]:

@@ -62,6 +62,13 @@ class EmulatorConfig:
         oauth_rotate_refresh_tokens: Each refresh replaces the refresh token with a new one
             (the used one is then refused); off by default, UNCONFIRMED whether Klaviyo does.
         oauth_scopes: The installation's scopes (None: every scope).
+        event_weight: "realistic": every event carries, on top of its own properties, the
+            extra ones of a real e-commerce account (30-60 properties, ~1.5 KB per event
+            resource; orders an item array of several KB; see weight.py), served from pools
+            of pre-serialized fragments at no extra CPU per event; "light": its own few
+            properties only.
+        gzip: Answer gzip-compressed bodies (`Content-Encoding: gzip`, compresslevel 1) to
+            requests whose Accept-Encoding includes gzip, as Klaviyo does.
         report_page_size: Results per page of the paged reports (campaign values, flow
             values and flow series; `links.next` with a `page_cursor`). UNCONFIRMED what
             Klaviyo pages at.
@@ -94,6 +101,8 @@ class EmulatorConfig:
     report_daily_limit: int = 225
     report_day_seconds: float = 86_400
     report_page_size: int = 500
+    event_weight: str = "light"
+    gzip: bool = False
     oauth_client_id: str = "emu_client_id"
     oauth_client_secret: str = "emu_client_secret"
     oauth_refresh_token: str = "rt_demo"
@@ -128,6 +137,8 @@ class EmulatorConfig:
             raise ValueError("report_daily_limit, report_day_seconds and report_page_size must be > 0")
         if self.oauth_token_seconds <= 0:
             raise ValueError("oauth_token_seconds must be > 0")
+        if self.event_weight not in ("realistic", "light"):
+            raise ValueError("event_weight must be 'realistic' or 'light'")
         if self.v1 not in ("retired", "live"):
             raise ValueError("v1 must be 'retired' or 'live'")
         if self.host not in ("127.0.0.1", "localhost"):

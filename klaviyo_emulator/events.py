@@ -12,6 +12,10 @@ With `ties` > 0 (bulk imports), past events are grouped in blocks of `TIE_BLOCK`
 that share of the blocks begins with a run of 450-1000 events sharing the block's first
 datetime: whole pages of one `datetime`. Runs stay in index order, so datetimes stay
 non-decreasing.
+
+With `event_weight="realistic"`, each event also carries extra properties picked by its hash
+from per-seed pools of pre-serialized fragments (weight.py; `render_parts`); `parts` and the
+aggregates keep to the event's own properties.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from dataclasses import dataclass
 from hashlib import blake2b
 from typing import Any
 
-from klaviyo_emulator import vocab
+from klaviyo_emulator import vocab, weight
 from klaviyo_emulator.util import b62, fmt_ts, h64_int, ns_key
 
 _PACK = struct.Struct("<qq")
@@ -76,7 +80,7 @@ class Events:
 
     def __init__(self, seed: int, now_ts: int, n: int, days: int, metric_ids: list[str],
                  families: list[str], weights: list[int], profile_count: int,
-                 sources: Sources, ties: float = 0.0) -> None:
+                 sources: Sources, ties: float = 0.0, event_weight: str = "light") -> None:
         self.key = ns_key(seed, "event")
         self.now = now_ts
         self.n = n
@@ -98,6 +102,15 @@ class Events:
         self.late: list[ExtraEvent] = []
         self._late_pos: list[int] = []  # position of each late event, ascending
         self.tie_runs = self._tie_runs(seed, ties)
+        # realistic weight: per family, the pool of extra properties (weight.py)
+        self._pool = weight.pool(seed) if event_weight == "realistic" else None
+
+    def warm(self) -> None:
+        """Builds the pools of extra properties of every family now (realistic weight; else
+        they are built on first use, ~0.5 s for all)."""
+        if self._pool is not None:
+            for family in set(self.families):
+                self._pool.fragments(family)
 
     def _tie_runs(self, seed: int, ties: float) -> list[int]:
         """Length of the run of one datetime that begins each block of past events (0 =
@@ -219,7 +232,13 @@ class Events:
         return d[14:25].translate(_B62_TABLE).decode()
 
     def parts(self, i: int) -> tuple[str, int, dict[str, Any], str, int, int]:
-        """(id, timestamp, event_properties, uuid, metric index, profile index) of event i."""
+        """(id, timestamp, event_properties, uuid, metric index, profile index) of event i
+        (the event's own properties: without the extra ones of the realistic weight)."""
+        return self.render_parts(i)[:6]  # type: ignore[return-value]
+
+    def render_parts(self, i: int) -> tuple[str, int, dict[str, Any], str, int, int, bytes]:
+        """`parts(i)` plus the fragment of extra properties served on top of the event's own
+        (serialized, b"" with the light weight; see weight.py)."""
         at = self._at(i) if self._late_pos or i >= self.n else i  # (hot path: a base event)
         if isinstance(at, ExtraEvent):
             d = blake2b(_PACK.pack(self.key, at.salt), digest_size=32).digest()
@@ -232,14 +251,19 @@ class Events:
             m = bisect.bisect_right(self.cum, int.from_bytes(d[:8], "little") % self.total_weight)
             p = int.from_bytes(d[8:14], "little") % self.profile_count
         hx = d[16:32].hex()
-        props = self.properties(self.families[m], int.from_bytes(d[16:24], "little"),
+        family = self.families[m]
+        props = self.properties(family, int.from_bytes(d[16:24], "little"),
                                 int.from_bytes(d[24:32], "little"), salt)
+        extra = (self._pool.fragments(family)[int.from_bytes(d[14:16], "little") % weight.POOL_SIZE]
+                 if self._pool is not None else b"")
         return (d[14:25].translate(_B62_TABLE).decode(), ts, props,
-                f"{hx[:8]}-{hx[8:12]}-1{hx[13:16]}-8{hx[17:20]}-{hx[20:]}", m, p)
+                f"{hx[:8]}-{hx[8:12]}-1{hx[13:16]}-8{hx[17:20]}-{hx[20:]}", m, p, extra)
 
     def attributes(self, i: int) -> dict[str, Any]:
-        """Attributes of event i as served."""
-        _, ts, props, uid, _, _ = self.parts(i)
+        """Attributes of event i as served (extra properties of the realistic weight included)."""
+        _, ts, props, uid, _, _, extra = self.render_parts(i)
+        if extra:
+            props.update(weight.extra_dict(extra))
         return {"timestamp": ts, "event_properties": props, "datetime": fmt_ts(ts),
                 "uuid": uid}
 

@@ -55,7 +55,7 @@ class Request:
 class Page:
     """One page: resource objects, included objects, keyset of the next page.
 
-    `data` holds dicts, or serialized JSON objects (str) when `raw` is True.
+    `data` holds dicts, or serialized JSON objects (UTF-8 bytes) when `raw` is True.
     """
 
     data: list[Any]

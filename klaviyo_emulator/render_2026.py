@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from klaviyo_emulator import documents
+from klaviyo_emulator import documents, weight
 from klaviyo_emulator.endpoints import PLURAL
 from klaviyo_emulator.util import fmt_ts, h64
 
@@ -318,19 +318,28 @@ def event_parts(acc: Account, i: int) -> tuple[str, int, dict[str, Any], str, in
                                                   list[dict[str, str]]]:
     """(id, timestamp, event_properties, uuid, metric index or -1, profile index,
     attributions) of event i in 2026-07-15 (`$attribution` left out of the properties;
-    attributions revised by a mutation replace the generated ones)."""
-    eid, ts, props, uid, m, p = acc.events.parts(i)
+    attributions revised by a mutation replace the generated ones). The properties are the
+    event's own, without the extra ones of the realistic weight (`_render_parts`)."""
+    return _render_parts(acc, i)[:7]  # type: ignore[return-value]
+
+
+def _render_parts(acc: Account, i: int) -> tuple[str, int, dict[str, Any], str, int, int,
+                                                   list[dict[str, str]], bytes]:
+    """`event_parts` plus the fragment of extra properties (weight.py; b"" when light)."""
+    eid, ts, props, uid, m, p, extra = acc.events.render_parts(i)
     props.pop("$attribution", None)
     if not metric_resolved(acc, i, m):
-        return eid, ts, props, uid, -1, p, []
+        return eid, ts, props, uid, -1, p, [], extra
     revised = acc.attribution_overrides.get(eid) if acc.attribution_overrides else None
     return eid, ts, props, uid, m, p, (acc.attributions.of(i, m, props) if revised is None
-                                       else [dict(a) for a in revised])
+                                       else [dict(a) for a in revised]), extra
 
 
 def event_resource(acc: Account, i: int, fields: tuple[str, ...] | None = None) -> Record:
     """JSON:API event object of event index i, as 2026-07-15 serves it."""
-    eid, ts, props, uid, m, p, attributions = event_parts(acc, i)
+    eid, ts, props, uid, m, p, attributions, extra = _render_parts(acc, i)
+    if extra and (fields is None or "event_properties" in fields):
+        props.update(weight.extra_dict(extra))
     own = f"{acc.base_url}/api/events/{eid}"
     attrs = {"timestamp": ts, "event_properties": props, "datetime": fmt_ts(ts), "uuid": uid}
     if fields is not None:
@@ -345,26 +354,27 @@ def event_resource(acc: Account, i: int, fields: tuple[str, ...] | None = None) 
             "links": {"self": own}}
 
 
-def event_json(acc: Account, i: int) -> str:
+def event_json(acc: Account, i: int) -> bytes:
     """Serialized `event_resource(acc, i)`, equal to it; the hot path of 1000-event pages
-    (one f-string instead of nested dicts, as `Account.event_json` for 2023-10-15)."""
-    eid, ts, props, uid, m, p, attributions = event_parts(acc, i)
+    (f-strings instead of nested dicts, bytes: as `Account.event_json` for 2023-10-15)."""
+    eid, ts, props, uid, m, p, attributions, extra = _render_parts(acc, i)
     own = f"{acc.base_url}/api/events/{eid}"
-    pj = orjson.dumps(props).decode()
     metric = ""
     if m >= 0:
         metric = (f'"metric":{{"data":{{"type":"metric","id":"{acc.metric_ids[m]}"}},'
                   f'"links":{{"self":"{own}/relationships/metric","related":"{own}/metric"}}}},')
     refs = ",".join(f'{{"type":"attribution","id":"{a["id"]}"}}' for a in attributions)
-    return (
-        f'{{"type":"event","id":"{eid}","attributes":{{"timestamp":{ts},'
-        f'"event_properties":{pj},"datetime":"{fmt_ts(ts)}","uuid":"{uid}"}},'
+    head = (f'{{"type":"event","id":"{eid}","attributes":{{"timestamp":{ts},'
+            f'"event_properties":')
+    tail = (
+        f',"datetime":"{fmt_ts(ts)}","uuid":"{uid}"}},'
         f'"relationships":{{"profile":{{"data":{{"type":"profile",'
         f'"id":"{acc.profiles.ids[p]}"}},"links":{{"self":"{own}/relationships/profile",'
         f'"related":"{own}/profile"}}}},{metric}"attributions":{{"data":[{refs}],'
         f'"links":{{"self":"{own}/relationships/attributions",'
         f'"related":"{own}/attributions"}}}}}},"links":{{"self":"{own}"}}}}'
     )
+    return b"".join((head.encode(), weight.splice(orjson.dumps(props), extra), tail.encode()))
 
 
 def attribution_resource(acc: Account, event_id: str, attribution: dict[str, str]) -> Record:

@@ -22,7 +22,7 @@ from klaviyo_emulator.util import redact_key
 if TYPE_CHECKING:
     from klaviyo_emulator.emulator import Emulator
 
-_LOGGED_HEADERS = ("authorization", "revision", "accept", "content-type", "user-agent")
+_LOGGED_HEADERS = ("authorization", "revision", "accept", "content-type", "user-agent", "accept-encoding")
 
 
 @dataclass
@@ -41,6 +41,9 @@ class LoggedRequest:
         started: time.time() when the request was read.
         finished: time.time() when the answer was ready (just before it is written).
         fault: Injected fault kind ("500", "503", "reset", "truncate") or None.
+        bytes: Bytes of the response body as sent (compressed if it was; 0 for a reset).
+        plain_bytes: Bytes of the response body before Content-Encoding (= `bytes` when
+            not compressed).
     """
 
     method: str
@@ -52,6 +55,8 @@ class LoggedRequest:
     started: float
     finished: float
     fault: str | None = None
+    bytes: int = 0
+    plain_bytes: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """JSON-serializable dict."""
@@ -149,7 +154,9 @@ class Handler(BaseHTTPRequestHandler):
         # Logged before the answer is written, so a client sees its request in the log
         # as soon as it has the response.
         status = 0 if fault == "reset" else resp.status
-        self._log(method, path, query, body, status, started, fault)
+        sent = 0 if fault == "reset" else len(resp.body) // 2 if fault == "truncate" else len(resp.body)
+        self._log(method, path, query, body, status, started, fault,
+                  sent, sent if resp.plain_size is None or not sent else resp.plain_size)
         if fault == "reset":
             self._reset()
         else:
@@ -185,7 +192,8 @@ class Handler(BaseHTTPRequestHandler):
             pass
 
     def _log(self, method: str, path: str, query: list[tuple[str, str]], body: bytes,
-             status: int, started: float, fault: str | None) -> None:
+             status: int, started: float, fault: str | None, sent: int = 0,
+             plain: int = 0) -> None:
         qdict: dict[str, list[str]] = {}
         for name, value in query:
             if name == "api_key":
@@ -203,7 +211,7 @@ class Handler(BaseHTTPRequestHandler):
             except orjson.JSONDecodeError:
                 parsed = None
         self.emulator.log.add(LoggedRequest(method, path, qdict, headers, parsed, status,
-                                            started, time.time(), fault))
+                                            started, time.time(), fault, sent, plain))
 
 
 def _fault_response(status: int) -> Response:

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from klaviyo_emulator import documents, newer_data, render_2026
+from klaviyo_emulator import documents, newer_data, render_2026, weight
 from klaviyo_emulator.catalog import Catalog
 from klaviyo_emulator.config import EmulatorConfig
 from klaviyo_emulator.events import Events, Sources
@@ -75,7 +75,7 @@ class Account:
             config.seed, self.now_ts, config.events, config.days, self.metric_ids,
             [cat.metric_family[m] for m in self.metric_ids],
             [cat.metric_weight[m] for m in self.metric_ids],
-            max(1, config.profiles), _sources(cat), config.ties)
+            max(1, config.profiles), _sources(cat), config.ties, config.event_weight)
         self.hidden_metrics: set[int] = set()
         # What only revisions after 2023-10-15 show (see newer_data): push campaigns,
         # attributions of conversions, events whose metric cannot be resolved.
@@ -154,7 +154,9 @@ class Account:
 
     def event_resource(self, i: int, fields: tuple[str, ...] | None = None) -> Record:
         """JSON:API event object of event index i."""
-        eid, ts, props, uid, m, p = self.events.parts(i)
+        eid, ts, props, uid, m, p, extra = self.events.render_parts(i)
+        if extra and (fields is None or "event_properties" in fields):
+            props.update(weight.extra_dict(extra))
         own = f"{self.base_url}/api/events/{eid}"
         attrs = {"timestamp": ts, "event_properties": props, "datetime": fmt_ts(ts),
                  "uuid": uid}
@@ -177,23 +179,25 @@ class Account:
         """JSON:API object of a small-kind record."""
         return documents.resource(self.base_url, rec, documents.sparse(rec["attributes"], fields))
 
-    def event_json(self, i: int) -> str:
+    def event_json(self, i: int) -> bytes:
         """Serialized event object (all attributes), equal to `event_resource(i)`.
 
-        The hot path of /api/events/: one f-string instead of nested dicts.
+        The hot path of /api/events/: f-strings instead of nested dicts, and bytes (the
+        ASCII envelope around the UTF-8 properties: no wide str of a page to join and encode).
         """
-        eid, ts, props, uid, m, p = self.events.parts(i)
+        eid, ts, props, uid, m, p, extra = self.events.render_parts(i)
         own = f"{self.base_url}/api/events/{eid}"
-        pj = orjson.dumps(props).decode()
-        return (
-            f'{{"type":"event","id":"{eid}","attributes":{{"timestamp":{ts},'
-            f'"event_properties":{pj},"datetime":"{fmt_ts(ts)}","uuid":"{uid}"}},'
+        head = (f'{{"type":"event","id":"{eid}","attributes":{{"timestamp":{ts},'
+                f'"event_properties":')
+        tail = (
+            f',"datetime":"{fmt_ts(ts)}","uuid":"{uid}"}},'
             f'"relationships":{{"profile":{{"data":{{"type":"profile",'
             f'"id":"{self.profiles.ids[p]}"}},"links":{{"self":"{own}/relationships/profile/",'
             f'"related":"{own}/profile/"}}}},"metric":{{"data":{{"type":"metric",'
             f'"id":"{self.metric_ids[m]}"}},"links":{{"self":"{own}/relationships/metric/",'
             f'"related":"{own}/metric/"}}}}}},"links":{{"self":"{own}/"}}}}'
         )
+        return b"".join((head.encode(), weight.splice(orjson.dumps(props), extra), tail.encode()))
 
     # ------------------------------------------------------------ ground truth
     def records(self, kind: str, revision: str = OLDEST_REVISION,
@@ -355,7 +359,8 @@ class Account:
     # ----------------------------------------------------------- aggregates
     def agg_rows(self, metric_id: str, start: datetime | None,
                  end: datetime | None) -> Iterator[tuple[int, int, dict[str, Any]]]:
-        """(profile index, epoch seconds, event_properties) of one metric's events."""
+        """(profile index, epoch seconds, event_properties) of one metric's events (the events'
+        own properties: the extra ones of the realistic weight hold no aggregate dimension)."""
         with self.lock:
             try:
                 m = self.metric_ids.index(metric_id)
@@ -367,7 +372,7 @@ class Account:
             for i in range(lo, hi):
                 if ev.metric_index(i) == m and self.event_visible(i):
                     rows.append((ev.profile_index(i), ev.ts(i),
-                                 ev.attributes(i)["event_properties"]))
+                                 ev.parts(i)[2]))
         yield from rows
 
 

@@ -154,7 +154,7 @@ def test_cli_help_documents_every_knob() -> None:
     for flag in ("--port", "--seed", "--now", "--profiles", "--events", "--days", "--campaigns",
                  "--flows", "--lists", "--segments", "--templates", "--metrics", "--tags",
                  "--api-key", "--key-scopes", "--rate-limits", "--throttle-every",
-                 "--latency-ms", "--fault-rate", "--v1", "--log", "/__admin/mutate",
+                 "--latency-ms", "--fault-rate", "--v1", "--log", "--event-weight", "--gzip", "/__admin/mutate",
                  "/__admin/log"):
         assert flag in out, flag
 
