@@ -189,14 +189,17 @@ def _add_counts(counts: dict[str, int], pipeline: dlt.Pipeline) -> None:
 
 def duckdb_destination(database: str | None = None) -> dlt.destinations.duckdb:
     """dlt's DuckDB destination with `DUCKDB_GLOBAL_CONFIG` (and any configured `global_config`
-    over it). `database`: the file's path; None keeps dlt's own resolution (credentials from
-    secrets.toml or DESTINATION__DUCKDB__CREDENTIALS, else `<pipeline name>.duckdb` in the cwd)."""
+    over it), loading events file by file (`klaviyo_duckdb`: each row written once). `database`:
+    the file's path; None keeps dlt's own resolution (credentials from secrets.toml or
+    DESTINATION__DUCKDB__CREDENTIALS, else `<pipeline name>.duckdb` in the cwd)."""
     configured = dlt.secrets.get("destination.duckdb.credentials.global_config", dict) or {}
     # a mapping: dlt fills the fields it omits (the database) from the configured credentials
     credentials: dict[str, Any] = {"global_config": {**DUCKDB_GLOBAL_CONFIG, **configured}}
     if database is not None:
         credentials["database"] = database
-    return dlt.destinations.duckdb(credentials=credentials)
+    from klaviyo_duckdb import duckdb
+
+    return duckdb(credentials=credentials)
 
 
 def _merge_query_files(files: list[str]) -> dict[str, Any]:

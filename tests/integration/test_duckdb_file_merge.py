@@ -1,0 +1,106 @@
+"""The command's DuckDB destination (`klaviyo_duckdb`) loads events file by file: each row written
+once, no staging copy, merge's result (a re-read event replaces the loaded one), atomic and
+idempotent jobs; other merge tables keep dlt's staging merge."""
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dlt
+import pytest
+from dlt.common.destination.exceptions import DestinationTransientException
+
+import klaviyo_duckdb
+from klaviyo import klaviyo_source
+from klaviyo_emulator import Emulator, EmulatorConfig
+from klaviyo_pipeline import duckdb_destination
+from tests.conftest import query
+
+START = "2000-01-01T00:00:00Z"
+
+
+@pytest.fixture(scope="module")
+def emulator() -> Iterator[Emulator]:
+    with Emulator(EmulatorConfig(seed=73, profiles=300, events=6000, days=4, event_weight="realistic")) as emu:
+        yield emu
+
+
+def _pipeline(tmp_path: Path) -> dlt.Pipeline:
+    return dlt.pipeline("file_merge", destination=duckdb_destination(str(tmp_path / "k.duckdb")), dataset_name="klaviyo_data", pipelines_dir=str(tmp_path / "pipelines"))
+
+
+def _run(pipeline: dlt.Pipeline, emulator: Emulator, **kwargs: Any) -> None:
+    source = klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["events", "profiles"], start_date=START, workers=4)
+    pipeline.run(source, loader_file_format="parquet", **kwargs).raise_on_failed_jobs()
+
+
+def _served_event_ids(emulator: Emulator, since: float) -> set[str]:
+    """Ids of the events the emulator served in requests started after `since` (epoch s)."""
+    import orjson
+    import requests
+
+    ids: set[str] = set()
+    for entry in emulator.request_log:
+        if entry.path.startswith("/api/events") and entry.started >= since and entry.status == 200:
+            query_string = "&".join(f"{k}={v}" for k, values in entry.query.items() for v in values)
+            body = requests.get(f"{emulator.base_url}{entry.path}?{query_string}", headers={"Authorization": f"Klaviyo-API-Key {emulator.api_key}", "revision": "2026-07-15"}, timeout=30)
+            ids.update(r["id"] for r in orjson.loads(body.content)["data"])
+    return ids
+
+
+def test_events_are_written_once_without_staging_and_a_rerun_replaces_what_it_reads_again(emulator: Emulator, tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    _run(pipeline, emulator)
+    rows = query(pipeline, "SELECT id, _dlt_load_id FROM events")
+    assert len(rows) == len({r[0] for r in rows}) > 5000
+    first_load = {r[1] for r in rows}
+    assert len(first_load) == 1
+    staged = {r[0] for r in query(pipeline, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'klaviyo_data_staging'")}
+    assert "profiles" in staged and "events" not in staged  # profiles keep dlt's staging merge
+    compression = {r[0] for r in query(pipeline, "SELECT compression FROM pragma_storage_info('klaviyo_data.events') WHERE column_name = 'event_properties'")}
+    assert "ZSTD" in compression
+
+    # The second run re-reads the last 7 days (the events' lookback): the whole 4-day account.
+    import time
+
+    since = time.time()
+    _run(pipeline, emulator)
+    reread = _served_event_ids(emulator, since)
+    after = query(pipeline, "SELECT id, _dlt_load_id FROM events")
+    assert len(after) == len({r[0] for r in after}) == len(rows)  # replaced, not duplicated
+    replaced = {r[0] for r in after if r[1] not in first_load}
+    assert reread and replaced == reread & {r[0] for r in after}
+
+
+def test_a_file_job_retried_after_its_commit_leaves_one_row_per_event(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A crash between the job's commit and dlt's record of it: dlt runs the job again.
+    run = klaviyo_duckdb._FileMergeJob.run
+    attempts: list[str] = []
+
+    def commit_then_fail(self: Any) -> None:
+        run(self)
+        attempts.append(self._file_path)
+        if len(attempts) == 1:
+            raise DestinationTransientException("lost after commit")
+
+    monkeypatch.setattr(klaviyo_duckdb._FileMergeJob, "run", commit_then_fail)
+    pipeline = _pipeline(tmp_path)
+    source = klaviyo_source(api_key=emulator.api_key, base_url=emulator.base_url, reports=["events"], start_date=START, workers=4)
+    pipeline.run(source, loader_file_format="parquet").raise_on_failed_jobs()  # dlt runs the job again
+    assert len(attempts) == 2 and attempts[0].rsplit(".", 2)[0] == attempts[1].rsplit(".", 2)[0]  # one file, retry number 0 then 1
+    (count, distinct), = query(pipeline, "SELECT count(*), count(DISTINCT id) FROM events")
+    assert count == distinct > 5000
+
+
+def test_a_file_job_that_fails_after_its_delete_keeps_the_loaded_events(emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = _pipeline(tmp_path)
+    _run(pipeline, emulator)
+    before = sorted(query(pipeline, "SELECT id, _dlt_load_id FROM events"))
+
+    def fail(self: Any) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(klaviyo_duckdb.DuckDbCopyJob, "run", fail)  # the insert, after the delete ran
+    with pytest.raises(Exception):  # noqa: B017
+        _run(pipeline, emulator)
+    assert sorted(query(pipeline, "SELECT id, _dlt_load_id FROM events")) == before
