@@ -10,6 +10,7 @@ with a real account's).
 """
 
 import argparse
+import gc
 import os
 import shlex
 import shutil
@@ -100,10 +101,35 @@ def _progress(choice: str) -> Any:
 def configure_process() -> None:
     """Process-wide settings of the command (the source itself changes no global state):
     Arrow allocates through the system allocator, which hands freed pages back to the OS;
-    Arrow's default mimalloc pool keeps ~70 MB more at peak in an events backfill."""
+    Arrow's default mimalloc pool keeps ~70 MB more at peak in an events backfill. And the
+    system allocator keeps two arenas (`_limit_malloc_arenas`)."""
     import pyarrow
 
     pyarrow.set_memory_pool(pyarrow.system_memory_pool())
+    _limit_malloc_arenas()
+    # Python's cycle collector: the modules' objects (dlt, pyarrow, duckdb: ~1M of them) are
+    # frozen out of its full passes, and its first generation runs every 50,000 allocations
+    # instead of 700. The pages' records are allocated by the million and hold no cycles, yet
+    # every 700 of them started a pass: 5-9% of a backfill's CPU (perf, bench/README.md).
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
+
+
+# glibc's mallopt parameter for the number of arenas (M_ARENA_MAX in malloc.h).
+_M_ARENA_MAX = -8
+
+
+def _limit_malloc_arenas() -> None:
+    """At most two malloc arenas, as `MALLOC_ARENA_MAX=2` would set (the variable must be set
+    before the process starts, hence mallopt). glibc gives each thread that allocates an arena of
+    its own (up to 8 per core); the readers' threads then keep freed page buffers in as many
+    heaps, which glibc rarely returns: a 1M-event backfill peaked at 480 MB with them and 352 MB
+    with two (bench/README.md). A no-op off glibc."""
+    import contextlib
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):  # not glibc (macOS, musl): its own allocator
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 2)
 
 
 def run(args: argparse.Namespace) -> dict[str, int]:

@@ -308,6 +308,8 @@ def main() -> None:
                         help="command mode: the command's --chunk-records (default: the command's own default)")
     parser.add_argument("--skip-baseline", action="store_true", help="no sequential baseline run")
     parser.add_argument("--no-rate-limits", action="store_true", help="emulator without rate limits")
+    parser.add_argument("--airbyte", action="store_true",
+                        help="then Airbyte's source-klaviyo on the same emulator (bench/airbyte.py; its venv must exist)")
     parser.add_argument("--incremental-check", action="store_true", help="a backfill, then timed runs with nothing new")
     args = parser.parse_args()
     if args.chunk_records is not None and args.mode != "command":
@@ -321,6 +323,8 @@ def main() -> None:
                 incremental_check(args, emulator, log_file)
                 return
             parallel = measure("parallel", args, emulator, log_file, args.workers)
+            if args.airbyte:
+                airbyte_on_the_same_account(args, emulator, log_file)
             if not args.skip_baseline:
                 time.sleep(61)  # let the steady window drain so both runs start alike
                 baseline = measure("sequential", args, emulator, log_file, 1)
@@ -328,6 +332,19 @@ def main() -> None:
         finally:
             emulator.terminate()
             emulator.wait(timeout=10)
+
+
+def airbyte_on_the_same_account(args: argparse.Namespace, emulator: Any, log_file: str) -> None:
+    """Airbyte's connector reads the events of the same emulator (the same data) after the
+    source's run, once the steady window has drained (bench/airbyte.py's line and figures)."""
+    import airbyte  # bench/airbyte.py (it imports this module: imported here, not at the top)
+
+    python = os.path.join(airbyte.VENV, "bin", "python")
+    if not os.path.exists(python):
+        print(f"airbyte: skipped, no venv at {airbyte.VENV} (see bench/README.md, Airbyte comparison)")
+        return
+    time.sleep(61)
+    airbyte.measure(argparse.Namespace(**vars(args), start=None, num_workers=10), python, emulator, log_file, airbyte.connector_versions(python))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,8 @@ import dlt
 
 from .client import KlaviyoApi
 from .extract import ReadJob, request_params
-from .records import parse_datetime
+from .pages import decode_page
+from .records import cursor_value, parse_datetime
 from .settings import Report
 from .windows import Window
 
@@ -64,12 +65,13 @@ def plan_chunk(
     if window.end is None or report.cursor is None or report.sort != report.cursor:
         return window
     job = ReadJob(report.variants[0], window)
-    document = next(iter(api.paginate(report.path, request_params(report, job), report.tier, report.scope, report.name)), {})
-    data: list[dict[str, Any]] = document.get("data") or []
+    decode = decode_page if report.row_format == "arrow" else None  # as the read decodes it
+    pages = api.paginate(report.path, request_params(report, job), report.tier, report.scope, report.name, decode=decode)
+    document = next(iter(pages), {})
+    data: list[Any] = document.get("data") or []
     if not data or not (document.get("links") or {}).get("next"):
         return window  # one page holds the whole window
-    first = parse_datetime((data[0].get("attributes") or {}).get(report.cursor))
-    last = parse_datetime((data[-1].get("attributes") or {}).get(report.cursor))
+    first, last = cursor_value(data[0], report.cursor), cursor_value(data[-1], report.cursor)
     if first is None or last is None:
         return window
     start = first  # nothing lies between the window's start and its first record

@@ -333,6 +333,7 @@ def _response_hook(
         try:
             if decode is not None and response.status_code < 400 and response.content:
                 body = decode(response.content)
+                response._content = b""  # the document keeps what it needs of the body
             else:
                 body = orjson.loads(response.content) if response.content else None
         except (orjson.JSONDecodeError, DecodeError):

@@ -37,7 +37,7 @@ import pyarrow as pa
 from .client import KlaviyoApi
 from .pages import decode_page
 from .records import cursor_value, resource_id, to_arrow, to_rows
-from .settings import SPLIT_MIN_PAGES, Report
+from .settings import DEFAULT_PAGE_RECORDS, IN_FLIGHT_RECORDS, QUEUED_RECORDS, SPLIT_MIN_PAGES, Report
 from .windows import Window, bound_conditions, combine, split_into
 
 PageItems = Any  # a list of row dicts or an Arrow table
@@ -168,6 +168,7 @@ def read_job(
     for document in api.paginate(
         report.path, request_params(report, job), report.tier, report.scope, report.name, decode=decode_page if arrow else None
     ):
+        page = document
         document, previous_ids = _without_repeats(document, previous_ids)
         window = job.window
         has_next = bool((document.get("links") or {}).get("next"))
@@ -183,10 +184,21 @@ def read_job(
                 window = Window(window.start, last, start_open=window.start_open, end_closed=True)
                 job = replace(job, window=window)  # what is left of it, for later pages
         items = convert(document, report, window)
+        _release(page)
         if items is not None and len(items):
             yield items
         if split or _beyond(last, window):  # sorted: every later page lies beyond too
             return
+
+
+def _release(document: dict[str, Any]) -> None:
+    """Frees a converted page's records now rather than when the next page arrives (the HTTP
+    client keeps the page's document until then, and a decoded page's records point into its
+    body): a 1000-event page is ~2 MB, held by each worker through the next request."""
+    for key in ("data", "included"):
+        records = document.get(key)
+        if isinstance(records, list):
+            records.clear()
 
 
 def _without_repeats(document: dict[str, Any], previous_ids: frozenset) -> tuple[dict[str, Any], frozenset]:
@@ -211,11 +223,14 @@ def read_jobs(
     workers: int,
     min_window: timedelta | None = None,
 ) -> Iterator[PageItems]:
-    """Yields the pages of all jobs, reading up to `workers` windows at a time.
+    """Yields the pages of all jobs, reading up to `workers` windows at a time (fewer where the
+    pages are large: at most `IN_FLIGHT_RECORDS` records being read and converted).
 
     Pages of different windows interleave; within a window they come in the API's order. The
     first error of any worker stops the others and is raised here.
     """
+    page_records = report.page_size or DEFAULT_PAGE_RECORDS
+    workers = min(workers, max(1, IN_FLIGHT_RECORDS // page_records))
     if workers <= 1:
         for job in jobs:
             yield from read_job(api, report, job)
@@ -225,7 +240,8 @@ def read_jobs(
     for job in jobs:
         pending.put(job)
     splitter = _Splitter(workers, pending, min_window or timedelta(minutes=10), lambda: api.limiter.saturated(report.tier))
-    pages: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=2 * workers)
+    # bounded in records, not pages: a 1000-event page weighs five 200-event ones
+    pages: queue.Queue[tuple[Any, Any]] = queue.Queue(maxsize=max(2, min(2 * workers, QUEUED_RECORDS // page_records)))
     stop = threading.Event()
 
     def put(kind: Any, payload: Any) -> bool:

@@ -8,6 +8,7 @@ datetimes; free-form objects named in the report's `json_columns` stay whole (JS
 import logging
 from collections.abc import Mapping
 from datetime import datetime
+from itertools import accumulate
 from typing import Any
 
 import orjson
@@ -215,17 +216,28 @@ def _decoded(resource: Resource) -> dict[str, Any]:
 _NULL = b"null"
 
 
+def _json_text_column(raws: list[Raw | None]) -> pa.Array:
+    """A string column of raw JSON texts (null for an absent value or JSON null), built from one
+    copy of the texts: their concatenation is the column's data buffer, their lengths its
+    offsets (Arrow's builders would copy each text twice more; ~0.2 µs per 1.3 KB text)."""
+    kept = [None if raw is None or (len(raw) == 4 and bytes(raw) == _NULL) else raw for raw in raws]
+    texts = [b"" if raw is None else raw for raw in kept]
+    offsets = pa.array(list(accumulate(map(len, texts), initial=0)), pa.int32())  # a page is < 2 GB
+    valid = None if None not in kept else pa.array([raw is not None for raw in kept], pa.bool_()).buffers()[1]
+    column = pa.StringArray.from_buffers(len(texts), offsets.buffers()[1], pa.py_buffer(b"".join(texts)), valid)
+    try:
+        column.validate(full=True)  # UTF-8 (msgspec skips the texts it keeps raw)
+        return column
+    except pa.ArrowInvalid:  # not UTF-8 (never seen from Klaviyo): kept, bad bytes replaced
+        return pa.array([None if raw is None else bytes(raw).decode(errors="replace") for raw in kept], pa.string())
+
+
 def _attribute_columns(raws: list[Raw | None], name: str, report: Report) -> dict[str, pa.Array]:
     """The columns of one attribute of a page, from its raw JSON per row (None: absent): a JSON
     column is that text; other values are decoded in one call for the whole page, and objects
     are flattened into columns (`_flat`)."""
     if name in report.json_columns:
-        texts = [None if raw is None else bytes(raw) for raw in raws]
-        column = pa.array([None if text == _NULL else text for text in texts], pa.binary())
-        try:
-            return {name: column.cast(pa.string())}
-        except pa.ArrowInvalid:  # not UTF-8 (never seen from Klaviyo): kept, bad bytes replaced
-            return {name: pa.array([None if t is None else t.decode(errors="replace") for t in column.to_pylist()], pa.string())}
+        return {name: _json_text_column(raws)}
     values = VALUES.decode(b"[" + b",".join(_NULL if raw is None else raw for raw in raws) + b"]")
     if not any(isinstance(value, dict) for value in values):
         return _columns(values, name, report)

@@ -70,6 +70,16 @@ STAGE_DEDUPLICATED = "x-stage-data-deduplicated"
 # Arrow pages are handed to dlt in tables of at least this many rows (many pages each): dlt's
 # extract costs per item as well as per row.
 ARROW_BATCH_ROWS = 5000
+# Records the parallel readers may hold converted and queued for dlt, beyond the page each
+# worker converts: 32 pages of 200 (two per worker, the 2023-10-15 events path at 16 workers),
+# 6 of 1000 events. Memory, not speed: the consumer (dlt) is the bound, not the queue.
+QUEUED_RECORDS = 6400
+# Records the workers may be reading and converting at once: the `workers` option, but at most
+# 10 workers on 1000-record pages (2026-07-15 events: ~2 MB each, ~4 MB per worker while it
+# converts one; 16 of them peaked at 338 MB against 299 MB with 10, at 0.93 of the speed).
+IN_FLIGHT_RECORDS = 10_000
+# Records per page where the source sends no `page[size]` (the API's default: events in 2023-10-15).
+DEFAULT_PAGE_RECORDS = 200
 # A window is split for idle workers only into parts expected to hold this many pages or more
 # (each part ends on a partial page: at most ~1/8 of a part's requests are spent on that).
 SPLIT_MIN_PAGES = 8

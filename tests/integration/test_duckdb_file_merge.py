@@ -26,7 +26,8 @@ def emulator() -> Iterator[Emulator]:
 
 
 def _pipeline(tmp_path: Path) -> dlt.Pipeline:
-    return dlt.pipeline("file_merge", destination=duckdb_destination(str(tmp_path / "k.duckdb")), dataset_name="klaviyo_data", pipelines_dir=str(tmp_path / "pipelines"))
+    destination = duckdb_destination(str(tmp_path / "k.duckdb"))
+    return dlt.pipeline("file_merge", destination=destination, dataset_name="klaviyo_data", pipelines_dir=str(tmp_path / "pipelines"))
 
 
 def _run(pipeline: dlt.Pipeline, emulator: Emulator, **kwargs: Any) -> None:
@@ -43,7 +44,8 @@ def _served_event_ids(emulator: Emulator, since: float) -> set[str]:
     for entry in emulator.request_log:
         if entry.path.startswith("/api/events") and entry.started >= since and entry.status == 200:
             query_string = "&".join(f"{k}={v}" for k, values in entry.query.items() for v in values)
-            body = requests.get(f"{emulator.base_url}{entry.path}?{query_string}", headers={"Authorization": f"Klaviyo-API-Key {emulator.api_key}", "revision": "2026-07-15"}, timeout=30)
+            headers = {"Authorization": f"Klaviyo-API-Key {emulator.api_key}", "revision": "2026-07-15"}
+            body = requests.get(f"{emulator.base_url}{entry.path}?{query_string}", headers=headers, timeout=30)
             ids.update(r["id"] for r in orjson.loads(body.content)["data"])
     return ids
 
@@ -104,3 +106,5 @@ def test_a_file_job_that_fails_after_its_delete_keeps_the_loaded_events(emulator
     with pytest.raises(Exception):  # noqa: B017
         _run(pipeline, emulator)
     assert sorted(query(pipeline, "SELECT id, _dlt_load_id FROM events")) == before
+
+

@@ -117,3 +117,12 @@ def test_decoded_pages_are_not_tracked_by_the_garbage_collector() -> None:
     # the reason for structs: pages in flight must not make every full collection walk them
     document = _page({"data": [_event(i, p) for i, p in enumerate(PROPERTIES)]})
     assert not any(gc.is_tracked(resource) for resource in document["data"])
+
+
+def test_json_text_that_is_not_utf8_is_kept_with_its_bad_bytes_replaced() -> None:
+    # msgspec keeps event_properties raw without checking its UTF-8; Arrow's string column must
+    # not receive invalid bytes (the load would fail), and the rest of the value is kept
+    body = b'{"data":[{"id":"E1","attributes":{"event_properties":{"k":"caf\xc3\xa9 \xff"},"datetime":"2026-01-01T00:00:00+00:00"}}]}'
+    table = to_arrow(decode_page(body), EVENTS, Window(None, None))
+    assert table is not None
+    assert orjson.loads(table.column("event_properties")[0].as_py()) == {"k": "café \ufffd"}
