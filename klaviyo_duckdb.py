@@ -6,8 +6,8 @@ table's rows with the same keys and inserting the staged rows, so every row is w
 compressed) twice. With 1000 events a page of 1.5-2 KB each, those two writes were 39 of the 59
 µs of CPU per event of a 1M-event backfill (bench/README.md, "Where the time goes"), and dlt has
 no setting that loads a merge table without its staging copy. So for a table whose loads are
-declared unique on the primary key (`x-stage-data-deduplicated`: the source sets it for the
-immutable reports) each load file is its own staging: one transaction deletes the table's rows
+declared immutable by the source (`klaviyo.settings.IMMUTABLE`: records that never change, each
+key once per load) each load file is its own staging: one transaction deletes the table's rows
 whose keys the file holds and inserts the file's rows. The result is merge's (a re-read record
 replaces the loaded one), each row is written once, and the job is idempotent: retried after a
 crash between its commit and dlt's record of it, it deletes what its first attempt inserted.
@@ -37,9 +37,8 @@ from dlt.destinations.impl.duckdb.duck import DuckDbClient, DuckDbCopyJob
 from dlt.destinations.impl.duckdb.sql_client import DuckDbSqlClient
 from dlt.destinations.job_impl import FollowupJobRequest
 
-# The table hint by which the source declares a load's rows unique on the primary key
-# (`klaviyo.settings.STAGE_DEDUPLICATED`; dlt's own name, read here from the schema).
-STAGE_DEDUPLICATED = "x-stage-data-deduplicated"
+from klaviyo.settings import IMMUTABLE
+
 # Column hints whose meaning dlt's merge job implements (a row that deletes, dedup order):
 # a table with any of them keeps dlt's merge.
 _MERGE_ONLY_HINTS = ("hard_delete", "dedup_sort")
@@ -67,14 +66,15 @@ class FileMergeDuckDbClient(DuckDbClient):
     (`_FileMergeJob`) instead of through the staging dataset."""
 
     def _file_merged(self, table: PreparedTableSchema) -> bool:
-        """Whether the table's loads go file by file: a merge table (delete-insert) declared
-        deduplicated, with a primary key, no nested tables and none of merge's row hints."""
+        """Whether the table's loads go file by file: a merge table (delete-insert) of records
+        that never change (the source's `IMMUTABLE` hint: each key once per load), with a
+        primary key, no nested tables and none of merge's row hints."""
         columns = table.get("columns", {}).values()
         keys = get_columns_names_with_prop(cast(TTableSchema, table), "primary_key")
         return (
             table.get("write_disposition") == "merge"
             and table.get("x-merge-strategy", "delete-insert") == "delete-insert"  # type: ignore[comparison-overlap]
-            and bool(table.get(STAGE_DEDUPLICATED))
+            and bool(table.get(IMMUTABLE))
             and bool(keys)
             and not any(c.get(hint) for c in columns for hint in _MERGE_ONLY_HINTS)
             and len(get_nested_tables(self.schema.tables, str(table["name"]))) == 1

@@ -31,8 +31,7 @@ from typing import Any
 import dlt
 
 from .client import KlaviyoApi
-from .extract import ReadJob, request_params
-from .pages import decode_page
+from .extract import ReadJob, page_decoder, request_params
 from .records import cursor_value, parse_datetime
 from .settings import Report
 from .windows import Window
@@ -65,8 +64,7 @@ def plan_chunk(
     if window.end is None or report.cursor is None or report.sort != report.cursor:
         return window
     job = ReadJob(report.variants[0], window)
-    decode = decode_page if report.row_format == "arrow" else None  # as the read decodes it
-    pages = api.paginate(report.path, request_params(report, job), report.tier, report.scope, report.name, decode=decode)
+    pages = api.paginate(report.path, request_params(report, job), report.tier, report.scope, report.name, decode=page_decoder(report))
     document = next(iter(pages), {})
     data: list[Any] = document.get("data") or []
     if not data or not (document.get("links") or {}).get("next"):

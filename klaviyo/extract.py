@@ -132,6 +132,12 @@ def request_params(report: Report, job: ReadJob) -> dict[str, Any]:
     return params
 
 
+def page_decoder(report: Report) -> Callable[[bytes], dict[str, Any]] | None:
+    """How a report's pages are decoded: the Arrow reports' by msgspec (`pages.decode_page`),
+    the others' by the client's default (orjson, plain dicts)."""
+    return decode_page if report.row_format == "arrow" else None
+
+
 def _cursor_at(document: dict[str, Any], cursor: str, index: int) -> datetime | None:
     data = document.get("data") or []
     return cursor_value(data[index], cursor) if data else None
@@ -160,13 +166,12 @@ def read_job(
 ) -> Iterator[PageItems]:
     """Yields the converted pages of one job (empty pages left out); hands the rest of the
     window to idle workers when the splitter allows it (see the module's docstring)."""
-    arrow = report.row_format == "arrow"
-    convert: Callable[..., Any] = to_arrow if arrow else to_rows
+    convert: Callable[..., Any] = to_arrow if report.row_format == "arrow" else to_rows
     cursor = report.cursor or ""
     sorted_by_cursor = bool(cursor) and report.sort == cursor
     previous_ids: frozenset = frozenset()
     for document in api.paginate(
-        report.path, request_params(report, job), report.tier, report.scope, report.name, decode=decode_page if arrow else None
+        report.path, request_params(report, job), report.tier, report.scope, report.name, decode=page_decoder(report)
     ):
         page = document
         document, previous_ids = _without_repeats(document, previous_ids)

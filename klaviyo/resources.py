@@ -29,7 +29,7 @@ from .extract import batched_tables, plan_jobs, read_jobs
 from .hints import dimension_columns, report_columns
 from .options import SourceOptions
 from .records import parse_datetime, quiet_arrow_json_hints, with_load_id
-from .settings import ARROW_BATCH_ROWS, STAGE_DEDUPLICATED, Report
+from .settings import ARROW_BATCH_ROWS, IMMUTABLE, STAGE_DEDUPLICATED, Report
 from .windows import UTC, Window
 
 
@@ -81,7 +81,7 @@ def report_resource(
         columns=report_columns(report),
     )()
     if report.immutable:
-        resource.apply_hints(additional_table_hints={STAGE_DEDUPLICATED: True})
+        resource.apply_hints(additional_table_hints={STAGE_DEDUPLICATED: True, IMMUTABLE: True})
     if report.row_format == "arrow":
         quiet_arrow_json_hints(report.name)
     return resource

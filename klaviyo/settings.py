@@ -67,6 +67,11 @@ RowFormat = Literal["dict", "arrow"]
 Pagination = Literal["jsonapi", "v1", "post"]
 # dlt's table hint that a load's rows are unique on the primary key (no staging dedup).
 STAGE_DEDUPLICATED = "x-stage-data-deduplicated"
+# The source's table hint for the reports whose records never change (`Report.immutable`): a
+# load holds each key once. The command's DuckDB destination loads such tables file by file
+# (`klaviyo_duckdb.py`); unlike STAGE_DEDUPLICATED it stays when `recovery.py` repairs an
+# interrupted package, since those file loads are idempotent and the package must finish as it began.
+IMMUTABLE = "x-klaviyo-immutable"
 # Arrow pages are handed to dlt in tables of at least this many rows (many pages each): dlt's
 # extract costs per item as well as per row.
 ARROW_BATCH_ROWS = 5000

@@ -108,3 +108,20 @@ def test_a_file_job_that_fails_after_its_delete_keeps_the_loaded_events(emulator
     assert sorted(query(pipeline, "SELECT id, _dlt_load_id FROM events")) == before
 
 
+
+
+def test_a_package_interrupted_mid_load_and_repaired_finishes_file_by_file(emulator: Emulator, tmp_path: Path) -> None:
+    # A kill after the events job committed leaves the job to run again (here: the file twice in
+    # the package, one marked started); the command repairs the package (the staging dedup back)
+    # before it resumes. The events must still load file by file: their staging table was never
+    # made (the resumed load failed on it), and the repeated job must leave one row per event.
+    from klaviyo.recovery import repair_interrupted_packages
+    from tests.source.test_resume import _package_with_a_job_run_twice
+
+    pipeline = _pipeline(tmp_path)
+    load_id = _package_with_a_job_run_twice(emulator, pipeline)
+    assert repair_interrupted_packages(pipeline) == [load_id]
+    pipeline.load().raise_on_failed_jobs()
+    (count, distinct), = query(pipeline, "SELECT count(*), count(DISTINCT id) FROM events")
+    assert count == distinct > 5000
+    assert not query(pipeline, "SELECT 1 FROM information_schema.tables WHERE table_schema = 'klaviyo_data_staging' AND table_name = 'events'")
