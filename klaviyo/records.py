@@ -96,14 +96,20 @@ def _reference(item: Any) -> Mapping[str, Any] | None:
     return item if isinstance(item, Mapping) else None
 
 
+def _reference_id(item: Any) -> Any:
+    """The `id` of a reference of a relationship's `data` (None if it is not one)."""
+    if isinstance(item, Ref):
+        return item.id
+    return item.get("id") if isinstance(item, Mapping) else None
+
+
 def _relationship_columns(resource: Any, report: Report) -> dict[str, Any]:
     columns: dict[str, Any] = {}
     for name, column in report.to_one.items():
-        reference = _reference(_related(resource, name))
-        columns[column] = reference.get("id") if reference else None
+        columns[column] = _reference_id(_related(resource, name))
     for name, column in report.to_many.items():
         data = _related(resource, name)
-        columns[column] = [(_reference(item) or {}).get("id") for item in data] if isinstance(data, list) else None
+        columns[column] = [_reference_id(item) for item in data] if isinstance(data, list) else None
     return columns
 
 
@@ -192,16 +198,12 @@ def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> pa.
     if report.dlt_ids:
         columns["_dlt_id"] = pa.array(generate_dlt_ids(len(resources)), pa.string())
     if report.columns_from:  # a revision moved the attributes: the converter reads them whole
-        rows = [_flat(report.columns_from(_decoded(r)), "", {}, report.json_columns) for r in resources]
-        for name in dict.fromkeys(name for row in rows for name in row):
-            columns.update(_columns([row.get(name) for row in rows], name, report))
+        columns.update(_row_columns([_flat(report.columns_from(_decoded(r)), "", {}, report.json_columns) for r in resources], report))
     else:
         for name in dict.fromkeys(name for r in resources for name in r.attributes):
             columns.update(_attribute_columns([r.attributes.get(name) for r in resources], name, report))
     for relationship, name in report.to_one.items():
-        related = [r.relationships.get(relationship) for r in resources]
-        data = [None if rel is None else rel.data for rel in related]
-        columns[name] = pa.array([ref.id if isinstance(ref, Ref) else None for ref in data], pa.string())
+        columns[name] = pa.array([_reference_id(_related(r, relationship)) for r in resources], pa.string())
     columns.update(_included_column(document, resources, report))
     table = pa.table(columns)
     if report.cursor and report.cursor in columns and (window.start or window.end):
@@ -241,10 +243,14 @@ def _attribute_columns(raws: list[Raw | None], name: str, report: Report) -> dic
     values = VALUES.decode(b"[" + b",".join(_NULL if raw is None else raw for raw in raws) + b"]")
     if not any(isinstance(value, dict) for value in values):
         return _columns(values, name, report)
-    rows = [_flat(value, name + "__", {}, report.json_columns) if isinstance(value, dict) else {name: value} for value in values]
+    return _row_columns([_flat(value, name + "__", {}, report.json_columns) if isinstance(value, dict) else {name: value} for value in values], report)
+
+
+def _row_columns(rows: list[dict[str, Any]], report: Report) -> dict[str, pa.Array]:
+    """The columns of flattened rows: one per name any row has, in order of appearance."""
     columns: dict[str, pa.Array] = {}
-    for column in dict.fromkeys(column for row in rows for column in row):
-        columns.update(_columns([row.get(column) for row in rows], column, report))
+    for name in dict.fromkeys(name for row in rows for name in row):
+        columns.update(_columns([row.get(name) for row in rows], name, report))
     return columns
 
 
