@@ -51,6 +51,14 @@ def demo_reports() -> str:
 # config.toml (ValueNotSecretException), so the command sets them on the destination it builds;
 # a `global_config` in secrets.toml or DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG
 # overrides them key by key.
+# Records per backfill chunk (one pipeline run and commit each). A crash redoes at most one chunk
+# (~20 s of events at 1000 a page). DuckDB leaves a part-filled row group (of 122,880 rows) at
+# the end of each chunk's insert, and its checkpoint merges a run of at most three row groups'
+# worth of rows that two such ends share, rewriting (and recompressing) everything between them:
+# with chunks of 250,000 events (two row groups and a part) that rewrote every chunk once more,
+# ~9 of the 22 s of a 1M-event load (bench/README.md, "Issue #14"). Chunks above ~370,000
+# records hold three full row groups between two ends, which no merge spans.
+CHUNK_RECORDS = 500_000
 DUCKDB_GLOBAL_CONFIG: dict[str, Any] = {"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": False}
 
 
@@ -71,8 +79,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--detect-deletes", action="store_true",
         help="re-read the ids of the dimension tables and mark rows Klaviyo no longer returns (_klaviyo_deleted)")
     parser.add_argument("--hard-deletes", action="store_true", help="like --detect-deletes, but remove those rows")
-    parser.add_argument("--chunk-records", type=int, default=250_000,
-        help="resumable backfills: commit a long range in chunks of about this many records, one run each (default 250000; 0 = one run)")
+    parser.add_argument("--chunk-records", type=int, default=CHUNK_RECORDS,
+        help=f"resumable backfills: commit a long range in chunks of about this many records, one run each (default {CHUNK_RECORDS}; 0 = one run)")
     parser.add_argument("--aggregate-query", action="append", default=[], metavar="FILE", help="JSON file with named metric-aggregate queries (repeatable)")
     parser.add_argument("--pipelines-dir", help=f"dlt pipelines working directory (default dlt's, here {get_dlt_pipelines_dir()})")
     parser.add_argument("--progress", default="auto", choices=PROGRESS_CHOICES,

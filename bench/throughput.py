@@ -5,7 +5,7 @@ then loads its account twice (windowed and parallel, then a sequential baseline:
 and prints two lines per run. Two modes:
 
 - `command` (default): `klaviyo_pipeline.py` itself, as README tells users to run it, in a
-  subprocess: its chunked commits (`--chunk-records`, default 250000: a 1M backfill is four
+  subprocess: its chunked commits (`--chunk-records`, default 500000: a 1M backfill is two or three
   runs), its DuckDB destination and process settings, `--progress log` (what it prints off a
   terminal), the repository's `.dlt/config.toml`, the key and base URL in the environment;
 - `run`: one `pipeline.run` of the source in a child process, no chunks (the benchmark's path

@@ -25,8 +25,13 @@ from dlt.sources.helpers.rest_client.paginators import (
 )
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
-from requests.exceptions import RequestException
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError, RequestException
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import SSLError as RequestsSSLError
 from tenacity import RetryCallState, wait_random
+from urllib3.exceptions import DecodeError as UrllibDecodeError
+from urllib3.exceptions import ProtocolError, ReadTimeoutError
+from urllib3.exceptions import SSLError as UrllibSSLError
 
 from .auth import Credentials, PrivateKey
 from .errors import KlaviyoApiError, KlaviyoMalformedResponse, describe_http_error, endpoint_of
@@ -93,12 +98,14 @@ class _PacedAdapter(HTTPAdapter):
         self.tier = tier
         self.credentials = credentials
 
-    def send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
-        response = self._send(request, *args, **kwargs)
+    def send(self, request: PreparedRequest, stream: bool = False, *args: Any, **kwargs: Any) -> Response:  # type: ignore[override]
+        response = self._send(request, stream, *args, **kwargs)
         if response.status_code == 401 and self.credentials is not None:
             if self.credentials.renew(str(request.headers.get("Authorization", ""))):
                 response.close()
-                response = self._send(request, *args, **kwargs)
+                response = self._send(request, stream, *args, **kwargs)
+        if not stream:
+            _read_body(response)
         return response
 
     def _send(self, request: PreparedRequest, *args: Any, **kwargs: Any) -> Response:
@@ -111,6 +118,24 @@ class _PacedAdapter(HTTPAdapter):
             raise daily
         self.limiter.observe(self.tier, response.status_code, response.headers)
         return response
+
+
+def _read_body(response: Response) -> None:
+    """Reads the whole body (decompressed) in one call, where requests' `.content` would read it
+    in 10 KB chunks through Python generators and join them: a 2 MB page of 1000 events costs
+    ~1 ms of CPU less, and the body is held once instead of as chunks plus their join.
+    Read errors become requests' exceptions as `.content` raises them (retried alike)."""
+    try:
+        response._content = response.raw.read(decode_content=True) or b""
+    except ProtocolError as error:  # a truncated or malformed body (IncompleteRead is one)
+        raise ChunkedEncodingError(error) from error
+    except UrllibDecodeError as error:
+        raise ContentDecodingError(error) from error
+    except ReadTimeoutError as error:
+        raise RequestsConnectionError(error) from error
+    except UrllibSSLError as error:
+        raise RequestsSSLError(error) from error
+    response._content_consumed = True
 
 
 # JSON:API pages keep their records in `data`. Compiled once: RESTClient compiles a string

@@ -13,6 +13,7 @@ from dlt.common.destination.exceptions import DestinationTransientException
 import klaviyo_duckdb
 from klaviyo import klaviyo_source
 from klaviyo_emulator import Emulator, EmulatorConfig
+import klaviyo_pipeline
 from klaviyo_pipeline import duckdb_destination
 from tests.conftest import query
 
@@ -125,3 +126,42 @@ def test_a_package_interrupted_mid_load_and_repaired_finishes_file_by_file(emula
     (count, distinct), = query(pipeline, "SELECT count(*), count(DISTINCT id) FROM events")
     assert count == distinct > 5000
     assert not query(pipeline, "SELECT 1 FROM information_schema.tables WHERE table_schema = 'klaviyo_data_staging' AND table_name = 'events'")
+
+
+
+def _load_chunk(pipeline: dlt.Pipeline, chunk: int, rows: int) -> None:
+    """One run of `rows` immutable rows (a chunk of the command's backfill of events, narrow rows)
+    through the command's DuckDB destination."""
+    import pyarrow as pa
+
+    table = pa.table({"id": pa.array([f"e{chunk}-{i:07d}" for i in range(rows)]), "n": pa.array(range(rows), pa.int64())})
+
+    @dlt.resource(name="events", write_disposition={"disposition": "merge", "strategy": "delete-insert"}, primary_key="id")
+    def events() -> Iterator[Any]:
+        yield table
+
+    events.apply_hints(additional_table_hints={klaviyo_duckdb.IMMUTABLE: True})
+    pipeline.run(events(), loader_file_format="parquet").raise_on_failed_jobs()
+
+
+def _blocks(pipeline: dlt.Pipeline) -> dict[int, set[tuple[int, int]]]:
+    """Row group of the events table -> the (block id, offset) of its column segments."""
+    blocks: dict[int, set[tuple[int, int]]] = {}
+    for group, block, offset in query(pipeline, "SELECT row_group_id, block_id, block_offset FROM pragma_storage_info('klaviyo_data.events')"):
+        blocks.setdefault(group, set()).add((block, offset))
+    return blocks
+
+
+@pytest.mark.parametrize("chunk_rows, rewritten", [(klaviyo_pipeline.CHUNK_RECORDS, False), (250_000, True)])
+def test_a_chunk_of_the_default_size_leaves_the_loaded_row_groups_as_written(tmp_path: Path, chunk_rows: int, rewritten: bool) -> None:
+    # DuckDB's checkpoint merges the part-filled row groups that end two loads when at most three
+    # row groups' worth of rows lie between them, rewriting them all; chunks of the command's
+    # default size hold more, so a backfill writes each event once (250,000-row chunks: twice).
+    pipeline = _pipeline(tmp_path)
+    _load_chunk(pipeline, 0, chunk_rows)
+    first = _blocks(pipeline)
+    _load_chunk(pipeline, 1, chunk_rows)
+    assert query(pipeline, "SELECT count(*), count(DISTINCT id) FROM events")[0] == (2 * chunk_rows, 2 * chunk_rows)
+    after = _blocks(pipeline)
+    kept = all(after.get(group) == segments for group, segments in first.items())
+    assert kept is not rewritten, (sorted(first), sorted(after))
