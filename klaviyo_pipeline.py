@@ -43,6 +43,15 @@ def demo_reports() -> str:
     table = REVISIONS.get(str(dlt.config.get("sources.klaviyo.revision") or DEFAULT_REVISION), REVISIONS[DEFAULT_REVISION])
     return ",".join(name for name in table.names if name != "campaigns_v1")
 
+# Records per backfill chunk (one pipeline run and commit each): a crash redoes at most one chunk
+# (~20 s of events at 1000 a page), and each run costs a probe request and dlt's per-run work.
+# DuckDB leaves a part-filled row group at the end of each chunk's insert; its checkpoint merges
+# two such ends when at most three row groups' worth of rows lie between them, rewriting those
+# rows. Chunks hold far more (the command's row groups are 16,384 rows: klaviyo_duckdb.py), so a
+# backfill writes each event once (with 250,000-record chunks and DuckDB's default 122,880-row
+# groups, every chunk was written twice: bench/README.md, "Issue #14").
+CHUNK_RECORDS = 500_000
+
 # DuckDB settings of the loader's connection (dlt's `global_config` of the DuckDB credentials):
 # a bounded buffer pool keeps the loader's memory flat in the size of a load (DuckDB spills to
 # disk beyond it); measured in bench/README.md (1M events: peak RSS 284 MB with 64MB, 344 MB
@@ -51,14 +60,6 @@ def demo_reports() -> str:
 # config.toml (ValueNotSecretException), so the command sets them on the destination it builds;
 # a `global_config` in secrets.toml or DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG
 # overrides them key by key.
-# Records per backfill chunk (one pipeline run and commit each). A crash redoes at most one chunk
-# (~20 s of events at 1000 a page). DuckDB leaves a part-filled row group (of 122,880 rows) at
-# the end of each chunk's insert, and its checkpoint merges a run of at most three row groups'
-# worth of rows that two such ends share, rewriting (and recompressing) everything between them:
-# with chunks of 250,000 events (two row groups and a part) that rewrote every chunk once more,
-# ~9 of the 22 s of a 1M-event load (bench/README.md, "Issue #14"). Chunks above ~370,000
-# records hold three full row groups between two ends, which no merge spans.
-CHUNK_RECORDS = 500_000
 DUCKDB_GLOBAL_CONFIG: dict[str, Any] = {"memory_limit": "64MB", "threads": 1, "preserve_insertion_order": False}
 
 

@@ -76,13 +76,15 @@ IMMUTABLE = "x-klaviyo-immutable"
 # extract costs per item as well as per row.
 ARROW_BATCH_ROWS = 5000
 # Records the parallel readers may hold converted and queued for dlt, beyond the page each
-# worker converts: 32 pages of 200 (two per worker, the 2023-10-15 events path at 16 workers),
-# 6 of 1000 events. Memory, not speed: the consumer (dlt) is the bound, not the queue.
-QUEUED_RECORDS = 6400
+# worker converts: 16 pages of 200 (the 2023-10-15 events path at 16 workers), 3 of 1000 events.
+# Memory, not speed: the consumer (dlt) is the bound, and a worker blocked on a full queue holds
+# its converted page as well (6 pages of 1000 queued and 10 workers: 296-307 MB at 1M events).
+QUEUED_RECORDS = 3200
 # Records the workers may be reading and converting at once: the `workers` option, but at most
-# 10 workers on 1000-record pages (2026-07-15 events: ~2 MB each, ~4 MB per worker while it
-# converts one; 16 of them peaked at 338 MB against 299 MB with 10, at 0.93 of the speed).
-IN_FLIGHT_RECORDS = 10_000
+# 8 workers on 1000-record pages (2026-07-15 events: ~2 MB each, ~4 MB per worker while it
+# converts one; 16 of them peaked at 338 MB, 10 at ~300 MB; 8 with 3 pages queued at 288-292 MB,
+# at ~0.9 of the speed of 10: bench/README.md, "Issue #14").
+IN_FLIGHT_RECORDS = 8_000
 # Records per page where the source sends no `page[size]` (the API's default: events in 2023-10-15).
 DEFAULT_PAGE_RECORDS = 200
 # A window is split for idle workers only into parts expected to hold this many pages or more

@@ -11,9 +11,9 @@ import pytest
 from dlt.common.destination.exceptions import DestinationTransientException
 
 import klaviyo_duckdb
+import klaviyo_pipeline
 from klaviyo import klaviyo_source
 from klaviyo_emulator import Emulator, EmulatorConfig
-import klaviyo_pipeline
 from klaviyo_pipeline import duckdb_destination
 from tests.conftest import query
 
@@ -152,11 +152,12 @@ def _blocks(pipeline: dlt.Pipeline) -> dict[int, set[tuple[int, int]]]:
     return blocks
 
 
-@pytest.mark.parametrize("chunk_rows, rewritten", [(klaviyo_pipeline.CHUNK_RECORDS, False), (250_000, True)])
+@pytest.mark.parametrize("chunk_rows, rewritten", [(klaviyo_pipeline.CHUNK_RECORDS, False), (20_000, True)])
 def test_a_chunk_of_the_default_size_leaves_the_loaded_row_groups_as_written(tmp_path: Path, chunk_rows: int, rewritten: bool) -> None:
     # DuckDB's checkpoint merges the part-filled row groups that end two loads when at most three
-    # row groups' worth of rows lie between them, rewriting them all; chunks of the command's
-    # default size hold more, so a backfill writes each event once (250,000-row chunks: twice).
+    # row groups' worth of rows lie between them, rewriting them all; a chunk of the command's
+    # default size holds many more, so a backfill writes each event once. (20,000-row chunks, one
+    # row group and a part each: the second load rewrites the first one's rows.)
     pipeline = _pipeline(tmp_path)
     _load_chunk(pipeline, 0, chunk_rows)
     first = _blocks(pipeline)
@@ -165,3 +166,17 @@ def test_a_chunk_of_the_default_size_leaves_the_loaded_row_groups_as_written(tmp
     after = _blocks(pipeline)
     kept = all(after.get(group) == segments for group, segments in first.items())
     assert kept is not rewritten, (sorted(first), sorted(after))
+
+
+def test_the_database_file_has_small_row_groups_and_opens_in_plain_duckdb(tmp_path: Path) -> None:
+    pipeline = _pipeline(tmp_path)
+    _load_chunk(pipeline, 0, 40_000)
+    sizes = [r[0] for r in query(pipeline, "SELECT max(count) FROM pragma_storage_info('klaviyo_data.events') GROUP BY row_group_id ORDER BY row_group_id")]
+    assert sizes == [klaviyo_duckdb.ROW_GROUP_SIZE, klaviyo_duckdb.ROW_GROUP_SIZE, 40_000 - 2 * klaviyo_duckdb.ROW_GROUP_SIZE]
+    _load_chunk(pipeline, 1, 10)  # a second run opens the file again
+    import duckdb
+
+    with duckdb.connect(str(tmp_path / "k.duckdb"), read_only=True) as connection:  # any DuckDB client reads it
+        loaded = connection.execute("SELECT count(*), count(DISTINCT id), sum(n) FROM klaviyo_data.events").fetchone()
+        assert loaded == (40_010, 40_010, sum(range(40_000)) + sum(range(10)))
+        assert connection.execute("SELECT current_database()").fetchone() == ("k",)
