@@ -8,7 +8,7 @@ datetimes; free-form objects named in the report's `json_columns` stay whole (JS
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from itertools import accumulate
+from itertools import accumulate, chain
 from typing import Any
 
 import orjson
@@ -144,12 +144,12 @@ def _included_column(document: Mapping[str, Any], resources: list[Resource], rep
     if not names:
         return {}
     included = {(r.get("type"), r.get("id")): r for r in document.get("included") or []}
-    texts: list[str | None] = []
-    for resource in resources:
-        if not any(_related(resource, name) for name in names):
-            texts.append(None)  # most events have no attribution
-            continue
-        texts.append(orjson.dumps(_related_included(resource, names, included)).decode())
+    texts: list[str | None] = [None] * len(resources)  # most events have no attribution
+    related: set[int] = set()  # indexes of the resources with a related resource
+    for name in names:
+        related.update(index for index, data in enumerate(_related_data(resources, name)) if data)
+    for index in sorted(related):
+        texts[index] = orjson.dumps(_related_included(resources[index], names, included)).decode()
     return {INCLUDED: pa.array(texts, pa.string())}
 
 
@@ -200,15 +200,26 @@ def to_arrow(document: Mapping[str, Any], report: Report, window: Window) -> pa.
     if report.columns_from:  # a revision moved the attributes: the converter reads them whole
         columns.update(_row_columns([_flat(report.columns_from(_decoded(r)), "", {}, report.json_columns) for r in resources], report))
     else:
-        for name in dict.fromkeys(name for r in resources for name in r.attributes):
+        for name in dict.fromkeys(chain.from_iterable(r.attributes for r in resources)):
             columns.update(_attribute_columns([r.attributes.get(name) for r in resources], name, report))
     for relationship, name in report.to_one.items():
-        columns[name] = pa.array([_reference_id(_related(r, relationship)) for r in resources], pa.string())
+        columns[name] = pa.array(_to_one_ids(resources, relationship), pa.string())
     columns.update(_included_column(document, resources, report))
     table = pa.table(columns)
     if report.cursor and report.cursor in columns and (window.start or window.end):
         table = table.filter(_window_mask(table[report.cursor], window))
     return table
+
+
+def _related_data(resources: list[Resource], relationship: str) -> list[Any]:
+    """`_related` of each resource of a decoded page, inlined (a call per record and
+    relationship cost ~0.3 µs/event)."""
+    return [None if (related := r.relationships.get(relationship)) is None else related.data for r in resources]
+
+
+def _to_one_ids(resources: list[Resource], relationship: str) -> list[str | None]:
+    """The related id of each resource of a decoded page (None: no single reference)."""
+    return [data.id if type(data) is Ref else None for data in _related_data(resources, relationship)]
 
 
 def _decoded(resource: Resource) -> dict[str, Any]:
@@ -240,8 +251,8 @@ def _attribute_columns(raws: list[Raw | None], name: str, report: Report) -> dic
     are flattened into columns (`_flat`)."""
     if name in report.json_columns:
         return {name: _json_text_column(raws)}
-    values = VALUES.decode(b"[" + b",".join(_NULL if raw is None else raw for raw in raws) + b"]")
-    if not any(isinstance(value, dict) for value in values):
+    values = VALUES.decode(b"[" + b",".join(raws if None not in raws else [_NULL if raw is None else raw for raw in raws]) + b"]")  # type: ignore[arg-type]
+    if dict not in set(map(type, values)):  # decoded JSON: exact types, and map/set run in C
         return _columns(values, name, report)
     return _row_columns([_flat(value, name + "__", {}, report.json_columns) if isinstance(value, dict) else {name: value} for value in values], report)
 
@@ -277,7 +288,8 @@ _ARROW_TYPES: dict[str, pa.DataType] = {
 def _columns(values: list[Any], name: str, report: Report) -> dict[str, pa.Array]:
     """One attribute of a page as columns: JSON text, timestamps, declared types, or Arrow's
     inference; none when it is null on the whole page."""
-    if name in report.json_columns or any(isinstance(v, (list, dict)) for v in values):
+    kinds = set(map(type, values))  # decoded JSON or flattened values: exact types, no subclasses
+    if name in report.json_columns or list in kinds or dict in kinds:
         return {name: pa.array([None if v is None else orjson.dumps(v).decode() for v in values], pa.string())}
     if name in report.timestamps or report.column_types.get(name) == "timestamp":
         return {name: _timestamps(values)}
