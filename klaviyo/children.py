@@ -20,6 +20,7 @@ from urllib.parse import quote
 import dlt
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 from dlt.common.typing import TDataItems
 from dlt.extract.items_transform import ItemTransform
 from dlt.sources import DltResource
@@ -100,7 +101,9 @@ class _SplitIncluded(ItemTransform[TDataItems, dict[str, Any]]):
         if INCLUDED not in table.column_names:
             yield table
             return
-        carried = zip(table.column("id").to_pylist(), table.column(INCLUDED).to_pylist(), strict=False)
+        # only the rows that carry resources become Python objects (most events carry none)
+        carrying = table.select(["id", INCLUDED]).filter(pc.is_valid(table.column(INCLUDED)))
+        carried = zip(carrying.column("id").to_pylist(), carrying.column(INCLUDED).to_pylist(), strict=True)
         tables = self._child_rows((id_, orjson.loads(text)) for id_, text in carried if text)
         yield table.drop_columns([INCLUDED])
         for name, rows in tables.items():
