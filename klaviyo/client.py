@@ -231,7 +231,12 @@ class KlaviyoApi:
             hooks={"response": [_response_hook(scope, report, self.credentials, decode)]},
         )
         for page in _unreachable_as_error(pages, path):
-            yield page.response.json()
+            document = page.response.json()
+            # dlt's page is a list of the `data` records too: emptied, the records go as soon as
+            # the reader releases the document, not when the next page replaces this one (a
+            # second page of records held per reader, freed cold: ~1 µs/event at 1000 a page)
+            page.clear()
+            yield document
 
     def paginate_v1(self, path: str, page_size: int | None, tier: str, report: str) -> Iterator[list[dict[str, Any]]]:
         """Yields the `data` of each page of a legacy v1 `$list` collection (page/count).

@@ -30,12 +30,13 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Any
 
 import pyarrow as pa
 
 from .client import KlaviyoApi
-from .pages import decode_page
+from .pages import Resource, decode_page
 from .records import cursor_value, resource_id, to_arrow, to_rows
 from .settings import DEFAULT_PAGE_RECORDS, IN_FLIGHT_RECORDS, QUEUED_RECORDS, SPLIT_MIN_PAGES, Report
 from .windows import Window, bound_conditions, combine, split_into
@@ -206,13 +207,17 @@ def _release(document: dict[str, Any]) -> None:
             records.clear()
 
 
+# The id of a decoded page's resource (`pages.Resource`), read in C over a whole page.
+_ID = attrgetter("id")
+
+
 def _without_repeats(document: dict[str, Any], previous_ids: frozenset) -> tuple[dict[str, Any], frozenset]:
     """The page without the records the previous page of the same read already gave, and
     this page's ids. Klaviyo's cursors are opaque: should one shift when records are added
     mid-read (an offset would), a record would come twice at the page edge; reports declared
     `immutable` promise dlt one row per id per load, so this keeps that promise cheaply."""
     data = document.get("data") or []
-    ids = frozenset(resource_id(resource) for resource in data)
+    ids = frozenset(map(_ID, data) if data and type(data[0]) is Resource else (resource_id(resource) for resource in data))
     if previous_ids and not previous_ids.isdisjoint(ids):
         document = {**document, "data": [r for r in data if resource_id(r) not in previous_ids]}
     return document, ids
