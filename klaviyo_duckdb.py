@@ -73,10 +73,11 @@ class _FileMergeJob(DuckDbCopyJob):
 
 # Rows per DuckDB row group of the database file (DuckDB's default: 122,880). DuckDB holds the
 # row group it is filling uncompressed in its buffer pool: ~160 MB of 1.3 KB events, which the
-# command's 64 MB pool spills to disk (compressed) and reads back. At 16,384 rows (~21 MB) it
-# fits: loading 1M events cost 7.5 instead of 11.3 µs of CPU each, for a file ~10% larger
-# (bench/README.md, "Issue #14"). DuckDB takes the size only when the file is attached.
-ROW_GROUP_SIZE = 16_384
+# command's 64 MB pool spills to disk (compressed) and reads back. At 10,240 rows (~13 MB; room
+# for events of 5 KB) it fits: inserting 1M events cost 6.4 µs of CPU each instead of 11.3
+# (7.7 at 16,384 rows), for a file ~11% larger (bench/README.md, "Issue #14"). DuckDB takes the
+# size only when the file is attached.
+ROW_GROUP_SIZE = 10_240
 
 
 class _RowGroupPool(DuckDbConnectionPool):

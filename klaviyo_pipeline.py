@@ -47,7 +47,7 @@ def demo_reports() -> str:
 # (~20 s of events at 1000 a page), and each run costs a probe request and dlt's per-run work.
 # DuckDB leaves a part-filled row group at the end of each chunk's insert; its checkpoint merges
 # two such ends when at most three row groups' worth of rows lie between them, rewriting those
-# rows. Chunks hold far more (the command's row groups are 16,384 rows: klaviyo_duckdb.py), so a
+# rows. Chunks hold far more (the command's row groups are 10,240 rows: klaviyo_duckdb.py), so a
 # backfill writes each event once (with 250,000-record chunks and DuckDB's default 122,880-row
 # groups, every chunk was written twice: bench/README.md, "Issue #14").
 CHUNK_RECORDS = 500_000
